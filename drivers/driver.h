@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The image driver contract.
+ *
+ * A driver serves one image format (raw, qcow2, a remote NBD base) behind one
+ * const ops table, listed in drivers/registry.c.  NULL members mean "not
+ * supported"; members are only ever appended.
+ *
+ * Objects:
+ *   struct drv_image   one open image file.  The core allocates it with
+ *                      ops->priv_size zeroed bytes at img->priv, calls
+ *                      ->open, and later ->close; it owns img->backing,
+ *                      the next image in the chain (opened by chain.c).
+ *   struct drv_queue   one queue thread's view of a chain: its event loop
+ *                      and aio context.  Each image gets
+ *                      ops->queue_priv_size bytes per queue in
+ *                      img->qpriv[q->index], set up by ->queue_init.
+ *   struct drv_req     one request.  Whoever issues it (the vbd, a tool)
+ *                      provides ops->req_priv_size bytes of scratch at
+ *                      req->priv, preallocated: drivers never allocate on
+ *                      the I/O path.
+ *
+ * Lifecycle: open -> queue_init (per queue) -> requests -> queue_fini ->
+ * close.  open/close/queue_init/queue_fini and the tool-only members run on
+ * the control thread with no request in flight.  Data-path members run on
+ * the thread that owns req->q, possibly on several queue threads at once for
+ * the same image: a driver's shared state (metadata caches) must be locked,
+ * and data I/O should run with no lock held.
+ *
+ * Completion: each data-path member returns void and finishes the request
+ * exactly once by calling drv_req_complete(req, err) with 0 or -errno.  It
+ * may do so before returning.  A driver never blocks on I/O in a data-path
+ * member: it submits through lib/aio on req->q->aio.
+ *
+ * Backing chain: a driver that does not hold a range (an unallocated qcow2
+ * cluster) forwards it to img->backing with drv_submit() on a sub-request
+ * carved from its own preallocated scratch, or reads zeros when there is
+ * none.  Opening the chain, loop detection and bounds (a backing image
+ * shorter than its overlay reads as zeros past its end) live once, in
+ * drivers/chain.c, not in each driver.
+ *
+ * Errors: the place that detects a failure logs it once with operation,
+ * path and offset; callers pass the code up silently.  Image contents are
+ * untrusted input: every field goes through lib/checked.h.
+ */
+#ifndef QTAP_DRIVER_H
+#define QTAP_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct aio_ctx;
+struct evloop;
+struct drv_image;
+struct drv_queue;
+struct drv_req;
+
+/* Bumped when the ops table changes shape; checked by registry.c. */
+#define DRV_API_VERSION 1
+
+/* Open flags. */
+#define DRV_OPEN_RDONLY (1u << 0)
+#define DRV_OPEN_BUFFERED (1u << 1) /* no O_DIRECT (tools on tmpfs, tests) */
+
+/* Capabilities reported in img->caps after open. */
+#define DRV_CAP_DISCARD (1u << 0)
+#define DRV_CAP_WRITE_ZEROES (1u << 1)
+#define DRV_CAP_BLOCK_STATUS (1u << 2)
+#define DRV_CAP_FUA (1u << 3) /* FUA honoured natively; else the core flushes */
+
+enum drv_op {
+	DRV_OP_READ = 0,
+	DRV_OP_WRITE,
+	DRV_OP_FLUSH,
+	DRV_OP_DISCARD,
+	DRV_OP_WRITE_ZEROES,
+	DRV_OP_BLOCK_STATUS,
+};
+
+/* Request flags. */
+#define DRV_REQ_FUA (1u << 0)	      /* WRITE/WRITE_ZEROES: durable on completion */
+#define DRV_REQ_MAY_UNMAP (1u << 1)   /* WRITE_ZEROES: may deallocate */
+#define DRV_REQ_NO_FALLBACK (1u << 2) /* WRITE_ZEROES: -ENOTSUP rather than
+				       * writing zero buffers (NBD FAST_ZERO) */
+
+/* Block status result flags (DRV_OP_BLOCK_STATUS). */
+#define DRV_BS_DATA (1u << 0)	   /* reads may return non-zero data */
+#define DRV_BS_ZERO (1u << 1)	   /* reads return zeros */
+#define DRV_BS_ALLOCATED (1u << 2) /* this image holds the range (not backing) */
+#define DRV_BS_OFFSET_VALID (1u << 3) /* host_offset is meaningful */
+
+struct drv_status {
+	unsigned flags;	      /* DRV_BS_* */
+	uint64_t len;	      /* bytes from req->offset with this status, > 0 */
+	uint64_t host_offset; /* with DRV_BS_OFFSET_VALID */
+	unsigned depth;	      /* chain depth of the image holding it (0 = top),
+			       * filled by the chain helper */
+};
+
+typedef void drv_done_fn(struct drv_req *req, int err);
+
+struct drv_req {
+	/* set by the issuer */
+	enum drv_op op;
+	unsigned flags;
+	uint64_t offset;
+	uint64_t len;		 /* READ/WRITE: must equal the iovec's total */
+	const struct iovec *iov; /* READ/WRITE; borrowed until completion */
+	unsigned iovcnt;
+	struct drv_queue *q;
+	drv_done_fn *done;
+	void *opaque;
+	void *priv; /* ops->req_priv_size bytes of driver scratch */
+
+	/* result of DRV_OP_BLOCK_STATUS */
+	struct drv_status status;
+};
+
+struct drv_queue {
+	unsigned index; /* 0 .. nr_queues-1 */
+	struct evloop *loop;
+	struct aio_ctx *aio;
+};
+
+/* Parsed -o key=value options for create. */
+struct drv_opt {
+	const char *key;
+	const char *value;
+	bool used; /* set by drivers that consumed it; unused keys are an error */
+};
+
+struct drv_create_args {
+	uint64_t size_bytes;
+	const char *backing_file;   /* NULL: none */
+	const char *backing_format; /* NULL with a backing file: refused */
+	struct drv_opt *opts;
+	unsigned nr_opts;
+};
+
+struct drv_ops {
+	const char *name;	 /* the TYPE in TYPE:PATH */
+	const char *description; /* one line for --help */
+	size_t priv_size;
+	size_t queue_priv_size;
+	size_t req_priv_size;
+
+	/*
+	 * open - Required.  Open @path (flags DRV_OPEN_*), fill img->size_bytes,
+	 * img->block_bytes and img->caps.  Returns 0 or -errno (logged).
+	 */
+	int (*open)(struct drv_image *img, const char *path, unsigned flags);
+
+	/* close - Required.  No request in flight; every queue finished. */
+	void (*close)(struct drv_image *img);
+
+	/*
+	 * get_backing - Optional.  The backing image spec ("qcow2:/abs/path")
+	 * in *@spec (malloc'ed, ownership transferred) or NULL for none.
+	 * Returns 0 or -errno (for example a backing file without a format).
+	 */
+	int (*get_backing)(struct drv_image *img, char **spec);
+
+	/* queue_init / queue_fini - Optional.  Per-queue state in
+	 * img->qpriv[q->index]; called on the control thread. */
+	int (*queue_init)(struct drv_image *img, struct drv_queue *q);
+	void (*queue_fini)(struct drv_image *img, struct drv_queue *q);
+
+	/* Data path.  Called on req->q's thread; complete exactly once. */
+	void (*read)(struct drv_image *img, struct drv_req *req);	  /* Required */
+	void (*write)(struct drv_image *img, struct drv_req *req);	  /* Required unless
+									   * read-only format */
+	void (*flush)(struct drv_image *img, struct drv_req *req);	  /* Required */
+	void (*discard)(struct drv_image *img, struct drv_req *req);	  /* Optional */
+	void (*write_zeroes)(struct drv_image *img, struct drv_req *req); /* Optional */
+	void (*block_status)(struct drv_image *img, struct drv_req *req); /* Optional */
+
+	/*
+	 * create - Optional, tools only.  Create an image at @path.  Options the
+	 * driver uses are marked used; returns 0 or -errno (logged, naming the
+	 * option at fault).
+	 */
+	int (*create)(const char *path, const struct drv_create_args *args);
+};
+
+struct drv_image {
+	const struct drv_ops *ops;
+	char *path;
+	unsigned open_flags;
+	uint64_t size_bytes;
+	uint32_t block_bytes;	   /* requests must be multiples of this */
+	uint32_t phys_block_bytes; /* preferred I/O granularity */
+	unsigned caps;		   /* DRV_CAP_* */
+	void *priv;
+	void **qpriv;	  /* per-queue private state, indexed by queue */
+	unsigned nr_queues;
+	struct drv_image *backing; /* NULL: end of chain */
+	unsigned depth;		   /* 0 for the top image */
+};
+
+/*
+ * drv_req_complete - finish @req with @err (0 or -errno).  Calls req->done.
+ * Must be called exactly once per request.
+ */
+void drv_req_complete(struct drv_req *req, int err);
+
+/* drv_find - the driver named @name, or NULL. */
+const struct drv_ops *drv_find(const char *name);
+
+/* drv_list - the registry, NULL-terminated. */
+extern const struct drv_ops *const drv_registry[];
+
+/*
+ * drv_parse_spec - split "TYPE:PATH" into the driver and the path (pointing
+ * into @spec).  Returns 0, -EINVAL (no colon, empty path) or -ENOENT (no
+ * such driver); logged with the spec.
+ */
+int drv_parse_spec(const char *spec, const struct drv_ops **ops, const char **path);
+
+/*
+ * drv_image_open - open one image (no backing chain) with @ops.  Allocates
+ * priv.  Returns 0 and *out, or -errno.
+ */
+int drv_image_open(const struct drv_ops *ops, const char *path, unsigned flags,
+		   struct drv_image **out);
+
+/* drv_image_close - close @img and its backing chain.  NULL is a no-op. */
+void drv_image_close(struct drv_image *img);
+
+/*
+ * drv_chain_open - open "TYPE:PATH" and its backing chain (backing images
+ * read-only).  Loops and chains deeper than DRV_CHAIN_MAX_DEPTH are refused.
+ */
+#define DRV_CHAIN_MAX_DEPTH 64
+int drv_chain_open(const char *spec, unsigned flags, struct drv_image **top);
+
+/*
+ * drv_queues_init - set up @nr queues on every image of the chain rooted at
+ * @top, using the loops/aio contexts in @queues[0..nr-1].  Returns 0 or
+ * -errno (already initialised queues are torn down).
+ */
+int drv_queues_init(struct drv_image *top, struct drv_queue *queues, unsigned nr);
+void drv_queues_fini(struct drv_image *top);
+
+/* drv_chain_req_priv_bytes - the largest req_priv_size in the chain. */
+size_t drv_chain_req_priv_bytes(const struct drv_image *top);
+
+/*
+ * drv_submit - validate @req against @img (bounds, read-only, supported op,
+ * iovec total) and dispatch to the driver.  Invalid requests complete with
+ * -EINVAL, -EROFS or -EOPNOTSUPP.  Completion as for the ops.
+ */
+void drv_submit(struct drv_image *img, struct drv_req *req);
+
+#endif

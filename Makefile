@@ -54,7 +54,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 BINS := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
 
-all: $(BINS) $(UNIT_BINS)
+all: $(ARCHIVES) $(BINS) $(UNIT_BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)

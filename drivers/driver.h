@@ -80,15 +80,16 @@ enum drv_op {
 };
 
 /* Request flags. */
-#define DRV_REQ_FUA (1u << 0)	      /* WRITE/WRITE_ZEROES: durable on completion */
-#define DRV_REQ_MAY_UNMAP (1u << 1)   /* WRITE_ZEROES: may deallocate */
-#define DRV_REQ_NO_FALLBACK (1u << 2) /* WRITE_ZEROES: -ENOTSUP rather than
+#define DRV_REQ_FUA (1u << 0)	    /* WRITE/WRITE_ZEROES: durable on completion */
+#define DRV_REQ_MAY_UNMAP (1u << 1) /* WRITE_ZEROES: may deallocate */
+#define DRV_REQ_NO_FALLBACK                                                                        \
+	(1u << 2) /* WRITE_ZEROES: -ENOTSUP rather than
 				       * writing zero buffers (NBD FAST_ZERO) */
 
 /* Block status result flags (DRV_OP_BLOCK_STATUS). */
-#define DRV_BS_DATA (1u << 0)	   /* reads may return non-zero data */
-#define DRV_BS_ZERO (1u << 1)	   /* reads return zeros */
-#define DRV_BS_ALLOCATED (1u << 2) /* this image holds the range (not backing) */
+#define DRV_BS_DATA (1u << 0)	      /* reads may return non-zero data */
+#define DRV_BS_ZERO (1u << 1)	      /* reads return zeros */
+#define DRV_BS_ALLOCATED (1u << 2)    /* this image holds the range (not backing) */
 #define DRV_BS_OFFSET_VALID (1u << 3) /* host_offset is meaningful */
 
 struct drv_status {
@@ -193,7 +194,7 @@ struct drv_image {
 	uint32_t phys_block_bytes; /* preferred I/O granularity */
 	unsigned caps;		   /* DRV_CAP_* */
 	void *priv;
-	void **qpriv;	  /* per-queue private state, indexed by queue */
+	void **qpriv; /* per-queue private state, indexed by queue */
 	unsigned nr_queues;
 	struct drv_image *backing; /* NULL: end of chain */
 	unsigned depth;		   /* 0 for the top image */

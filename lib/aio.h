@@ -67,7 +67,7 @@ enum aio_op {
 struct aio_file {
 	int fd;
 	char *path;
-	bool direct;	   /* O_DIRECT in effect */
+	bool direct; /* O_DIRECT in effect */
 	bool readonly;
 	bool is_blockdev;
 	uint32_t mem_align; /* buffer address alignment O_DIRECT needs */

@@ -379,21 +379,40 @@ static int dispatch(struct evloop *loop, struct epoll_event *evs, int nr)
 	return n;
 }
 
+/*
+ * epoll_pwait2 gives nanosecond timeouts; where it is missing (valgrind
+ * 3.19 does not know the syscall) epoll_wait with the timeout rounded up
+ * to whole milliseconds keeps timers from firing early.
+ */
+static int wait_events(struct evloop *loop, struct epoll_event *evs, int64_t wait_ns)
+{
+	static bool no_pwait2;
+	struct timespec ts;
+	int ms;
+
+	if (!__atomic_load_n(&no_pwait2, __ATOMIC_RELAXED)) {
+		ts.tv_sec = wait_ns / 1000000000;
+		ts.tv_nsec = wait_ns % 1000000000;
+		int nr = epoll_pwait2(loop->epfd, evs, EVLOOP_MAX_EVENTS, wait_ns < 0 ? NULL : &ts,
+				      NULL);
+		if (nr >= 0 || errno != ENOSYS)
+			return nr;
+		__atomic_store_n(&no_pwait2, true, __ATOMIC_RELAXED);
+	}
+	if (wait_ns < 0)
+		ms = -1;
+	else
+		ms = (int)MIN(div_round_up_u64((uint64_t)wait_ns, 1000000), (uint64_t)INT32_MAX);
+	return epoll_wait(loop->epfd, evs, EVLOOP_MAX_EVENTS, ms);
+}
+
 int evloop_run_once(struct evloop *loop, int64_t timeout_ns)
 {
 	struct epoll_event evs[EVLOOP_MAX_EVENTS];
-	struct timespec ts, *tsp = NULL;
-	int64_t wait_ns;
 	int nr;
 
 	run_hooks(loop);
-	wait_ns = wait_timeout_ns(loop, timeout_ns);
-	if (wait_ns >= 0) {
-		ts.tv_sec = wait_ns / 1000000000;
-		ts.tv_nsec = wait_ns % 1000000000;
-		tsp = &ts;
-	}
-	nr = epoll_pwait2(loop->epfd, evs, EVLOOP_MAX_EVENTS, tsp, NULL);
+	nr = wait_events(loop, evs, wait_timeout_ns(loop, timeout_ns));
 	if (nr < 0) {
 		if (errno == EINTR)
 			return 0;

@@ -35,10 +35,10 @@ static const struct {
 	const char *name;
 	uint32_t flag;
 } debug_names[] = {
-	{ "aio", LOG_F_AIO },	{ "loop", LOG_F_LOOP }, { "raw", LOG_F_RAW },
-	{ "qcow2", LOG_F_QCOW2 }, { "vbd", LOG_F_VBD },	{ "ring", LOG_F_RING },
-	{ "nbd", LOG_F_NBD },	{ "fuse", LOG_F_FUSE }, { "ctl", LOG_F_CTL },
-	{ "xen", LOG_F_XEN },	{ "tool", LOG_F_TOOL }, { "all", LOG_F_ALL },
+	{ "aio", LOG_F_AIO },	  { "loop", LOG_F_LOOP }, { "raw", LOG_F_RAW },
+	{ "qcow2", LOG_F_QCOW2 }, { "vbd", LOG_F_VBD },	  { "ring", LOG_F_RING },
+	{ "nbd", LOG_F_NBD },	  { "fuse", LOG_F_FUSE }, { "ctl", LOG_F_CTL },
+	{ "xen", LOG_F_XEN },	  { "tool", LOG_F_TOOL }, { "all", LOG_F_ALL },
 };
 
 void log_init(const char *prog)

@@ -76,8 +76,7 @@ const char *log_debug_names(void);
 /* The current debug mask; read by log_dbg() before formatting anything. */
 extern uint32_t log_debug_mask;
 
-void log_msg(enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
  * log_msg_ratelimited - like log_msg, but at most a burst of lines per
@@ -89,8 +88,8 @@ struct log_ratelimit {
 	unsigned printed;
 	unsigned suppressed;
 };
-void log_msg_ratelimited(struct log_ratelimit *state, enum log_level level,
-			 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void log_msg_ratelimited(struct log_ratelimit *state, enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #define log_err(...) log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)

@@ -1,0 +1,14 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# make install: the parts beyond binaries (man pages rendered from POD).
+# Usage: install-extra.sh DESTDIR PREFIX BUILD
+set -eu
+destdir=$1 prefix=$2
+for pod in docs/*.pod; do
+	[ -f "$pod" ] || continue
+	name=$(basename "$pod" .pod)           # e.g. tap-img.1
+	section=${name##*.}
+	mkdir -p "$destdir$prefix/share/man/man$section"
+	pod2man --section="$section" --center=qtap --release=qtap "$pod" \
+		>"$destdir$prefix/share/man/man$section/$name"
+done

@@ -196,6 +196,7 @@ struct drv_image {
 	void *priv;
 	void **qpriv; /* per-queue private state, indexed by queue */
 	unsigned nr_queues;
+	struct drv_queue *queues;  /* borrowed from drv_queues_init until _fini */
 	struct drv_image *backing; /* NULL: end of chain */
 	unsigned depth;		   /* 0 for the top image */
 };

@@ -1,0 +1,5 @@
+# SPDX-License-Identifier: MIT
+# tools/: the image tool.  Everything else under tools/ goes into libtools.a.
+
+PROGRAMS += tap-img
+tap-img_MAIN := tools/tap-img/main.c

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the tap-img verbs: error messages, sizes, cache modes
+ * and opening an image the way every verb does.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "errors.h"
+#include "tap-img.h"
+
+void img_err(const char *verb, const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "tap-img: %s: ", verb);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int img_parse_size(const char *verb, const char *what, const char *s, uint64_t *out)
+{
+	int err = parse_u64(s, true, out);
+
+	if (err)
+		img_err(verb, "invalid %s '%s'%s", what, s, err == -ERANGE ? ": too large" : "");
+	return err;
+}
+
+int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags)
+{
+	if (strcmp(mode, "none") == 0 || strcmp(mode, "directsync") == 0)
+		return 0;
+	if (strcmp(mode, "writeback") == 0 || strcmp(mode, "writethrough") == 0 ||
+	    strcmp(mode, "unsafe") == 0) {
+		*open_flags |= DRV_OPEN_BUFFERED;
+		return 0;
+	}
+	img_err(verb, "invalid cache mode '%s' (none, directsync, writeback, writethrough, unsafe)",
+		mode);
+	return -EINVAL;
+}
+
+/* Is @filename a TYPE:PATH spec naming a registered driver? */
+static bool is_spec(const char *filename)
+{
+	const char *colon = strchr(filename, ':');
+	char type[32];
+	size_t len;
+
+	if (!colon)
+		return false;
+	len = (size_t)(colon - filename);
+	if (len == 0 || len >= sizeof(type))
+		return false;
+	memcpy(type, filename, len);
+	type[len] = '\0';
+	return drv_find(type) != NULL;
+}
+
+int img_open(const char *verb, const char *fmt, const char *filename, unsigned flags,
+	     struct drv_image **out)
+{
+	CLEANUP_FREE char *spec = NULL;
+	int err;
+
+	if (fmt && !drv_find(fmt)) {
+		img_err(verb, "unknown format '%s'", fmt);
+		return -EINVAL;
+	}
+	if (!fmt && is_spec(filename)) {
+		spec = strdup(filename);
+	} else if (asprintf(&spec, "%s:%s", fmt ? fmt : "raw", filename) < 0) {
+		spec = NULL;
+	}
+	if (!spec) {
+		img_err(verb, "out of memory");
+		return -ENOMEM;
+	}
+	err = drv_chain_open(spec, flags, out);
+	if (err)
+		img_err(verb, "could not open '%s': %s", filename, err_str(err));
+	return err;
+}

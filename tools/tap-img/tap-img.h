@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tap-img internals: the verbs main.c dispatches to, and the helpers they
+ * share.  A verb takes its own argv (argv[0] is the verb's name), prints
+ * its errors as "tap-img: VERB: message" on stderr and returns the process
+ * exit code, qemu-img's: 0 on success, 1 on error.
+ */
+#ifndef QTAP_TAP_IMG_H
+#define QTAP_TAP_IMG_H
+
+#include <stdint.h>
+
+#include "driver.h"
+
+#define IMG_EXIT_OK 0
+#define IMG_EXIT_ERR 1
+
+/* The verbs.  Each returns an exit code. */
+int img_cmd_create(int argc, char **argv);
+int img_cmd_io(int argc, char **argv);
+
+/* img_err - print "tap-img: @verb: message" on stderr. */
+void img_err(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * img_parse_size - a byte count with an optional k/M/G/T/P/E suffix (powers
+ * of 1024, as qemu-img).  On error prints "invalid @what '@s'" for @verb and
+ * returns -EINVAL/-ERANGE.
+ */
+int img_parse_size(const char *verb, const char *what, const char *s, uint64_t *out);
+
+/*
+ * img_parse_cache - qemu's cache modes: "none"/"directsync" keep O_DIRECT,
+ * "writeback"/"writethrough"/"unsafe" add DRV_OPEN_BUFFERED to
+ * *@open_flags.  Prints the error for @verb; 0 or -EINVAL.
+ */
+int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags);
+
+/*
+ * img_open - open @filename and its backing chain.  @fmt names the driver
+ * when given; otherwise @filename may be a TYPE:PATH spec, and anything else
+ * is opened as raw.  Raw is a safe default because nothing is probed: the
+ * file's bytes are served as they are.  Prints the error for @verb; 0 or
+ * -errno.  *@out is closed with drv_image_close().
+ */
+int img_open(const char *verb, const char *fmt, const char *filename, unsigned flags,
+	     struct drv_image **out);
+
+#endif

@@ -18,6 +18,7 @@
 /* The verbs.  Each returns an exit code. */
 int img_cmd_create(int argc, char **argv);
 int img_cmd_io(int argc, char **argv);
+int img_cmd_bench(int argc, char **argv);
 
 /* img_err - print "tap-img: @verb: message" on stderr. */
 void img_err(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

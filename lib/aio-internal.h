@@ -139,6 +139,7 @@ struct aio_engine_ops {
 	void (*reap)(struct aio_ctx *ctx);
 };
 
+extern const struct aio_engine_ops aio_uring_ops;
 extern const struct aio_engine_ops aio_sync_ops;
 
 /*

@@ -56,6 +56,7 @@
 #define AIO_REQ_FINISHED (UINT_MAX - 1)
 
 static const struct aio_engine_ops *const aio_engines[] = {
+	&aio_uring_ops,
 	&aio_sync_ops,
 };
 

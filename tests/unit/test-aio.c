@@ -579,6 +579,7 @@ static void test_auto_engine(void **state)
 int main(void)
 {
 	static const enum aio_engine engines[] = {
+		AIO_ENGINE_URING,
 		AIO_ENGINE_SYNC,
 	};
 	const struct CMUnitTest per_engine[] = {

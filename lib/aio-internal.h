@@ -140,6 +140,7 @@ struct aio_engine_ops {
 };
 
 extern const struct aio_engine_ops aio_uring_ops;
+extern const struct aio_engine_ops aio_libaio_ops;
 extern const struct aio_engine_ops aio_sync_ops;
 
 /*

@@ -57,6 +57,7 @@
 
 static const struct aio_engine_ops *const aio_engines[] = {
 	&aio_uring_ops,
+	&aio_libaio_ops,
 	&aio_sync_ops,
 };
 

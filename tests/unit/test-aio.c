@@ -580,6 +580,7 @@ int main(void)
 {
 	static const enum aio_engine engines[] = {
 		AIO_ENGINE_URING,
+		AIO_ENGINE_LIBAIO,
 		AIO_ENGINE_SYNC,
 	};
 	const struct CMUnitTest per_engine[] = {

@@ -44,16 +44,7 @@ struct raw_image {
 struct raw_req {
 	struct aio_req aio;
 	struct drv_req *req;
-	struct drv_image *img;
 	bool flush_after; /* FUA: follow the write with an fdatasync */
-};
-
-static const char *const raw_aio_op_names[] = {
-	[AIO_OP_READ] = "read",
-	[AIO_OP_WRITE] = "write",
-	[AIO_OP_FSYNC] = "flush",
-	[AIO_OP_DISCARD] = "discard",
-	[AIO_OP_WRITE_ZEROES] = "write_zeroes",
 };
 
 /* ---- open / close ------------------------------------------------------- */
@@ -151,9 +142,7 @@ static void raw_aio_done(struct aio_req *aio, int err)
 	struct drv_req *req = rr->req;
 
 	if (err) {
-		log_err_ratelimited("%s %s: offset %" PRIu64 " len %" PRIu64 ": %s",
-				    raw_aio_op_names[aio->op], rr->img->path, aio->offset, aio->len,
-				    err_str(err));
+		/* lib/aio detected it and logged it, with the file and offset. */
 		drv_req_complete(req, err);
 		return;
 	}
@@ -177,7 +166,6 @@ static void raw_submit(struct drv_image *img, struct drv_req *req, enum aio_op o
 	struct raw_req *rr = req->priv;
 
 	rr->req = req;
-	rr->img = img;
 	rr->flush_after = (req->flags & DRV_REQ_FUA) &&
 			  (op == AIO_OP_WRITE || op == AIO_OP_WRITE_ZEROES || op == AIO_OP_DISCARD);
 	rr->aio = (struct aio_req){

@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "checked.h"
-#include "errors.h"
 #include "tap-img.h"
 
 #define CREATE_MAX_OPTS 32
@@ -117,7 +116,7 @@ static int create_parse_args(struct create_cmd *cmd, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "+hqf:o:b:F:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hqf:o:b:F:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			create_usage(stdout);
@@ -172,7 +171,6 @@ int img_cmd_create(int argc, char **argv)
 	struct create_cmd cmd = { .fmt = "raw" };
 	const struct drv_ops *ops;
 	unsigned i;
-	int err;
 
 	cmd.args.opts = cmd.opts;
 	if (create_parse_args(&cmd, argc, argv))
@@ -182,11 +180,9 @@ int img_cmd_create(int argc, char **argv)
 		return IMG_EXIT_ERR;
 	if (!cmd.quiet)
 		create_print(&cmd);
-	err = ops->create(cmd.filename, &cmd.args);
-	if (err) {
-		img_err("create", "%s: %s", cmd.filename, err_str(err));
+	/* The driver has logged why it failed, naming the file and option. */
+	if (ops->create(cmd.filename, &cmd.args))
 		return IMG_EXIT_ERR;
-	}
 	for (i = 0; i < cmd.args.nr_opts; i++) {
 		if (!cmd.opts[i].used) {
 			img_err("create", "%s: invalid parameter '%s' for format %s", cmd.filename,

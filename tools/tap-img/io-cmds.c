@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "checked.h"
 #include "errors.h"
 #include "evloop.h"
 #include "io.h"
@@ -73,24 +74,69 @@ static int io_failed(const char *what, int err)
 	return -1;
 }
 
-/* qemu-io's dump_buffer(): 16 bytes per line, hex then printable ASCII. */
+/* qemu-io's dump_buffer(): 16 bytes per line, hex, then letters and digits. */
 static void io_dump(const uint8_t *buf, uint64_t offset, uint64_t len)
 {
 	uint64_t i, j;
 
 	for (i = 0; i < len; i += 16) {
 		printf("%08" PRIx64 ":  ", offset + i);
-		for (j = i; j < i + 16; j++) {
-			if (j < len)
-				printf("%02x ", buf[j]);
-			else
-				printf("   ");
-		}
+		for (j = i; j < i + 16 && j < len; j++)
+			printf("%02x ", buf[j]);
 		putchar(' ');
 		for (j = i; j < i + 16 && j < len; j++)
-			putchar(isprint(buf[j]) ? buf[j] : '.');
+			putchar(isalnum(buf[j]) ? buf[j] : '.');
 		putchar('\n');
 	}
+}
+
+/* One read or write of exactly the caller's range, with @flags (DRV_REQ_*). */
+static int io_rw_exact(struct io_state *st, enum drv_op op, uint64_t offset, void *buf,
+		       uint64_t len, unsigned flags)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct drv_req req = {
+		.op = op,
+		.flags = flags,
+		.offset = offset,
+		.len = len,
+		.iov = &iov,
+		.iovcnt = 1,
+	};
+
+	return drv_sync_req(st->sync, &req);
+}
+
+/*
+ * Read or write any byte range, as qemu-io allows: drivers take whole
+ * blocks only, so a misaligned range is widened to blocks and, for a write,
+ * read-modify-written.  That is safe here because io runs one request at a
+ * time on an image nobody else writes.
+ */
+static int io_transfer(struct io_state *st, enum drv_op op, uint64_t offset, void *buf,
+		       uint64_t len, unsigned flags)
+{
+	uint64_t bb = st->img->block_bytes, lo = ALIGN_DOWN(offset, bb), hi;
+	uint8_t *tmp;
+	int err;
+
+	if (is_aligned_u64(offset, bb) && is_aligned_u64(len, bb))
+		return io_rw_exact(st, op, offset, buf, len, flags);
+	if (ck_add(offset, len, &hi) || ck_align_up_u64(hi, bb, &hi))
+		return -EINVAL;
+	tmp = buf_alloc(hi - lo, IO_BUF_ALIGN);
+	if (!tmp)
+		return -ENOMEM;
+	memset(tmp, 0, hi - lo);
+	err = io_rw_exact(st, DRV_OP_READ, lo, tmp, hi - lo, 0);
+	if (!err && op == DRV_OP_READ)
+		memcpy(buf, tmp + (offset - lo), len);
+	if (!err && op == DRV_OP_WRITE) {
+		memcpy(tmp + (offset - lo), buf, len);
+		err = io_rw_exact(st, DRV_OP_WRITE, lo, tmp, hi - lo, flags);
+	}
+	buf_free(tmp);
+	return err;
 }
 
 static int io_read(struct io_state *st, int argc, char **argv)
@@ -114,8 +160,9 @@ static int io_read(struct io_state *st, int argc, char **argv)
 	buf = buf_alloc(r.len ?: 1, IO_BUF_ALIGN);
 	if (!buf)
 		return io_failed("read", -ENOMEM);
+	memset(buf, 0, r.len); /* defined even if the kernel's writes go unseen (valgrind) */
 	t0 = evloop_now_ns();
-	err = drv_sync_rw(st->sync, DRV_OP_READ, r.offset, buf, r.len);
+	err = io_transfer(st, DRV_OP_READ, r.offset, buf, r.len, 0);
 	if (err) {
 		buf_free(buf);
 		return io_failed("read", err);
@@ -136,35 +183,29 @@ static int io_read(struct io_state *st, int argc, char **argv)
 	return err ? -1 : 0;
 }
 
-/* write -z: zero the range (-u: may deallocate). */
-static int io_write_zeroes(struct io_state *st, const struct io_range *r, unsigned flags)
+/*
+ * write -P and write -z.  Zeroing uses the driver's write_zeroes (-u: may
+ * deallocate) where the range is whole blocks, and writes zeros otherwise.
+ */
+static int io_write_range(struct io_state *st, const struct io_range *r, bool zeroes,
+			  unsigned flags)
 {
-	uint64_t t0 = evloop_now_ns();
-	int err = drv_sync_write_zeroes(st->sync, r->offset, r->len, flags);
-
-	if (err)
-		return io_failed("write", err);
-	if (!st->quiet && !r->quiet)
-		io_report("wrote", r->offset, r->len, evloop_now_ns() - t0);
-	return 0;
-}
-
-static int io_write_data(struct io_state *st, const struct io_range *r, unsigned flags)
-{
-	struct iovec iov;
-	struct drv_req req = { .op = DRV_OP_WRITE, .flags = flags, .iov = &iov, .iovcnt = 1 };
-	uint8_t *buf = buf_alloc(r->len ?: 1, IO_BUF_ALIGN);
-	uint64_t t0;
+	uint64_t bb = st->img->block_bytes, t0;
+	uint8_t *buf = NULL;
 	int err;
 
-	if (!buf)
-		return io_failed("write", -ENOMEM);
-	memset(buf, r->pattern >= 0 ? r->pattern : IO_WRITE_PATTERN, r->len);
-	iov = (struct iovec){ .iov_base = buf, .iov_len = r->len };
-	req.offset = r->offset;
-	req.len = r->len;
 	t0 = evloop_now_ns();
-	err = drv_sync_req(st->sync, &req);
+	if (zeroes && is_aligned_u64(r->offset, bb) && is_aligned_u64(r->len, bb)) {
+		err = drv_sync_write_zeroes(st->sync, r->offset, r->len, flags);
+	} else {
+		buf = buf_alloc(r->len ?: 1, IO_BUF_ALIGN);
+		if (!buf)
+			return io_failed("write", -ENOMEM);
+		memset(buf, zeroes ? 0 : r->pattern >= 0 ? r->pattern : IO_WRITE_PATTERN, r->len);
+		t0 = evloop_now_ns();
+		err = io_transfer(st, DRV_OP_WRITE, r->offset, buf, r->len,
+				  flags & ~DRV_REQ_MAY_UNMAP);
+	}
 	t0 = evloop_now_ns() - t0;
 	buf_free(buf);
 	if (err)
@@ -201,7 +242,7 @@ static int io_write(struct io_state *st, int argc, char **argv)
 		printf("-u requires -z to be specified\n");
 		return -1;
 	}
-	return zeroes ? io_write_zeroes(st, &r, flags) : io_write_data(st, &r, flags);
+	return io_write_range(st, &r, zeroes, flags);
 }
 
 static int io_discard(struct io_state *st, int argc, char **argv)

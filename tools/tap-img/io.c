@@ -50,8 +50,8 @@ static void io_usage(FILE *f)
 		   "  -c CMD     a command; repeatable\n"
 		   "\nCommands (OFF and LEN take k/M/G suffixes):\n");
 	for (i = 0; io_cmds[i].name; i++)
-		fprintf(f, "  %s %s\n      %s\n", io_cmds[i].name, io_cmds[i].args,
-			io_cmds[i].help);
+		fprintf(f, "  %s%s%s\n      %s\n", io_cmds[i].name, *io_cmds[i].args ? " " : "",
+			io_cmds[i].args, io_cmds[i].help);
 }
 
 static int io_parse_opt(struct io_opts *o, int c)
@@ -104,7 +104,7 @@ static int io_parse_args(struct io_opts *o, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "+hf:rnt:i:qc:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hf:rnt:i:qc:", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			io_usage(stdout);
 			exit(IMG_EXIT_OK);

@@ -233,11 +233,21 @@ static void slot_issue(struct bench_state *st, struct bench_slot *s)
 
 /* ---- completion --------------------------------------------------------- */
 
+/* May the next failure be printed?  Says so once when the answer turns to no. */
+static bool report_allowed(struct bench_state *st)
+{
+	if (st->reports++ < MAX_REPORTS)
+		return true;
+	if (st->reports == MAX_REPORTS + 1)
+		img_err("bench", "further failures are counted, not shown");
+	return false;
+}
+
 static void report_io_error(struct bench_state *st, const struct bench_slot *s, int err)
 {
 	st->res->io_errors++;
 	st->stop = true;
-	if (st->reports++ < MAX_REPORTS)
+	if (report_allowed(st))
 		img_err("bench", "%s at offset %" PRIu64 " failed: %s",
 			s->req.op == DRV_OP_WRITE ? "write" : "read", s->req.offset, err_str(err));
 }
@@ -255,7 +265,7 @@ static void verify_read(struct bench_state *st, const struct bench_slot *s)
 	if (bad == cfg->bs)
 		return;
 	st->res->verify_errors++;
-	if (st->reports++ < MAX_REPORTS)
+	if (report_allowed(st))
 		img_err("bench",
 			"verify: wrong data at offset %" PRIu64 ": expected 0x%02x, got 0x%02x "
 			"(block at offset %" PRIu64 ", write %u)",
@@ -298,6 +308,12 @@ static void slot_done(struct drv_req *req, int err)
 			st->gens[s->pos] &= GEN_MASK;
 	}
 	slot_issue(st, s);
+	/*
+	 * The last completion may come from the loop's prepare hook (sync
+	 * engine), just before the loop would sleep with nothing to wake it.
+	 */
+	if (!st->inflight)
+		evloop_wake(st->q->loop);
 }
 
 /* ---- the run ------------------------------------------------------------ */

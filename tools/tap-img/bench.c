@@ -66,7 +66,7 @@ static void bench_usage(FILE *f)
 		"  -f FMT          image format (default: FILE's TYPE: prefix, else raw)\n"
 		"  -i AIO          io_uring|libaio|native|threads|sync|auto (default auto)\n"
 		"  -t CACHE        none (O_DIRECT, the default) or writeback; -n: none\n"
-		"  -q              print only the result line\n"
+		"  -q              quiet: print nothing but errors (and --output=json)\n"
 		"  --rw MODE       read|write|rw|randread|randwrite|randrw\n"
 		"  --pattern P     rand or seq offsets; a number is the byte written (qemu)\n"
 		"  --rwmixread PCT percentage of reads in rw modes (default 50)\n"
@@ -238,7 +238,7 @@ static int parse_args(struct bench_cfg *cfg, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "+hc:d:s:wo:S:f:i:t:nq", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hc:d:s:wo:S:f:i:t:nq", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			bench_usage(stdout);
 			exit(IMG_EXIT_OK);

@@ -61,7 +61,8 @@ static QT_UNUSED const char *qt_path(const char *name)
 	static unsigned next;
 	char *p = ring[next++ % 8];
 
-	snprintf(p, PATH_MAX, "%s/%s", qt_dir(), name);
+	if (snprintf(p, PATH_MAX, "%s/%s", qt_dir(), name) >= PATH_MAX)
+		abort();
 	return p;
 }
 

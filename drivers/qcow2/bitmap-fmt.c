@@ -27,6 +27,7 @@ static int validate_table(const struct qcow2_bitmap *bm, unsigned cluster_bits, 
 			  const char *path)
 {
 	uint64_t data_bytes = (uint64_t)bm->table_size << cluster_bits;
+	char what[QCOW2_BME_MAX_NAME_BYTES + 32];
 	uint64_t covered;
 
 	if (bm->table_offset == 0)
@@ -37,9 +38,10 @@ static int validate_table(const struct qcow2_bitmap *bm, unsigned cluster_bits, 
 	if (data_bytes > QCOW2_BME_MAX_DATA_BYTES)
 		return bad_entry(bm, path, "table size", bm->table_size,
 				 "covers more than 512 MiB of bitmap data");
-	if (qcow2_fmt_validate_table(
-		    path, "bitmap table", bm->table_offset, bm->table_size, sizeof(uint64_t),
-		    (uint64_t)QCOW2_BME_MAX_TABLE_ENTRIES * sizeof(uint64_t), cluster_bits))
+	snprintf(what, sizeof(what), "bitmap \"%s\" table", bm->name);
+	if (qcow2_fmt_validate_table(path, what, bm->table_offset, bm->table_size, sizeof(uint64_t),
+				     (uint64_t)QCOW2_BME_MAX_TABLE_ENTRIES * sizeof(uint64_t),
+				     cluster_bits))
 		return -EINVAL;
 	/* at most 2^29 bytes * 8 bits << 31: no overflow */
 	covered = (data_bytes * 8) << bm->granularity_bits;

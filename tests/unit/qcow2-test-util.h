@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
 #include <spawn.h>
@@ -313,10 +314,18 @@ static QT_UNUSED char *qt_capture_end(struct qt_capture *c)
 	return s;
 }
 
+static QT_UNUSED int qt_remove_one(const char *path, const struct stat *st, int flag,
+				   struct FTW *ftw)
+{
+	remove(path);
+	return 0;
+}
+
+/* Group teardown: the scratch directory goes unless QTAP_KEEP_TMP is set. */
 static QT_UNUSED int qt_group_teardown(void **state)
 {
 	if (qt_dir_path[0] && !getenv("QTAP_KEEP_TMP"))
-		qt_run("rm", "-rf", "--", qt_dir_path, NULL);
+		nftw(qt_dir_path, qt_remove_one, 16, FTW_DEPTH | FTW_PHYS);
 	return 0;
 }
 

@@ -337,6 +337,13 @@ struct qcow2_header {
  * how much cluster 0 is.  Fills *@out (owned by the caller, release with
  * qcow2_header_fini()).  Returns 0, -EINVAL, -ENOTSUP (version, unknown
  * incompatible features, compression type) or -ENOMEM; logged.
+ *
+ * Stricter than QEMU, for images no QEMU writes: header_length must be a
+ * multiple of 8 (as the spec says), the backing name must not lie inside
+ * the fixed header, names must not contain NUL bytes, a known extension
+ * may appear only once, and the header, L1 table, refcount table,
+ * snapshot table, bitmap directory and encryption header must not overlap
+ * (QEMU checks overlaps only before writing).
  */
 #define QCOW2_HEADER_PROBE_BYTES QCOW2_V3_HEADER_BYTES
 int qcow2_header_parse(const void *buf, size_t len, const char *path, unsigned flags,
@@ -532,7 +539,8 @@ struct qcow2_l2_entry {
  * alloc and zero bits of one subcluster both set, or alloc bits without a
  * host cluster.  QEMU signals corruption for the run-time subset of these
  * and `qemu-img check` reports all of them.  The check that a data-file
- * entry's host offset equals its guest offset is the caller's.
+ * entry's host offset equals its guest offset is the caller's.  *@out is
+ * filled even when -EINVAL is returned, so a checker can report and go on.
  */
 int qcow2_l2_entry_decode(const struct qcow2_geom *g, uint64_t entry, uint64_t bitmap,
 			  struct qcow2_l2_entry *out, const char **why);

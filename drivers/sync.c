@@ -19,24 +19,16 @@ struct drv_sync {
 };
 
 struct sync_wait {
-	struct evloop *loop;
 	bool done;
 	int err;
 };
 
-/*
- * lib/aio may deliver a completion from the loop's prepare hook (the sync
- * engine, discard under libaio), that is before the loop goes to sleep in
- * the same evloop_run_once(); nothing would wake it then.  The wake-up
- * makes that wait return at once.
- */
 static void sync_done(struct drv_req *req, int err)
 {
 	struct sync_wait *w = req->opaque;
 
 	w->err = err;
 	w->done = true;
-	evloop_wake(w->loop);
 }
 
 static void sync_release(struct drv_sync *s)
@@ -89,7 +81,7 @@ void drv_sync_free(struct drv_sync *s)
 
 int drv_sync_req(struct drv_sync *s, struct drv_req *req)
 {
-	struct sync_wait w = { .loop = s->q.loop, .done = false };
+	struct sync_wait w = { .done = false };
 	int err;
 
 	req->q = &s->q;

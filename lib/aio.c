@@ -150,14 +150,18 @@ static void aio_finish(struct aio_ctx *ctx, struct aio_req *req, int err)
 	aio_list_push(&ctx->finished, req);
 }
 
-static void aio_deliver(struct aio_ctx *ctx)
+/* Returns how many completions were delivered. */
+static unsigned aio_deliver(struct aio_ctx *ctx)
 {
 	struct aio_req *req;
+	unsigned n = 0;
 
 	while ((req = aio_list_pop(&ctx->finished))) {
 		ctx->count--;
 		req->done(req, req->result);
+		n++;
 	}
+	return n;
 }
 
 /* ---- in-flight writes ---- */
@@ -376,16 +380,19 @@ void aio_ctx_kick(struct aio_ctx *ctx)
 static void aio_hook_fn(struct evloop_hook *h)
 {
 	struct aio_ctx *ctx = h->opaque;
+	unsigned delivered;
 
 	aio_dispatch(ctx);
 	if (ctx->ops->submit)
 		ctx->ops->submit(ctx);
-	aio_deliver(ctx);
+	delivered = aio_deliver(ctx);
 	/*
 	 * Work made runnable in here (synchronous completions, ->done
-	 * submitting more) would otherwise sleep until an unrelated event.
+	 * submitting more) would otherwise sleep until an unrelated event;
+	 * and a caller waiting for a completion delivered here must get
+	 * control back from this iteration rather than sleep in it.
 	 */
-	if (ctx->ready.head || (ctx->pending.head && ctx->free_slots))
+	if (delivered || ctx->ready.head || (ctx->pending.head && ctx->free_slots))
 		aio_ctx_kick(ctx);
 }
 

@@ -8,14 +8,16 @@
 
 int json_print(FILE *f, const json_t *v)
 {
-	if (json_dumpf(v, f, JSON_INDENT(4) | JSON_PRESERVE_ORDER) < 0 || fputc('\n', f) == EOF)
+	if (json_dumpf(v, f, JSON_INDENT(4) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) < 0 ||
+	    fputc('\n', f) == EOF)
 		return -EIO;
 	return 0;
 }
 
 int json_print_compact(FILE *f, const json_t *v)
 {
-	if (json_dumpf(v, f, JSON_COMPACT | JSON_PRESERVE_ORDER) < 0 || fputc('\n', f) == EOF)
+	if (json_dumpf(v, f, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) < 0 ||
+	    fputc('\n', f) == EOF)
 		return -EIO;
 	return 0;
 }

@@ -308,12 +308,6 @@ static void slot_done(struct drv_req *req, int err)
 			st->gens[s->pos] &= GEN_MASK;
 	}
 	slot_issue(st, s);
-	/*
-	 * The last completion may come from the loop's prepare hook (sync
-	 * engine), just before the loop would sleep with nothing to wake it.
-	 */
-	if (!st->inflight)
-		evloop_wake(st->q->loop);
 }
 
 /* ---- the run ------------------------------------------------------------ */

@@ -47,7 +47,7 @@ for spec in "randread 4k 1" "randread 4k 32" "randwrite 4k 32" "read 1M 8" "writ
 		"${base% *}" "${base#* }" 1.00
 	for engine in io_uring libaio sync; do
 		r=$(tapimg_run "$engine" "$1" "$2" "$3")
-		ratio=$(echo "${r% *} ${base% *}" | awk '{ printf "%.2f", $2 > 0 ? $1 / $2 : 0 }')
+		ratio=$(echo "${r% *} ${base% *}" | awk '{ printf "%.2f", ($2 > 0) ? $1 / $2 : 0 }')
 		printf '%-10s %5s %3s  %-9s %10.0f %9.1f %8s\n' "$1" "$2" "$3" "$engine" \
 			"${r% *}" "${r#* }" "$ratio"
 	done

@@ -25,18 +25,46 @@ static void usage(FILE *f)
 {
 	unsigned i;
 
-	fprintf(f, "Usage: tap-img COMMAND [OPTIONS] ...\n\nCommands:\n");
+	fprintf(f, "Usage: tap-img [-D FLAGS] COMMAND [OPTIONS] ...\n\nCommands:\n");
 	for (i = 0; i < ARRAY_SIZE(img_verbs); i++)
 		fprintf(f, "  %-8s %s\n", img_verbs[i].name, img_verbs[i].summary);
-	fprintf(f, "\n'tap-img COMMAND --help' describes a command's options.\n"
-		   "Images are FILE (raw unless -f says otherwise) or TYPE:PATH.\n");
+	fprintf(f,
+		"\n'tap-img COMMAND --help' describes a command's options.\n"
+		"Images are FILE (raw unless -f says otherwise) or TYPE:PATH.\n"
+		"-D FLAGS enables debug output for subsystems: %s\n"
+		"(also the QTAP_DEBUG environment variable).\n",
+		log_debug_names());
+}
+
+/* Global options before the command: -D FLAGS.  Returns argv's shift or -1. */
+static int global_opts(int argc, char **argv)
+{
+	int i = 1;
+
+	while (i < argc && strcmp(argv[i], "-D") == 0) {
+		if (i + 1 >= argc) {
+			fprintf(stderr, "tap-img: -D needs a list of flags (%s)\n",
+				log_debug_names());
+			return -1;
+		}
+		if (log_set_debug_flags(argv[i + 1]) < 0)
+			return -1;
+		i += 2;
+	}
+	return i - 1;
 }
 
 int main(int argc, char **argv)
 {
 	unsigned i;
+	int shift;
 
 	log_init("tap-img");
+	shift = global_opts(argc, argv);
+	if (shift < 0)
+		return IMG_EXIT_ERR;
+	argc -= shift;
+	argv += shift;
 	if (argc < 2) {
 		usage(stderr);
 		return IMG_EXIT_ERR;

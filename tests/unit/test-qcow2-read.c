@@ -130,11 +130,16 @@ static uint64_t chain_status(struct drv_sync *s, struct drv_image *top, uint64_t
 	struct drv_image *img = top;
 
 	for (;;) {
-		struct drv_req req = { .op = DRV_OP_BLOCK_STATUS, .offset = off, .len = len };
+		/* widened to the image's blocks, then cut back to [off, off + len) */
+		uint64_t bb = img->block_bytes, start = ALIGN_DOWN(off, bb);
+		uint64_t end = MIN(ALIGN_DOWN(off + len + bb - 1, bb), img->size_bytes);
+		struct drv_req req = { .op = DRV_OP_BLOCK_STATUS,
+				       .offset = start,
+				       .len = end - start };
 
 		assert_int_equal(qd_submit(s, top, img, &req), 0);
-		assert_true(req.status.len > 0 && req.status.len <= len);
-		len = req.status.len;
+		assert_true(req.status.len > off - start && req.status.len <= end - start);
+		len = MIN(len, start + req.status.len - off);
 		if ((req.status.flags & DRV_BS_ALLOCATED) || !img->backing) {
 			*data = req.status.flags & DRV_BS_DATA;
 			*zero = req.status.flags & DRV_BS_ZERO;
@@ -185,6 +190,9 @@ static void check_map(struct drv_sync *s, struct drv_image *top, const char *pat
 
 /* ---- the whole check ------------------------------------------------------------------ */
 
+/* Non-zero: pretend every backing image takes only blocks of this size. */
+static uint32_t force_backing_block;
+
 static void check_image_flags(const char *path, unsigned flags)
 {
 	struct drv_image *top = NULL;
@@ -194,6 +202,8 @@ static void check_image_flags(const char *path, unsigned flags)
 
 	assert_int_equal(qd_open_chain(path, flags, &top), 0);
 	assert_int_equal(top->size_bytes, size);
+	for (struct drv_image *b = top->backing; b && force_backing_block; b = b->backing)
+		b->block_bytes = force_backing_block;
 	assert_int_equal(drv_sync_new(top, NULL, &s), 0);
 	check_chunks(s, ref, size);
 	check_scattered(s, top, ref, size);
@@ -389,6 +399,32 @@ static void test_extended_l2_backing(void **state)
 	create_overlay(top, base, "raw", "extended_l2=on,cluster_size=128k", "4M");
 	qd_qemu_io(top, cmds);
 	check_image(top);
+}
+
+/*
+ * A backing image with 4 KiB blocks (a raw file under O_DIRECT on a 4Kn
+ * disk) under overlays whose extents are 512-byte granular: the pieces it
+ * cannot take directly go through the bounce buffers.
+ */
+static void test_backing_4k_blocks(void **state)
+{
+	const char *base = qt_path("b4k-base.raw");
+	const char *small = qt_path("b4k-512.qcow2");
+	const char *sub = qt_path("b4k-extl2.qcow2");
+	const char *const cmds[] = { "write -P 0x61 1536 512",	  "write -P 0x62 70656 2560",
+				     "write -z 200704 512",	  "write -P 0x63 1048064 1024",
+				     "write -P 0x64 3145216 512", NULL };
+
+	QT_REQUIRE_QEMU();
+	qd_make_source(base, 3 * MiB + 12 * KiB, 21);
+	create_overlay(small, base, "raw", "cluster_size=512", "3084K");
+	qd_qemu_io(small, cmds);
+	create_overlay(sub, base, "raw", "extended_l2=on,cluster_size=16k", "3084K");
+	qd_qemu_io(sub, cmds);
+	force_backing_block = 4096;
+	check_image(small);
+	check_image(sub);
+	force_backing_block = 0;
 }
 
 /* backing files shorter than the overlay read zeros past their end */
@@ -665,6 +701,7 @@ int main(void)
 		cmocka_unit_test(test_extended_l2),
 		cmocka_unit_test(test_chain),
 		cmocka_unit_test(test_extended_l2_backing),
+		cmocka_unit_test(test_backing_4k_blocks),
 		cmocka_unit_test(test_short_backing),
 		cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_buffered),

@@ -127,10 +127,10 @@ static void data_done(struct aio_req *aio, int err)
 
 /*
  * Read a DATA extent straight into the caller's buffers.  When the pass's
- * iovec pool runs out, the extent (and the pass) is cut short; the rest is
- * mapped again by the next pass.
+ * iovec pool runs out, the pass ends there: before this extent when no
+ * entry is left (-ENOBUFS), or inside it; the next pass maps the rest.
  */
-static void issue_data(struct qcow2_req *qr, struct qcow2_xio *x)
+static int issue_data(struct qcow2_req *qr, struct qcow2_xio *x)
 {
 	struct qcow2_image *qi = qr->img->priv;
 	struct qcow2_extent *e = x->ext;
@@ -140,11 +140,12 @@ static void issue_data(struct qcow2_req *qr, struct qcow2_xio *x)
 
 	n = qcow2_iov_slice(qr->req->iov, x->cur, e->len, iov, QCOW2_PASS_IOVS - qr->iov_used,
 			    &used);
-	assert(n > 0);
 	if (n < e->len) {
-		e->len = n;
-		qr->map.nr = qr->next + 1;
+		qr->map.nr = qr->next + (n ? 1 : 0);
 		qr->pass_end = e->guest_offset + n;
+		e->len = n;
+		if (!n)
+			return -ENOBUFS;
 	}
 	qr->iov_used += used;
 	x->aio = (struct aio_req){
@@ -160,6 +161,7 @@ static void issue_data(struct qcow2_req *qr, struct qcow2_xio *x)
 	};
 	qr->inflight++;
 	aio_submit(qr->req->q->aio, &x->aio);
+	return 0;
 }
 
 /* ---- COMPRESSED ------------------------------------------------------------------- */
@@ -261,13 +263,15 @@ static int issue_compressed(struct qcow2_req *qr, struct qcow2_xio *x)
 
 /* ---- passes ------------------------------------------------------------------------- */
 
-/* 0 when the extent is issued or served, -EINPROGRESS when parked. */
+/*
+ * 0 when the extent is issued or served, -EINPROGRESS when parked, -ENOBUFS
+ * when the pass ends before it.
+ */
 static int issue_one(struct qcow2_req *qr, struct qcow2_xio *x)
 {
 	switch (x->ext->type) {
 	case QCOW2_EXT_DATA:
-		issue_data(qr, x);
-		return 0;
+		return issue_data(qr, x);
 	case QCOW2_EXT_COMPRESSED:
 		return issue_compressed(qr, x);
 	case QCOW2_EXT_UNALLOC:
@@ -297,6 +301,8 @@ static int issue_extents(struct qcow2_req *qr)
 		x->ext = &qr->map.ext[qr->next];
 		x->cur = qr->cur;
 		err = issue_one(qr, x);
+		if (err == -ENOBUFS)
+			break;
 		if (err)
 			return err;
 		qcow2_iov_advance(qr->req->iov, &qr->cur, x->ext->len);

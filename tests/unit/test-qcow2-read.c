@@ -469,6 +469,61 @@ static void test_buffered(void **state)
 			  DRV_OPEN_BUFFERED);
 }
 
+/*
+ * Clusters written in reverse, so that no two neighbours are contiguous on
+ * the host, read into iovecs of tiny pieces: each extent takes many
+ * entries of the pass's iovec pool, which runs out exactly at an extent's
+ * end or in its middle, and the pass must end there.
+ */
+static void test_fragmented_iov(void **state)
+{
+	static const uint64_t piece_sizes[] = { 256, 512, 100, 4096 };
+	const char *img = qt_path("frag.qcow2");
+	const char *cmds[17];
+	char cmdbuf[16][48];
+	struct drv_image *top = NULL;
+	struct drv_sync *s = NULL;
+	struct iovec iov[1024];
+	uint8_t *ref, *buf;
+	uint64_t size;
+	unsigned i, p;
+
+	QT_REQUIRE_QEMU();
+	assert_int_equal(qt_run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4k",
+				img, "256k", NULL),
+			 0);
+	for (i = 0; i < 64; i++) {
+		snprintf(cmdbuf[i % 16], sizeof(cmdbuf[0]), "write -P %u %u 4k", 1 + i,
+			 (63 - i) * 4096);
+		cmds[i % 16] = cmdbuf[i % 16];
+		cmds[16] = NULL;
+		if (i % 16 == 15)
+			qd_qemu_io(img, cmds);
+	}
+	ref = reference(img, &size);
+	buf = malloc(size);
+	assert_int_equal(qd_open_chain(img, 0, &top), 0);
+	assert_int_equal(drv_sync_new(top, NULL, &s), 0);
+	for (p = 0; p < ARRAY_SIZE(piece_sizes); p++) {
+		uint64_t len = MIN(size, piece_sizes[p] * ARRAY_SIZE(iov)), at = 0;
+		struct drv_req req = { .op = DRV_OP_READ, .offset = 0, .len = len, .iov = iov };
+
+		for (i = 0; at < len; i++) {
+			iov[i] = (struct iovec){ .iov_base = buf + at,
+						 .iov_len = MIN(piece_sizes[p], len - at) };
+			at += iov[i].iov_len;
+		}
+		req.iovcnt = i;
+		memset(buf, 0xee, len);
+		assert_int_equal(qd_submit(s, top, top, &req), 0);
+		expect_same(buf, ref, len, 0);
+	}
+	drv_sync_free(s);
+	drv_image_close(top);
+	free(buf);
+	free(ref);
+}
+
 /* ---- refusals and hostile images -------------------------------------------------------- */
 
 /* Overwrite the 4-byte type of the backing format extension. */
@@ -705,6 +760,7 @@ int main(void)
 		cmocka_unit_test(test_short_backing),
 		cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_buffered),
+		cmocka_unit_test(test_fragmented_iov),
 		cmocka_unit_test(test_backing_without_format),
 		cmocka_unit_test(test_hostile_l1),
 		cmocka_unit_test(test_hostile_l2),

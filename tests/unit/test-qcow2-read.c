@@ -310,6 +310,8 @@ static void test_compressed(void **state)
 		"compression_type=zstd",
 		"compression_type=zlib,cluster_size=4k",
 		"compression_type=zstd,cluster_size=2M",
+		"compression_type=zlib,extended_l2=on",
+		"compat=0.10",
 	};
 	static const char *const cmds[] = {
 		"write -P 0x11 200k 8k", /* partial overwrite of compressed clusters */

@@ -361,6 +361,21 @@ static void create_overlay(const char *img, const char *backing, const char *fmt
 	assert_int_equal(qt_runv(argv, NULL), 0);
 }
 
+/* ->get_backing names the backing file absolutely, with its format. */
+static void expect_backing_spec(const char *img, const char *fmt, const char *backing)
+{
+	struct drv_image *di = NULL;
+	char want[PATH_MAX + 32];
+	char *spec = NULL;
+
+	assert_int_equal(drv_image_open(&qcow2_driver, img, DRV_OPEN_RDONLY, &di), 0);
+	assert_int_equal(qcow2_driver.get_backing(di, &spec), 0);
+	snprintf(want, sizeof(want), "%s:%s", fmt, backing);
+	assert_string_equal(spec, want);
+	free(spec);
+	drv_image_close(di);
+}
+
 /* raw <- qcow2 <- qcow2, backing names relative to the images' directory */
 static void test_chain(void **state)
 {
@@ -378,6 +393,8 @@ static void test_chain(void **state)
 	qd_qemu_io(mid, mid_cmds);
 	create_overlay(top, "chain-mid.qcow2", "qcow2", NULL, "6M");
 	qd_qemu_io(top, top_cmds);
+	expect_backing_spec(top, "qcow2", mid);
+	expect_backing_spec(mid, "raw", base);
 	check_image(top);
 
 	/* relative to the image, not to the working directory */
@@ -561,6 +578,24 @@ static void test_backing_without_format(void **state)
 	assert_non_null(strstr(log, img));
 	assert_non_null(strstr(log, "no recorded format"));
 	free(log);
+}
+
+/* QEMU opens an image marked corrupt read-only only. */
+static void test_corrupt_bit(void **state)
+{
+	const char *img = qt_path("corrupt.qcow2");
+	struct drv_image *di = NULL;
+	uint8_t *b;
+
+	QT_REQUIRE_QEMU();
+	assert_int_equal(qt_run("qemu-img", "create", "-q", "-f", "qcow2", img, "1M", NULL), 0);
+	b = qt_read(img, 79, 1);
+	b[0] |= (uint8_t)QCOW2_INCOMPAT_CORRUPT;
+	qt_write(img, 79, b, 1);
+	free(b);
+	assert_int_equal(drv_image_open(&qcow2_driver, img, 0, &di), -EACCES);
+	assert_int_equal(drv_image_open(&qcow2_driver, img, DRV_OPEN_RDONLY, &di), 0);
+	drv_image_close(di);
 }
 
 /* Open @img, read @len at @off: the read fails with -EIO, logging @needle. */
@@ -764,6 +799,7 @@ int main(void)
 		cmocka_unit_test(test_buffered),
 		cmocka_unit_test(test_fragmented_iov),
 		cmocka_unit_test(test_backing_without_format),
+		cmocka_unit_test(test_corrupt_bit),
 		cmocka_unit_test(test_hostile_l1),
 		cmocka_unit_test(test_hostile_l2),
 		cmocka_unit_test(test_queues),

@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The qcow2 driver: open, close, the backing spec, per-queue state and the
+ * ops table.  The metadata engine is in map.c over the L2 cache (cache.c);
+ * the data path in read.c, backing.c and status.c.
+ *
+ * Open runs on the control thread, so it reads cluster 0 and the tables
+ * with plain pread (through an aligned buffer: the file may be O_DIRECT).
+ * Bytes past the end of the file read as zeros there, as QEMU reads them.
+ *
+ * This step serves reads only.  Read-write opens are accepted (writes are
+ * refused by the core with -EOPNOTSUPP, since ->write is NULL) except for
+ * images QEMU would not open read-write either (the corrupt bit).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "checked.h"
+#include "errors.h"
+#include "log.h"
+#include "qcow2/internal.h"
+#include "qcow2/qcow2.h"
+
+#define QCOW2_BLOCK_BYTES 512u
+#define QCOW2_ZSLOT_TARGET_BYTES (1u << 20) /* of compressed-read buffers per queue */
+#define QCOW2_ZSLOTS_MAX 8u
+
+/* ---- synchronous reads at open ------------------------------------------------ */
+
+/*
+ * Read @len bytes at @off into @buf, zeros past the end of the file.  The
+ * file may be O_DIRECT, so the read goes through a buffer aligned for it.
+ */
+static int open_pread(struct qcow2_image *qi, uint64_t off, void *buf, size_t len)
+{
+	uint64_t align = MAX(MAX(qi->file->io_align, qi->file->mem_align), 512u);
+	uint64_t start = ALIGN_DOWN(off, align), end, done = 0;
+	uint8_t *bounce;
+	int err = 0;
+
+	if (ck_add(off, (uint64_t)len, &end) || ck_align_up_u64(end, align, &end))
+		return -EINVAL;
+	bounce = buf_alloc(end - start, align);
+	if (!bounce)
+		return -ENOMEM;
+	while (start + done < end) {
+		ssize_t n = pread(qi->file->fd, bounce + done, end - start - done,
+				  (off_t)(start + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			err = neg_errno();
+		if (n <= 0)
+			break;
+		done += (uint64_t)n;
+	}
+	if (!err) {
+		memset(bounce + done, 0, end - start - done);
+		memcpy(buf, bounce + (off - start), len);
+	}
+	buf_free(bounce);
+	return err;
+}
+
+/* Read a table of @entries big-endian u64 at @off into a host-endian array. */
+static int load_table(struct drv_image *img, const char *what, uint64_t off, uint64_t entries,
+		      uint64_t **out)
+{
+	struct qcow2_image *qi = img->priv;
+	uint64_t *t = malloc(MAX(entries, (uint64_t)1) * sizeof(*t));
+	uint64_t i;
+	int err;
+
+	if (!t) {
+		log_err("qcow2 %s: out of memory for the %s (%" PRIu64 " entries)", img->path, what,
+			entries);
+		return -ENOMEM;
+	}
+	err = open_pread(qi, off, t, entries * sizeof(*t));
+	if (err) {
+		log_err("qcow2 %s: read of the %s at offset 0x%" PRIx64 ": %s", img->path, what,
+			off, err_str(err));
+		free(t);
+		return err;
+	}
+	for (i = 0; i < entries; i++)
+		t[i] = be64toh(t[i]);
+	*out = t;
+	return 0;
+}
+
+/* ---- open -------------------------------------------------------------------------- */
+
+static int read_header(struct drv_image *img)
+{
+	struct qcow2_image *qi = img->priv;
+	uint8_t probe[QCOW2_HEADER_PROBE_BYTES];
+	uint64_t cluster_bytes;
+	uint8_t *buf;
+	int err;
+
+	err = open_pread(qi, 0, probe, sizeof(probe));
+	if (err) {
+		log_err("qcow2 %s: read of the header: %s", img->path, err_str(err));
+		return err;
+	}
+	/* On failure the parse of the probe logs what is wrong with it. */
+	if (qcow2_header_cluster_bytes(probe, sizeof(probe), &cluster_bytes))
+		return qcow2_header_parse(probe, sizeof(probe), img->path, 0, &qi->hdr) ?: -EINVAL;
+	buf = malloc(cluster_bytes);
+	if (!buf)
+		return -ENOMEM;
+	err = open_pread(qi, 0, buf, cluster_bytes);
+	if (err)
+		log_err("qcow2 %s: read of cluster 0: %s", img->path, err_str(err));
+	else
+		err = qcow2_header_parse(buf, cluster_bytes, img->path, 0, &qi->hdr);
+	free(buf);
+	return err;
+}
+
+/* Features this step cannot serve, and QEMU's refusals on open. */
+static int check_features(struct drv_image *img, unsigned flags)
+{
+	const struct qcow2_header *h = &((struct qcow2_image *)img->priv)->hdr;
+
+	if (h->crypt_method != QCOW2_CRYPT_NONE) {
+		log_err("qcow2 %s: encrypted images (crypt_method %u) are not supported", img->path,
+			h->crypt_method);
+		return -ENOTSUP;
+	}
+	if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) {
+		log_err("qcow2 %s: images with an external data file are not supported", img->path);
+		return -ENOTSUP;
+	}
+	if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) && !(flags & DRV_OPEN_RDONLY)) {
+		log_err("qcow2 %s: image is corrupt; cannot be opened read/write", img->path);
+		return -EACCES;
+	}
+	if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY)
+		log_warn("qcow2 %s: dirty bit set: refcounts may be stale (reads are unaffected)",
+			 img->path);
+	return 0;
+}
+
+/*
+ * "FMT:/abs/path" for the backing file.  A relative name is relative to the
+ * directory of the image (not the working directory), as in QEMU.  The
+ * format must be recorded in the image: probing a backing file lets a guest
+ * that writes a header into a raw disk choose what the host opens
+ * (CVE-2008-2004).
+ */
+static int make_backing_spec(struct drv_image *img)
+{
+	struct qcow2_image *qi = img->priv;
+	const struct qcow2_header *h = &qi->hdr;
+	char dir[PATH_MAX];
+	char *slash;
+	int n;
+
+	if (!h->has_backing_file)
+		return 0;
+	if (!h->has_backing_format) {
+		log_err("qcow2 %s: backing file '%s' has no recorded format; name it with "
+			"qemu-img rebase -u -b '%s' -F FMT",
+			img->path, h->backing_file, h->backing_file);
+		return -EINVAL;
+	}
+	if (strncmp(h->backing_file, "json:", 5) == 0 || strstr(h->backing_file, "://")) {
+		log_err("qcow2 %s: backing file '%s': protocol names are not supported", img->path,
+			h->backing_file);
+		return -ENOTSUP;
+	}
+	if (h->backing_file[0] == '/') {
+		dir[0] = '\0';
+	} else {
+		if (!realpath(img->path, dir)) {
+			int err = neg_errno();
+
+			log_err("qcow2 %s: resolving the image's directory: %s", img->path,
+				err_str(err));
+			return err;
+		}
+		slash = strrchr(dir, '/');
+		slash[slash == dir ? 1 : 0] = '\0';
+	}
+	n = asprintf(&qi->backing_spec, "%s:%s%s%s", h->backing_format, dir,
+		     dir[0] && strcmp(dir, "/") ? "/" : "", h->backing_file);
+	if (n < 0) {
+		qi->backing_spec = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int load_tables(struct drv_image *img)
+{
+	struct qcow2_image *qi = img->priv;
+	const struct qcow2_header *h = &qi->hdr;
+	int err;
+
+	err = load_table(img, "L1 table", h->l1_table_offset, h->l1_size, &qi->l1);
+	if (err)
+		return err;
+	/* validated by the header parse: at most 8 MiB */
+	qi->reftable_entries = ((uint64_t)h->refcount_table_clusters << h->cluster_bits) / 8;
+	return load_table(img, "refcount table", h->refcount_table_offset, qi->reftable_entries,
+			  &qi->reftable);
+}
+
+static int open_file(struct drv_image *img, const char *path, unsigned flags)
+{
+	struct qcow2_image *qi = img->priv;
+	unsigned aio_flags = 0;
+	off_t end;
+	int err;
+
+	if (flags & DRV_OPEN_RDONLY)
+		aio_flags |= AIO_FILE_RDONLY;
+	if (flags & DRV_OPEN_BUFFERED)
+		aio_flags |= AIO_FILE_BUFFERED;
+	err = aio_file_open(path, aio_flags, &qi->file);
+	if (err)
+		return err;
+	end = lseek(qi->file->fd, 0, SEEK_END);
+	if (end < 0) {
+		err = neg_errno();
+		log_err("qcow2 %s: size of the file: %s", path, err_str(err));
+		return err;
+	}
+	qi->file_bytes = (uint64_t)end;
+	return 0;
+}
+
+static void qcow2_close(struct drv_image *img)
+{
+	struct qcow2_image *qi = img->priv;
+
+	qcow2_l2_cache_free(qi->l2_cache);
+	free(qi->backing_spec);
+	free(qi->reftable);
+	free(qi->l1);
+	qcow2_header_fini(&qi->hdr);
+	aio_file_close(qi->file);
+	memset(qi, 0, sizeof(*qi));
+}
+
+static int open_image(struct drv_image *img, const char *path, unsigned flags)
+{
+	struct qcow2_image *qi = img->priv;
+	uint64_t slice_bytes;
+	int err;
+
+	err = open_file(img, path, flags);
+	if (!err)
+		err = read_header(img);
+	if (!err)
+		err = check_features(img, flags);
+	if (err)
+		return err;
+	qcow2_geom_init(&qi->geom, &qi->hdr);
+	err = load_tables(img);
+	if (!err)
+		err = make_backing_spec(img);
+	if (err)
+		return err;
+	slice_bytes = qcow2_l2_cache_slice_bytes(qi->geom.cluster_bytes);
+	return qcow2_l2_cache_new(qi->file, img->path, slice_bytes,
+				  qcow2_l2_cache_default_slices(&qi->geom, qi->hdr.size_bytes),
+				  &qi->l2_cache);
+}
+
+static int qcow2_open(struct drv_image *img, const char *path, unsigned flags)
+{
+	struct qcow2_image *qi = img->priv;
+	int err = open_image(img, path, flags);
+
+	if (err) {
+		qcow2_close(img);
+		return err;
+	}
+	img->size_bytes = qi->hdr.size_bytes;
+	img->block_bytes = QCOW2_BLOCK_BYTES;
+	img->caps = DRV_CAP_BLOCK_STATUS;
+	if (!is_aligned_u64(img->size_bytes, QCOW2_BLOCK_BYTES))
+		log_warn("qcow2 %s: size %" PRIu64
+			 " is not a multiple of %u bytes; the last %" PRIu64
+			 " bytes cannot be accessed",
+			 path, img->size_bytes, QCOW2_BLOCK_BYTES,
+			 img->size_bytes % QCOW2_BLOCK_BYTES);
+	log_dbg(LOG_F_QCOW2,
+		"open %s: v%u, %" PRIu64 " bytes, cluster %" PRIu64 "%s, L1 %u entries%s%s", path,
+		qi->hdr.version, img->size_bytes, qi->geom.cluster_bytes,
+		qi->geom.extended_l2 ? " (extended L2)" : "", qi->hdr.l1_size,
+		qi->backing_spec ? ", backing " : "", qi->backing_spec ? qi->backing_spec : "");
+	return 0;
+}
+
+static int qcow2_get_backing(struct drv_image *img, char **spec)
+{
+	struct qcow2_image *qi = img->priv;
+
+	*spec = NULL;
+	if (!qi->backing_spec)
+		return 0;
+	*spec = strdup(qi->backing_spec);
+	return *spec ? 0 : -ENOMEM;
+}
+
+/* ---- queues ---------------------------------------------------------------------- */
+
+/*
+ * Compressed reads need two clusters of input and one of output.  About
+ * 1 MiB of them per queue: eight at 64 KiB clusters, one at 2 MiB.
+ */
+static int zslots_init(struct qcow2_image *qi, struct qcow2_queue *qq)
+{
+	uint64_t cluster_bytes = qi->geom.cluster_bytes;
+	unsigned i;
+
+	qq->nr_zslots = (unsigned)MIN(QCOW2_ZSLOTS_MAX,
+				      MAX(1u, QCOW2_ZSLOT_TARGET_BYTES / (3 * cluster_bytes)));
+	qq->zslots = calloc(qq->nr_zslots, sizeof(*qq->zslots));
+	if (!qq->zslots)
+		return -ENOMEM;
+	for (i = 0; i < qq->nr_zslots; i++) {
+		struct qcow2_zslot *z = &qq->zslots[i];
+
+		z->in = buf_alloc(2 * cluster_bytes, 4096);
+		z->out = buf_alloc(cluster_bytes, 4096);
+		if (!z->in || !z->out)
+			return -ENOMEM;
+		z->next_free = qq->zfree;
+		qq->zfree = z;
+	}
+	return 0;
+}
+
+static void qcow2_queue_fini(struct drv_image *img, struct drv_queue *q)
+{
+	struct qcow2_queue *qq = img->qpriv[q->index];
+	unsigned i;
+
+	if (!qq)
+		return;
+	qcow2_backing_queue_fini(qq);
+	for (i = 0; qq->zslots && i < qq->nr_zslots; i++) {
+		buf_free(qq->zslots[i].in);
+		buf_free(qq->zslots[i].out);
+	}
+	free(qq->zslots);
+	qcow2_codec_free(qq->codec);
+	memset(qq, 0, sizeof(*qq));
+}
+
+static int qcow2_queue_init(struct drv_image *img, struct drv_queue *q)
+{
+	struct qcow2_image *qi = img->priv;
+	struct qcow2_queue *qq = img->qpriv[q->index];
+	int err;
+
+	err = qcow2_codec_new(qi->hdr.compression_type, &qq->codec);
+	if (!err)
+		err = zslots_init(qi, qq);
+	if (!err)
+		err = qcow2_backing_queue_init(img, qq);
+	if (err) {
+		log_err("qcow2 %s: queue %u set-up: %s", img->path, q->index, err_str(err));
+		qcow2_queue_fini(img, q);
+	}
+	return err;
+}
+
+/* The ops table keeps its '=' signs aligned (STYLE.md), out of clang-format's reach. */
+/* clang-format off */
+const struct drv_ops qcow2_driver = {
+	.name		 = "qcow2",
+	.description	 = "QEMU copy-on-write image, version 2 or 3 (reads only)",
+	.priv_size	 = sizeof(struct qcow2_image),
+	.queue_priv_size = sizeof(struct qcow2_queue),
+	.req_priv_size	 = sizeof(struct qcow2_req),
+	.open		 = qcow2_open,
+	.close		 = qcow2_close,
+	.get_backing	 = qcow2_get_backing,
+	.queue_init	 = qcow2_queue_init,
+	.queue_fini	 = qcow2_queue_fini,
+	.read		 = qcow2_read,
+	.flush		 = qcow2_flush,
+	.block_status	 = qcow2_block_status,
+};
+/* clang-format on */

@@ -34,8 +34,10 @@
  *
  * Backing chain: a driver that does not hold a range (an unallocated qcow2
  * cluster) forwards it to img->backing with drv_submit() on a sub-request
- * carved from its own preallocated scratch, or reads zeros when there is
- * none.  Opening the chain, loop detection and bounds (a backing image
+ * from a per-queue pool it preallocates in queue_init (each slot with
+ * drv_chain_req_priv_bytes(img->backing) of scratch: the request's own
+ * scratch cannot hold the next level's, since req_priv_size is one constant
+ * per driver), or reads zeros when there is none.  Opening the chain, loop detection and bounds (a backing image
  * shorter than its overlay reads as zeros past its end) live once, in
  * drivers/chain.c, not in each driver.
  *

@@ -314,12 +314,19 @@ static int run_posted(struct evloop *loop)
 	pthread_mutex_lock(&loop->post_lock);
 	c = loop->posted_head;
 	loop->posted_head = loop->posted_tail = NULL;
-	for (struct evloop_call *p = c; p; p = p->next)
-		p->queued = false;
 	pthread_mutex_unlock(&loop->post_lock);
+	/*
+	 * A call stays "queued" until just before it runs: re-posting one that
+	 * is still waiting in this batch is then a no-op, instead of relinking
+	 * it into the new list and cutting this batch short.
+	 */
 	while (c) {
-		struct evloop_call *next = c->next;
+		struct evloop_call *next;
 
+		pthread_mutex_lock(&loop->post_lock);
+		next = c->next;
+		c->queued = false;
+		pthread_mutex_unlock(&loop->post_lock);
 		c->fn(c);
 		c = next;
 		n++;

@@ -232,6 +232,40 @@ static void test_posts_from_other_threads_run_on_loop(void **state)
 	evloop_free(p.loop);
 }
 
+struct repost {
+	struct evloop *loop;
+	struct evloop_call calls[3];
+	int runs[3];
+};
+
+static void repost_fn(struct evloop_call *c)
+{
+	struct repost *r = c->opaque;
+	int i = (int)(c - r->calls);
+
+	r->runs[i]++;
+	/* The first call re-posts the two still waiting in this batch. */
+	if (i == 0) {
+		evloop_post(r->loop, &r->calls[1]);
+		evloop_post(r->loop, &r->calls[2]);
+	}
+}
+
+static void test_repost_of_waiting_call_keeps_batch(void **state)
+{
+	struct repost r = { .loop = new_loop() };
+
+	for (int i = 0; i < 3; i++) {
+		r.calls[i] = (struct evloop_call){ .fn = repost_fn, .opaque = &r };
+		evloop_post(r.loop, &r.calls[i]);
+	}
+	evloop_run_once(r.loop, 1000 * (int64_t)MS);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(r.runs[i], 1);
+	assert_int_equal(evloop_run_once(r.loop, 0), 0); /* nothing was left queued */
+	evloop_free(r.loop);
+}
+
 static void *wake_then_stop(void *arg)
 {
 	struct evloop *loop = arg;
@@ -283,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_many_fds_each_dispatched_once),
 		cmocka_unit_test(test_watch_deleted_in_batch_is_not_called),
 		cmocka_unit_test(test_posts_from_other_threads_run_on_loop),
+		cmocka_unit_test(test_repost_of_waiting_call_keeps_batch),
 		cmocka_unit_test(test_stop_from_other_thread_ends_run),
 		cmocka_unit_test(test_hooks_run_each_iteration),
 	};

@@ -11,6 +11,7 @@
 #include "checked.h"
 #include "log.h"
 #include "qcow2/format-internal.h"
+#include "qcow2/bitmap-fmt.h"
 #include "qcow2/format.h"
 
 #define BME_OFF(field) offsetof(struct qcow2_disk_bitmap_entry, field)

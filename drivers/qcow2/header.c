@@ -14,6 +14,7 @@
 #include "log.h"
 #include "qcow2/format-internal.h"
 #include "qcow2/format.h"
+#include "qcow2/snapshot-fmt.h"
 
 void *qcow2_fmt_memdup(const void *src, size_t n)
 {

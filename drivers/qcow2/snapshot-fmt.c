@@ -14,6 +14,7 @@
 #include "log.h"
 #include "qcow2/format-internal.h"
 #include "qcow2/format.h"
+#include "qcow2/snapshot-fmt.h"
 
 static void decode_fixed(const struct qcow2_in *in, uint64_t off, struct qcow2_snapshot *sn)
 {

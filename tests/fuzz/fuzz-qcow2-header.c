@@ -22,7 +22,9 @@
 #include <string.h>
 
 #include "checked.h"
+#include "qcow2/bitmap-fmt.h"
 #include "qcow2/format.h"
+#include "qcow2/snapshot-fmt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

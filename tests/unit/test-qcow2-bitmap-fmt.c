@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "checked.h"
+#include "qcow2/bitmap-fmt.h"
 #include "qcow2/format.h"
 #include "qcow2-test-util.h"
 

@@ -15,6 +15,7 @@
 
 #include "checked.h"
 #include "qcow2/format.h"
+#include "qcow2/snapshot-fmt.h"
 #include "qcow2-test-util.h"
 
 static void expect_snapshot(json_t *j, const struct qcow2_snapshot *sn)

@@ -160,29 +160,30 @@ static int ext_unknown(struct ext_ctx *c, uint32_t type, uint64_t off, uint32_t 
 	return 0;
 }
 
+/* The known extensions; each may appear at most once. */
+static const struct {
+	uint32_t type;
+	unsigned seen_bit;
+	int (*parse)(struct ext_ctx *c, uint64_t off, uint32_t len);
+} ext_parsers[] = {
+	{ QCOW2_EXT_BACKING_FORMAT, EXT_SEEN_BACKING_FORMAT, ext_backing_format },
+	{ QCOW2_EXT_FEATURE_TABLE, EXT_SEEN_FEATURE_TABLE, ext_feature_table },
+	{ QCOW2_EXT_BITMAPS, EXT_SEEN_BITMAPS, ext_bitmaps },
+	{ QCOW2_EXT_FDE, EXT_SEEN_FDE, ext_fde },
+	{ QCOW2_EXT_DATA_FILE, EXT_SEEN_DATA_FILE, ext_data_file },
+};
+
 static int ext_dispatch(struct ext_ctx *c, uint32_t type, uint64_t off, uint32_t len)
 {
-	int ret;
+	for (size_t i = 0; i < ARRAY_SIZE(ext_parsers); i++) {
+		int ret;
 
-	switch (type) {
-	case QCOW2_EXT_BACKING_FORMAT:
-		ret = ext_once(c, EXT_SEEN_BACKING_FORMAT, type, off);
-		return ret ? ret : ext_backing_format(c, off, len);
-	case QCOW2_EXT_FEATURE_TABLE:
-		ret = ext_once(c, EXT_SEEN_FEATURE_TABLE, type, off);
-		return ret ? ret : ext_feature_table(c, off, len);
-	case QCOW2_EXT_BITMAPS:
-		ret = ext_once(c, EXT_SEEN_BITMAPS, type, off);
-		return ret ? ret : ext_bitmaps(c, off, len);
-	case QCOW2_EXT_FDE:
-		ret = ext_once(c, EXT_SEEN_FDE, type, off);
-		return ret ? ret : ext_fde(c, off, len);
-	case QCOW2_EXT_DATA_FILE:
-		ret = ext_once(c, EXT_SEEN_DATA_FILE, type, off);
-		return ret ? ret : ext_data_file(c, off, len);
-	default:
-		return ext_unknown(c, type, off, len);
+		if (ext_parsers[i].type != type)
+			continue;
+		ret = ext_once(c, ext_parsers[i].seen_bit, type, off);
+		return ret ? ret : ext_parsers[i].parse(c, off, len);
 	}
+	return ext_unknown(c, type, off, len);
 }
 
 /*

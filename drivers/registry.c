@@ -9,6 +9,7 @@
 
 #include "checked.h"
 #include "driver.h"
+#include "qcow2/qcow2.h"
 #include "registry.h"
 
 /*
@@ -22,6 +23,7 @@ _Static_assert(DRV_API_VERSION == DRV_REGISTRY_API_VERSION,
 
 const struct drv_ops *const drv_registry[] = {
 	&raw_driver,
+	&qcow2_driver,
 	NULL,
 };
 

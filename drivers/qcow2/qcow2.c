@@ -26,48 +26,11 @@
 #include "log.h"
 #include "qcow2/internal.h"
 #include "qcow2/qcow2.h"
+#include "qcow2/sync-io.h"
 
 #define QCOW2_BLOCK_BYTES 512u
 #define QCOW2_ZSLOT_TARGET_BYTES (1u << 20) /* of compressed-read buffers per queue */
 #define QCOW2_ZSLOTS_MAX 8u
-
-/* ---- synchronous reads at open ------------------------------------------------ */
-
-/*
- * Read @len bytes at @off into @buf, zeros past the end of the file.  The
- * file may be O_DIRECT, so the read goes through a buffer aligned for it.
- */
-static int open_pread(struct qcow2_image *qi, uint64_t off, void *buf, size_t len)
-{
-	uint64_t align = MAX(MAX(qi->file->io_align, qi->file->mem_align), 512u);
-	uint64_t start = ALIGN_DOWN(off, align), end, done = 0;
-	uint8_t *bounce;
-	int err = 0;
-
-	if (ck_add(off, (uint64_t)len, &end) || ck_align_up_u64(end, align, &end))
-		return -EINVAL;
-	bounce = buf_alloc(end - start, align);
-	if (!bounce)
-		return -ENOMEM;
-	while (start + done < end) {
-		ssize_t n = pread(qi->file->fd, bounce + done, end - start - done,
-				  (off_t)(start + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			err = neg_errno();
-		if (n <= 0)
-			break;
-		done += (uint64_t)n;
-	}
-	if (!err) {
-		memset(bounce + done, 0, end - start - done);
-		memcpy(buf, bounce + (off - start), len);
-	}
-	buf_free(bounce);
-	return err;
-}
 
 /* Read a table of @entries big-endian u64 at @off into a host-endian array. */
 static int load_table(struct drv_image *img, const char *what, uint64_t off, uint64_t entries,
@@ -83,7 +46,7 @@ static int load_table(struct drv_image *img, const char *what, uint64_t off, uin
 			entries);
 		return -ENOMEM;
 	}
-	err = open_pread(qi, off, t, entries * sizeof(*t));
+	err = qcow2_pread(qi->file, off, t, entries * sizeof(*t));
 	if (err) {
 		log_err("qcow2 %s: read of the %s at offset 0x%" PRIx64 ": %s", img->path, what,
 			off, err_str(err));
@@ -106,7 +69,7 @@ static int read_header(struct drv_image *img)
 	uint8_t *buf;
 	int err;
 
-	err = open_pread(qi, 0, probe, sizeof(probe));
+	err = qcow2_pread(qi->file, 0, probe, sizeof(probe));
 	if (err) {
 		log_err("qcow2 %s: read of the header: %s", img->path, err_str(err));
 		return err;
@@ -117,7 +80,7 @@ static int read_header(struct drv_image *img)
 	buf = malloc(cluster_bytes);
 	if (!buf)
 		return -ENOMEM;
-	err = open_pread(qi, 0, buf, cluster_bytes);
+	err = qcow2_pread(qi->file, 0, buf, cluster_bytes);
 	if (err)
 		log_err("qcow2 %s: read of cluster 0: %s", img->path, err_str(err));
 	else

@@ -2,9 +2,7 @@
 /*
  * The qcow2 driver's ops table.
  *
- * Not listed in drivers/registry.c yet: this step of the driver reads only,
- * and a user must not reach a half driver through "qcow2:" specs.  Tests
- * open images with drv_image_open(&qcow2_driver, ...).
+ * Listed in drivers/registry.c as "qcow2".
  */
 #ifndef QTAP_QCOW2_H
 #define QTAP_QCOW2_H

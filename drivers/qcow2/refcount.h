@@ -36,7 +36,20 @@
  * (a refcount going below zero, an allocation that would overlap the
  * image's fixed metadata), logged here with the image path and the
  * offset; the caller then marks the image corrupt.  -EFBIG when no host
- * offset below 2^56 is left.  -ENOMEM.
+ * offset below 2^56 is left, or the table would pass 8 MiB.  -ERANGE
+ * when an increment would pass the largest refcount refcount_bits can
+ * hold (logged; not an inconsistency: with 1-bit refcounts, any sharing).
+ * -EINVAL for arguments out of range.  -ENOMEM.
+ *
+ * A failed call leaves the state in memory consistent: the refcount
+ * changes it was making are undone (a refcount block it had to create, or
+ * a table growth it completed, stays: those are consistent on their own).
+ * One exception: when the synced header switch of a table growth fails,
+ * the disk may point to either table, so every later changing call
+ * returns -EIO; the caller marks the image corrupt.
+ *
+ * Memory: the table is held whole.  Clean refcount blocks are dropped,
+ * least recently used first, beyond @cache_bytes; dirty ones never are.
  */
 #ifndef QTAP_QCOW2_REFCOUNT_H
 #define QTAP_QCOW2_REFCOUNT_H
@@ -77,32 +90,53 @@ struct qcow2_rc_params {
 	 */
 	int (*overlap_check)(void *opaque, uint64_t off, uint64_t len, const char *what);
 	void *opaque;
+	/*
+	 * Bytes of clean refcount blocks kept cached; 0: 64 MiB.  At least a
+	 * few blocks are kept whatever this says.
+	 */
+	uint64_t cache_bytes;
 };
 
 /*
- * qcow2_rc_new - load the refcount table and set the allocator's hint to the
- * first free cluster.  Refcount blocks are read on demand.  Returns 0 and
- * *@out, or -errno (logged).
+ * The @what strings overlap_check() gets: "refcount block" and "refcount
+ * table" before writing those (a block or table is then the range
+ * checked), "new cluster", "new refcount block" and "new refcount table"
+ * before handing out or using clusters that must hold nothing (the
+ * refcounts say they are free).
+ */
+
+/*
+ * qcow2_rc_new - load the refcount table and set the allocator's hint to
+ * cluster 1: the first allocation scans on from there to the first free
+ * cluster (every cluster below the hint is in use, as after that scan).
+ * Refcount blocks are read on demand.  Returns 0 and *@out, or -errno
+ * (logged).
  */
 int qcow2_rc_new(const struct qcow2_rc_params *p, struct qcow2_rc **out);
 
 /* qcow2_rc_free - free memory only; write back first.  NULL is a no-op. */
 void qcow2_rc_free(struct qcow2_rc *rc);
 
-/* qcow2_rc_get - the refcount of the cluster holding host byte @offset. */
+/*
+ * qcow2_rc_get - the refcount of the cluster holding host byte @offset (0
+ * where no refcount block describes it).
+ */
 int qcow2_rc_get(struct qcow2_rc *rc, uint64_t offset, uint64_t *refcount);
 
 /*
  * qcow2_rc_alloc - find @nr contiguous free clusters, first fit from the
  * lowest free cluster, set their refcounts to 1 and return the first's
- * host offset.  Never offset 0.
+ * host offset.  Never offset 0.  Refcount blocks needed for them are
+ * placed outside them.  -EINVAL for @nr 0.
  */
 int qcow2_rc_alloc(struct qcow2_rc *rc, uint64_t nr, uint64_t *offset);
 
 /*
  * qcow2_rc_alloc_at - allocate up to @nr clusters starting exactly at
  * @offset (to extend a run the caller already has), stopping at the first
- * cluster that is not free.  *@got gets the count, possibly 0.
+ * cluster that is not free.  *@got gets the count, possibly 0 (always for
+ * offset 0).  -EINVAL when @offset is not cluster aligned, -EFBIG at or
+ * past 2^56.
  */
 int qcow2_rc_alloc_at(struct qcow2_rc *rc, uint64_t offset, uint64_t nr, uint64_t *got);
 
@@ -111,8 +145,11 @@ int qcow2_rc_alloc_at(struct qcow2_rc *rc, uint64_t offset, uint64_t nr, uint64_
  * cluster, packed after the previous such allocation as QEMU's
  * qcow2_alloc_bytes does: it continues in the current cluster, crosses
  * into the next one only when that one is free (taking a reference on each
- * cluster touched), and starts a fresh cluster otherwise.  Returns the host
- * byte offset, 512-byte aligned.
+ * cluster touched), and starts a fresh cluster otherwise, and also when
+ * the current one's refcount is at its maximum (with 1-bit refcounts,
+ * always).  Returns the host byte offset, 512-byte aligned: each piece
+ * takes @bytes rounded up to 512 (QEMU packs to the byte).  -EINVAL for 0
+ * or more than a cluster.
  */
 int qcow2_rc_alloc_bytes(struct qcow2_rc *rc, uint64_t bytes, uint64_t *offset);
 
@@ -120,7 +157,9 @@ int qcow2_rc_alloc_bytes(struct qcow2_rc *rc, uint64_t bytes, uint64_t *offset);
  * qcow2_rc_update - add @addend to the refcount of every cluster that
  * [@offset, @offset + @len) touches, now (in memory).  For increments, and
  * for decrements whose ordering the caller has already ensured.  On
- * failure nothing is changed.
+ * failure no refcount is changed: -ERANGE when one would overflow, -EIO
+ * when one would go below zero (both logged).  An increment of clusters
+ * no block describes creates the block, outside the range.
  */
 int qcow2_rc_update(struct qcow2_rc *rc, uint64_t offset, uint64_t len, int64_t addend);
 
@@ -138,7 +177,11 @@ int qcow2_rc_writeback(struct qcow2_rc *rc);
 
 /*
  * qcow2_rc_release_deferred - apply the queued decrements, in memory.  Call
- * only when the pointer removals they wait for are durable.
+ * only when the pointer removals they wait for are durable.  Each queued
+ * range applies whole or not at all.  One that would take a refcount below
+ * zero is logged and dropped (-EIO); one that fails otherwise (I/O, memory)
+ * stays queued for the next call.  The first error is returned after all
+ * ranges were tried.
  */
 int qcow2_rc_release_deferred(struct qcow2_rc *rc);
 
@@ -150,5 +193,14 @@ bool qcow2_rc_dirty(const struct qcow2_rc *rc);
  * (for check and for tests).  Valid until the next call that may grow it.
  */
 const uint64_t *qcow2_rc_reftable(const struct qcow2_rc *rc, uint64_t *entries);
+
+/* qcow2_rc_stats - counters, for stats and tests. */
+struct qcow2_rc_stats {
+	uint64_t cached_blocks; /* refcount blocks in memory */
+	uint64_t dirty_blocks;
+	uint64_t deferred_ranges; /* queued decrements */
+	uint64_t free_hint;	  /* host offset: every cluster below is in use */
+};
+void qcow2_rc_stats(const struct qcow2_rc *rc, struct qcow2_rc_stats *st);
 
 #endif

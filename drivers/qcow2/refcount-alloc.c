@@ -220,12 +220,12 @@ static int grow_table(struct qcow2_rc *rc, uint64_t need_ti, uint64_t a0, uint64
 		return err;
 	}
 	log_dbg(LOG_F_QCOW2,
-		"qcow2 %s: refcount table grown to %" PRIu64 " entries at 0x%" PRIx64
-		", %" PRIu64 " new blocks at 0x%" PRIx64,
+		"qcow2 %s: refcount table grown to %" PRIu64 " entries at 0x%" PRIx64 ", %" PRIu64
+		" new blocks at 0x%" PRIx64,
 		rc->p.path, g.entries, (area0 + g.blocks) << rc->cluster_bits, g.blocks,
 		area0 << rc->cluster_bits);
-	qcow2_rc_install_table(rc, table, g.entries, (area0 + g.blocks) << rc->cluster_bits,
-			       blocks, g.first, g.blocks);
+	qcow2_rc_install_table(rc, table, g.entries, (area0 + g.blocks) << rc->cluster_bits, blocks,
+			       g.first, g.blocks);
 	free(blocks);
 	if (in_range(rc->hint, area0, g.blocks + g.table_clusters))
 		rc->hint = area0 + g.blocks + g.table_clusters;
@@ -512,9 +512,9 @@ int qcow2_rc_alloc_bytes(struct qcow2_rc *rc, uint64_t bytes, uint64_t *offset)
 		if (!off || off + room != c << rc->cluster_bits)
 			off = c << rc->cluster_bits;
 	}
-	err = qcow2_rc_change(rc, off >> rc->cluster_bits,
-			      ((off + need - 1) >> rc->cluster_bits) - (off >> rc->cluster_bits) + 1,
-			      1);
+	err = qcow2_rc_change(
+		rc, off >> rc->cluster_bits,
+		((off + need - 1) >> rc->cluster_bits) - (off >> rc->cluster_bits) + 1, 1);
 	if (err) {
 		rc->byte_offset = 0;
 		return err;

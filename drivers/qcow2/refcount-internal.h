@@ -131,8 +131,8 @@ int qcow2_rc_defer_reserve(struct qcow2_rc *rc, size_t more);
  * enough), the clean @blocks of entries [@first, @first + @nr), and the
  * old table queued for freeing.
  */
-void qcow2_rc_install_table(struct qcow2_rc *rc, uint64_t *table, uint64_t entries,
-			    uint64_t offset, struct rc_block **blocks, uint64_t first, uint64_t nr);
+void qcow2_rc_install_table(struct qcow2_rc *rc, uint64_t *table, uint64_t entries, uint64_t offset,
+			    struct rc_block **blocks, uint64_t first, uint64_t nr);
 
 /* qcow2_rc_resize_arrays - blocks[] and stale[] for @entries.  0/-ENOMEM. */
 int qcow2_rc_resize_arrays(struct qcow2_rc *rc, uint64_t entries);

@@ -551,8 +551,8 @@ const uint64_t *qcow2_rc_reftable(const struct qcow2_rc *rc, uint64_t *entries)
 
 /* ---- table switch ------------------------------------------------------------------- */
 
-void qcow2_rc_install_table(struct qcow2_rc *rc, uint64_t *table, uint64_t entries,
-			    uint64_t offset, struct rc_block **blocks, uint64_t first, uint64_t nr)
+void qcow2_rc_install_table(struct qcow2_rc *rc, uint64_t *table, uint64_t entries, uint64_t offset,
+			    struct rc_block **blocks, uint64_t first, uint64_t nr)
 {
 	struct qcow2_header *h = rc->p.hdr;
 	uint64_t old_off = h->refcount_table_offset;

@@ -157,10 +157,11 @@ static struct check_result img_check(const char *path, bool repair)
 	json_t *j;
 
 	/* one stderr line per leaked cluster: thousands of them */
-	r.status = qt_run_out(&out, "sh", "-c",
-			      repair ? "exec qemu-img check -r leaks --output=json \"$0\" 2>/dev/null"
-				     : "exec qemu-img check --output=json \"$0\" 2>/dev/null",
-			      path, NULL);
+	r.status =
+		qt_run_out(&out, "sh", "-c",
+			   repair ? "exec qemu-img check -r leaks --output=json \"$0\" 2>/dev/null"
+				  : "exec qemu-img check --output=json \"$0\" 2>/dev/null",
+			   path, NULL);
 	j = out ? json_loads(out, 0, NULL) : NULL;
 	if (!j)
 		fail_msg("qemu-img check %s: no JSON: %s", path, out ? out : "(null)");
@@ -576,8 +577,7 @@ static void test_below_zero(void **state)
 	assert_int_equal(rc_of(&m, b), 1);
 	assert_int_equal(qcow2_rc_release_deferred(m.rc), 0);
 	assert_int_equal(qcow2_rc_free_deferred(m.rc, 0, 0), -EINVAL);
-	assert_int_equal(qcow2_rc_free_deferred(m.rc, QCOW2_MAX_HOST_OFFSET - cs, 2 * cs),
-			 -EINVAL);
+	assert_int_equal(qcow2_rc_free_deferred(m.rc, QCOW2_MAX_HOST_OFFSET - cs, 2 * cs), -EINVAL);
 	assert_int_equal(qcow2_rc_writeback(m.rc), 0);
 	assert_false(qcow2_rc_dirty(m.rc));
 	img_extend(&m);
@@ -687,7 +687,7 @@ static void test_cache_bound(void **state)
 	img_open(&m, 4 * 512);
 	for (uint64_t i = 0; i < n; i++)
 		assert_int_equal(qcow2_rc_alloc(m.rc, 1, &off[i]), 0);
-	qcow2_rc_stats(&*m.rc, &st);
+	qcow2_rc_stats(m.rc, &st);
 	assert_true(st.dirty_blocks > 40);
 	assert_int_equal(st.cached_blocks, st.dirty_blocks);
 	assert_int_equal(qcow2_rc_writeback(m.rc), 0);
@@ -777,7 +777,17 @@ static void test_io_failure(void **state)
 	assert_int_equal(qcow2_rc_get(m.rc, b, &v), -EBADF);
 	assert_int_equal(qcow2_rc_update(m.rc, a, 2 * cs, 1), -EBADF);
 	assert_int_equal(qcow2_rc_update(m.rc, b, 200 * cs, -1), -EBADF);
+	assert_int_equal(qcow2_rc_free_deferred(m.rc, b, 200 * cs), 0);
+	assert_int_equal(qcow2_rc_release_deferred(m.rc), -EBADF);
+	qcow2_rc_stats(m.rc, &st);
+	assert_int_equal(st.deferred_ranges, 1); /* kept for the next release */
 	fd_restore(&m, saved);
+	assert_true(qcow2_rc_dirty(m.rc));
+	assert_int_equal(rc_of(&m, b), 1);
+	assert_int_equal(qcow2_rc_release_deferred(m.rc), 0);
+	assert_int_equal(rc_of(&m, b), 0);
+	assert_int_equal(qcow2_rc_update(m.rc, b, 200 * cs, 1), 0);
+	assert_int_equal(qcow2_rc_writeback(m.rc), 0);
 	assert_false(qcow2_rc_dirty(m.rc));
 	assert_int_equal(rc_of(&m, a), 1);
 	assert_int_equal(rc_of(&m, a + cs), 1);

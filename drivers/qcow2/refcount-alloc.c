@@ -227,8 +227,7 @@ static int grow_table(struct qcow2_rc *rc, uint64_t need_ti, uint64_t a0, uint64
 	qcow2_rc_install_table(rc, table, g.entries, (area0 + g.blocks) << rc->cluster_bits, blocks,
 			       g.first, g.blocks);
 	free(blocks);
-	if (in_range(rc->hint, area0, g.blocks + g.table_clusters))
-		rc->hint = area0 + g.blocks + g.table_clusters;
+	qcow2_rc_hints_used(rc, area0, g.blocks + g.table_clusters);
 	qcow2_rc_raise_file_bytes(rc, (area0 + g.blocks + g.table_clusters) << rc->cluster_bits);
 	return 0;
 }
@@ -246,7 +245,7 @@ static int place_self(struct qcow2_rc *rc, uint64_t ti, uint64_t c)
 	if (err)
 		return err;
 	qcow2_refcount_set(b->data, rc->order, c % rc->rb_entries, 1);
-	qcow2_rc_note_used(rc, c);
+	qcow2_rc_hints_used(rc, c, 1);
 	qcow2_rc_raise_file_bytes(rc, (c + 1) << rc->cluster_bits);
 	return 0;
 }
@@ -267,7 +266,7 @@ static int place_elsewhere(struct qcow2_rc *rc, uint64_t ti, uint64_t c)
 		return err;
 	qcow2_refcount_set(home->data, rc->order, c % rc->rb_entries, 1);
 	qcow2_rc_mark_dirty(rc, home);
-	qcow2_rc_note_used(rc, c);
+	qcow2_rc_hints_used(rc, c, 1);
 	qcow2_rc_raise_file_bytes(rc, (c + 1) << rc->cluster_bits);
 	return 0;
 }
@@ -279,7 +278,7 @@ static int place_elsewhere(struct qcow2_rc *rc, uint64_t ti, uint64_t c)
  */
 static int find_home(struct qcow2_rc *rc, uint64_t a0, uint64_t an, uint64_t *out)
 {
-	uint64_t c = MAX(rc->hint, 1), v;
+	uint64_t c = rc->hint[1], v;
 	int err;
 
 	for (;;) {
@@ -349,12 +348,13 @@ int qcow2_rc_ensure_blocks(struct qcow2_rc *rc, uint64_t c0, uint64_t n)
 /* ---- the allocators ------------------------------------------------------------------ */
 
 /*
- * The first run of @nr free clusters from the hint, which moves up to the
- * first free cluster seen.
+ * The first run of @nr free clusters, searched from the hint for its
+ * length; the hints move up past what the search saw.
  */
 static int find_run(struct qcow2_rc *rc, uint64_t nr, uint64_t *start)
 {
-	uint64_t c = MAX(rc->hint, 1), run = 0, first_free = 0, v;
+	unsigned h = (unsigned)MIN(nr, (uint64_t)RC_HINTS);
+	uint64_t c = rc->hint[h], run = 0, first_free = 0, v;
 	int err;
 
 	while (run < nr) {
@@ -383,7 +383,14 @@ static int find_run(struct qcow2_rc *rc, uint64_t nr, uint64_t *start)
 		c++;
 	}
 	*start = c - run;
-	rc->hint = first_free;
+	if (h == 1) {
+		rc->hint[1] = first_free;
+		for (unsigned k = 2; k <= RC_HINTS; k++)
+			rc->hint[k] = MAX(rc->hint[k], first_free);
+	}
+	/* no run of nr or more starts in [hint[h], start) */
+	for (unsigned k = (unsigned)nr; nr <= RC_HINTS && k <= RC_HINTS; k++)
+		rc->hint[k] = MAX(rc->hint[k], *start);
 	return 0;
 }
 

@@ -42,6 +42,8 @@ struct rc_range {
 	uint64_t len;
 };
 
+#define RC_HINTS 16u
+
 struct qcow2_rc {
 	struct qcow2_rc_params p;
 	unsigned order;
@@ -60,7 +62,14 @@ struct qcow2_rc {
 	struct rc_list clean;
 	uint64_t max_clean;
 
-	uint64_t hint;	      /* every cluster below it is in use */
+	/*
+	 * hint[k], k = 1..RC_HINTS: no run of k or more free clusters starts
+	 * below it (hint[1]: every cluster below it is in use).  A first-fit
+	 * search for n clusters starts at hint[min(n, RC_HINTS)], so that
+	 * small holes low in the image are not scanned again and again by
+	 * allocations they cannot hold.  hint[0] is unused.
+	 */
+	uint64_t hint[RC_HINTS + 1];
 	uint64_t byte_offset; /* next byte for alloc_bytes; 0: none */
 
 	struct rc_range *deferred;
@@ -113,8 +122,8 @@ int qcow2_rc_change(struct qcow2_rc *rc, uint64_t c0, uint64_t n, int64_t addend
  */
 int qcow2_rc_write_blocks(struct qcow2_rc *rc);
 
-/* qcow2_rc_note_used - cluster @c just went from 0 to 1. */
-void qcow2_rc_note_used(struct qcow2_rc *rc, uint64_t c);
+/* qcow2_rc_hints_used - clusters [@c0, @c0 + @n) are no longer free. */
+void qcow2_rc_hints_used(struct qcow2_rc *rc, uint64_t c0, uint64_t n);
 
 /* qcow2_rc_raise_file_bytes - the caller's file size, past @end_bytes. */
 void qcow2_rc_raise_file_bytes(struct qcow2_rc *rc, uint64_t end_bytes);

@@ -211,10 +211,23 @@ int qcow2_rc_resize_arrays(struct qcow2_rc *rc, uint64_t entries)
 
 /* ---- small helpers for refcount-alloc.c ------------------------------------------ */
 
-void qcow2_rc_note_used(struct qcow2_rc *rc, uint64_t c)
+void qcow2_rc_hints_used(struct qcow2_rc *rc, uint64_t c0, uint64_t n)
 {
-	if (rc->hint == c)
-		rc->hint = c + 1;
+	/* no run starts inside [c0, c0 + n) any more */
+	for (unsigned k = 1; k <= RC_HINTS; k++) {
+		if (rc->hint[k] >= c0 && rc->hint[k] - c0 < n)
+			rc->hint[k] = c0 + n;
+	}
+}
+
+/*
+ * A run of k free clusters that exists only now that @c is free starts
+ * after c - k: the part of it before @c is shorter than k.
+ */
+static void hints_freed(struct qcow2_rc *rc, uint64_t c)
+{
+	for (unsigned k = 1; k <= RC_HINTS; k++)
+		rc->hint[k] = MIN(rc->hint[k], c >= k ? c - k + 1 : 1);
 }
 
 void qcow2_rc_raise_file_bytes(struct qcow2_rc *rc, uint64_t end_bytes)
@@ -297,8 +310,7 @@ static int change_blocks(struct qcow2_rc *rc, uint64_t c0, uint64_t n, int64_t a
 
 static void cluster_freed(struct qcow2_rc *rc, uint64_t c)
 {
-	if (c < rc->hint)
-		rc->hint = c;
+	hints_freed(rc, c);
 	if (rc->byte_offset && rc->byte_offset >> rc->cluster_bits == c)
 		rc->byte_offset = 0;
 	if (rc->p.cluster_freed)
@@ -321,8 +333,7 @@ int qcow2_rc_change(struct qcow2_rc *rc, uint64_t c0, uint64_t n, int64_t addend
 	if (err)
 		return err;
 	if (addend > 0) {
-		if (rc->hint >= c0 && rc->hint - c0 < n)
-			rc->hint = c0 + n;
+		qcow2_rc_hints_used(rc, c0, n);
 		return 0;
 	}
 	/* decrements: the blocks are dirty, so these reads do no I/O */
@@ -617,7 +628,8 @@ int qcow2_rc_new(const struct qcow2_rc_params *p, struct qcow2_rc **out)
 	rc->rb_entries = g->refblock_entries;
 	rc->max_clusters = QCOW2_MAX_HOST_OFFSET >> g->cluster_bits;
 	rc->max_clean = MAX(cache_bytes / g->cluster_bytes, (uint64_t)RC_MIN_CLEAN_BLOCKS);
-	rc->hint = 1; /* cluster 0 is the header; the first allocation scans on */
+	for (unsigned k = 1; k <= RC_HINTS; k++)
+		rc->hint[k] = 1; /* cluster 0 is the header; allocations scan on */
 	/* validated by the header parse: at most 8 MiB */
 	entries = ((uint64_t)p->hdr->refcount_table_clusters << g->cluster_bits) / 8;
 	rc->table = calloc(MAX(entries, 1), sizeof(*rc->table));
@@ -662,5 +674,5 @@ void qcow2_rc_stats(const struct qcow2_rc *rc, struct qcow2_rc_stats *st)
 	st->cached_blocks = rc->dirty.count + rc->clean.count;
 	st->dirty_blocks = rc->dirty.count;
 	st->deferred_ranges = rc->nr_deferred;
-	st->free_hint = rc->hint << rc->cluster_bits;
+	st->free_hint = rc->hint[1] << rc->cluster_bits;
 }

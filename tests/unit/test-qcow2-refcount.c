@@ -355,13 +355,14 @@ static uint64_t lowest_free_run(struct img *m, uint64_t from, uint64_t nr)
 	return c - nr;
 }
 
-/* Freed clusters are used again, lowest first. */
+/* Freed clusters are used again, lowest first fit, whatever the length. */
 static void phase_reuse(struct matrix *x)
 {
+	static const uint64_t lengths[] = { 1, 2, 1, 3, 1, 17, 1, 5, 16, 20 };
 	uint64_t expect = 1, off;
 
-	for (int i = 0; i < 40; i++) {
-		uint64_t nr = i % 5 == 4 ? 2 : 1;
+	for (int i = 0; i < 60; i++) {
+		uint64_t nr = lengths[i % ARRAY_SIZE(lengths)];
 		uint64_t want = lowest_free_run(&x->m, expect, nr);
 
 		alloc_run(x, nr);

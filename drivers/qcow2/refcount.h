@@ -32,14 +32,17 @@
  * fields (offset 48, 12 bytes) are switched with one synced write; the old
  * table is freed (deferred).  These happen inside the allocating call.
  *
- * Errors: 0 or -errno.  -EIO for I/O failures and for inconsistencies
- * (a refcount going below zero, an allocation that would overlap the
- * image's fixed metadata), logged here with the image path and the
- * offset; the caller then marks the image corrupt.  -EFBIG when no host
- * offset below 2^56 is left, or the table would pass 8 MiB.  -ERANGE
- * when an increment would pass the largest refcount refcount_bits can
- * hold (logged; not an inconsistency: with 1-bit refcounts, any sharing).
- * -EINVAL for arguments out of range.  -ENOMEM.
+ * Errors: 0 or -errno.  -EIO for inconsistencies (a refcount going below
+ * zero, an allocation that would overlap the image's fixed metadata, a
+ * refcount table entry that is not a cluster offset), logged here with the
+ * image path and the offset; the caller then marks the image corrupt.  A
+ * failed read, write or sync returns its own error (-EIO, -ENOSPC, ...),
+ * logged here with the offset, so that the caller can tell a full disk
+ * from a broken one.  -EFBIG when no host offset below 2^56 is left, or
+ * the table would pass 8 MiB.  -ERANGE when an increment would pass the
+ * largest refcount refcount_bits can hold (logged; not an inconsistency:
+ * with 1-bit refcounts, any sharing).  -EINVAL for arguments out of
+ * range.  -ENOMEM.
  *
  * A failed call leaves the state in memory consistent: the refcount
  * changes it was making are undone (a refcount block it had to create, or

@@ -103,6 +103,13 @@ check-asan:
 	$(Q)BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 sh tests/run-tests.sh unit integration
 
+# The tests whose point is threads, under ThreadSanitizer.
+TSAN_TESTS ?= threads
+check-tsan:
+	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan CC=clang SANITIZE=thread OPT='-O1 -g' all
+	$(Q)BUILD=build-tsan TESTS=$(TSAN_TESTS) TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		sh tests/run-tests.sh unit
+
 check-valgrind: all
 	$(Q)BUILD=$(BUILD) QTAP_VALGRIND=1 sh tests/run-tests.sh unit integration
 
@@ -128,9 +135,9 @@ install: all
 	$(Q)sh mk/install-extra.sh $(DESTDIR) $(PREFIX) $(BUILD)
 
 clean:
-	$(Q)rm -rf build build-asan build-clang build-fuzz
+	$(Q)rm -rf build build-asan build-tsan build-clang build-fuzz
 
-.PHONY: all deps demo check check-unit check-integration check-asan check-valgrind bench fuzz \
+.PHONY: all deps demo check check-unit check-integration check-asan check-tsan check-valgrind bench fuzz \
 	format format-check lint install clean
 .DELETE_ON_ERROR:
 .SECONDARY:

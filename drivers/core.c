@@ -282,6 +282,18 @@ static bool iov_total_is(const struct iovec *iov, unsigned iovcnt, uint64_t len)
 	return total == len;
 }
 
+/* A compressed write covers one whole unit (the disk's last may be short). */
+static int compressed_check(const struct drv_image *img, const struct drv_req *req)
+{
+	uint64_t unit = img->compress_bytes;
+
+	if (req->op != DRV_OP_WRITE || !img->ops->write_compressed || !unit)
+		return -EOPNOTSUPP;
+	if (req->offset % unit || req->len != MIN(unit, img->size_bytes - req->offset))
+		return -EINVAL;
+	return 0;
+}
+
 /* 0 when @req is well-formed for @img, else the -errno to complete it with. */
 static int submit_check(const struct drv_image *img, const struct drv_req *req)
 {
@@ -300,6 +312,8 @@ static int submit_check(const struct drv_image *img, const struct drv_req *req)
 		return -EINVAL;
 	if (req->op == DRV_OP_BLOCK_STATUS && req->len == 0)
 		return -EINVAL;
+	if ((req->flags & DRV_REQ_COMPRESSED) && compressed_check(img, req))
+		return compressed_check(img, req);
 	if ((req->op == DRV_OP_READ || req->op == DRV_OP_WRITE) &&
 	    !iov_total_is(req->iov, req->iovcnt, req->len))
 		return -EINVAL;
@@ -322,5 +336,8 @@ void drv_submit(struct drv_image *img, struct drv_req *req)
 		drv_req_complete(req, 0);
 		return;
 	}
-	op_handler(img, req->op)(img, req);
+	if (req->flags & DRV_REQ_COMPRESSED)
+		img->ops->write_compressed(img, req);
+	else
+		op_handler(img, req->op)(img, req);
 }

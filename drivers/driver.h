@@ -60,7 +60,7 @@ struct drv_queue;
 struct drv_req;
 
 /* Bumped when the ops table changes shape; checked by registry.c. */
-#define DRV_API_VERSION 1
+#define DRV_API_VERSION 2
 
 /* Open flags. */
 #define DRV_OPEN_RDONLY (1u << 0)
@@ -82,8 +82,9 @@ enum drv_op {
 };
 
 /* Request flags. */
-#define DRV_REQ_FUA (1u << 0)	    /* WRITE/WRITE_ZEROES: durable on completion */
-#define DRV_REQ_MAY_UNMAP (1u << 1) /* WRITE_ZEROES: may deallocate */
+#define DRV_REQ_FUA (1u << 0)	     /* WRITE/WRITE_ZEROES: durable on completion */
+#define DRV_REQ_MAY_UNMAP (1u << 1)  /* WRITE_ZEROES: may deallocate */
+#define DRV_REQ_COMPRESSED (1u << 3) /* WRITE: through ->write_compressed (tools) */
 #define DRV_REQ_NO_FALLBACK                                                                        \
 	(1u << 2) /* WRITE_ZEROES: -ENOTSUP rather than
 				       * writing zero buffers (NBD FAST_ZERO) */
@@ -185,6 +186,14 @@ struct drv_ops {
 	 * option at fault).
 	 */
 	int (*create)(const char *path, const struct drv_create_args *args);
+
+	/*
+	 * write_compressed - Optional, tools only (convert -c).  Write one
+	 * whole unit of img->compress_bytes at a multiple of it (the disk's
+	 * last unit may be shorter) stored compressed; data that does not
+	 * compress is stored as a plain write.  Data-path semantics as ->write.
+	 */
+	void (*write_compressed)(struct drv_image *img, struct drv_req *req);
 };
 
 struct drv_image {
@@ -195,6 +204,7 @@ struct drv_image {
 	uint32_t block_bytes;	   /* requests must be multiples of this */
 	uint32_t phys_block_bytes; /* preferred I/O granularity */
 	unsigned caps;		   /* DRV_CAP_* */
+	uint32_t compress_bytes;   /* unit of ->write_compressed */
 	void *priv;
 	void **qpriv; /* per-queue private state, indexed by queue */
 	unsigned nr_queues;

@@ -76,6 +76,8 @@ static inline bool is_aligned_u64(uint64_t x, uint64_t align)
 }
 
 #define ALIGN_DOWN(x, a) ((x) & ~((typeof(x))(a)-1))
+/* ALIGN_UP - for values that cannot overflow (guest offsets, < 2^63); else ck_align_up_u64 */
+#define ALIGN_UP(x, a) ALIGN_DOWN((x) + (typeof(x))(a)-1, a)
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "buf.h"
 #include "checked.h"
@@ -21,6 +22,7 @@
 #include "log.h"
 #include "qcow2/cache.h"
 #include "qcow2/format.h"
+#include "qcow2/sync-io.h"
 
 #define SLICE_ALIGN 4096u
 #define NO_SLICE (-1)
@@ -35,6 +37,9 @@ struct qcow2_l2_slice {
 	uint64_t offset; /* host offset; 0 while EMPTY (no L2 table lives at 0) */
 	uint8_t *data;
 	enum slice_state state;
+	bool dirty;    /* changed since it was read or written */
+	bool dropped;  /* its cluster was freed while pinned: empty it at the last put */
+	uint64_t gen;  /* bumped by each change, so write-back sees a racing one */
 	unsigned pins; /* atomic */
 	uint64_t lru;  /* atomic */
 	int32_t hash_next;
@@ -58,10 +63,15 @@ struct qcow2_l2_cache {
 	unsigned nr_slices;
 	struct qcow2_l2_slice *slices;
 	uint8_t *data;
+	uint8_t *zeros; /* one slice of zeros, for new tables */
 	int32_t *buckets;
 	unsigned hash_bits;
-	uint64_t lru_clock;		   /* atomic */
-	struct wait_list full;		   /* lookups waiting for an unpinned slice */
+	uint64_t lru_clock;    /* atomic */
+	struct wait_list full; /* lookups waiting for an unpinned slice */
+	unsigned nr_dirty;
+	/* the metadata thread waiting for a slice another thread is loading */
+	pthread_mutex_t load_mutex;
+	pthread_cond_t load_cond;
 	struct qcow2_l2_cache_stats stats; /* atomics */
 };
 
@@ -150,7 +160,8 @@ static int cache_alloc(struct qcow2_l2_cache *c)
 	c->slices = calloc(c->nr_slices, sizeof(*c->slices));
 	c->buckets = malloc(buckets * sizeof(*c->buckets));
 	c->data = buf_alloc((size_t)c->nr_slices * c->slice_bytes, SLICE_ALIGN);
-	if (!c->slices || !c->buckets || !c->data)
+	c->zeros = calloc(1, c->slice_bytes);
+	if (!c->slices || !c->buckets || !c->data || !c->zeros)
 		return -ENOMEM;
 	for (i = 0; i < buckets; i++)
 		c->buckets[i] = NO_SLICE;
@@ -188,6 +199,10 @@ int qcow2_l2_cache_new(struct aio_file *file, const char *path, uint64_t slice_b
 	if (err)
 		goto err_nomem;
 	err = pthread_rwlock_init(&c->lock, NULL);
+	if (!err) {
+		pthread_mutex_init(&c->load_mutex, NULL);
+		pthread_cond_init(&c->load_cond, NULL);
+	}
 	if (err) {
 		log_err("qcow2 %s: L2 cache lock: %s", path, err_str(-err));
 		c->nr_slices = 0;
@@ -203,6 +218,7 @@ err_nomem:
 		free(c->slices);
 		free(c->buckets);
 		buf_free(c->data);
+		free(c->zeros);
 		free(c);
 	}
 	return -ENOMEM;
@@ -212,11 +228,15 @@ void qcow2_l2_cache_free(struct qcow2_l2_cache *c)
 {
 	if (!c)
 		return;
-	if (c->nr_slices)
+	if (c->nr_slices) {
 		pthread_rwlock_destroy(&c->lock);
+		pthread_mutex_destroy(&c->load_mutex);
+		pthread_cond_destroy(&c->load_cond);
+	}
 	free(c->slices);
 	free(c->buckets);
 	buf_free(c->data);
+	free(c->zeros);
 	free(c);
 }
 
@@ -302,7 +322,8 @@ static struct qcow2_l2_slice *pick_victim(struct qcow2_l2_cache *c)
 
 		if (s->state == SLICE_EMPTY)
 			return s;
-		if (s->state != SLICE_VALID || __atomic_load_n(&s->pins, __ATOMIC_RELAXED))
+		if (s->state != SLICE_VALID || s->dirty ||
+		    __atomic_load_n(&s->pins, __ATOMIC_RELAXED))
 			continue;
 		lru = __atomic_load_n(&s->lru, __ATOMIC_RELAXED);
 		if (lru < best_lru) {
@@ -439,6 +460,9 @@ static void load_done(struct aio_req *aio, int err)
 				 __ATOMIC_RELAXED);
 	}
 	pthread_rwlock_unlock(&c->lock);
+	pthread_mutex_lock(&c->load_mutex);
+	pthread_cond_broadcast(&c->load_cond);
+	pthread_mutex_unlock(&c->load_mutex);
 	for (; w; w = next) {
 		next = w->next;
 		wait_post(w, err ? NULL : s, err);
@@ -449,12 +473,22 @@ static void load_done(struct aio_req *aio, int err)
 
 void qcow2_l2_cache_put(struct qcow2_l2_cache *c, struct qcow2_l2_slice *s)
 {
-	bool wake;
+	bool wake, last;
 
 	pthread_rwlock_rdlock(&c->lock);
 	assert(__atomic_load_n(&s->pins, __ATOMIC_RELAXED) > 0);
-	wake = __atomic_sub_fetch(&s->pins, 1, __ATOMIC_RELAXED) == 0 && c->full.head;
+	last = __atomic_sub_fetch(&s->pins, 1, __ATOMIC_RELAXED) == 0;
+	wake = last && c->full.head;
 	pthread_rwlock_unlock(&c->lock);
+	if (last && __atomic_load_n(&s->dropped, __ATOMIC_RELAXED)) {
+		pthread_rwlock_wrlock(&c->lock);
+		if (s->dropped && __atomic_load_n(&s->pins, __ATOMIC_RELAXED) == 0) {
+			s->dropped = false;
+			s->state = SLICE_EMPTY;
+			s->offset = 0;
+		}
+		pthread_rwlock_unlock(&c->lock);
+	}
 	if (wake)
 		wake_full(c);
 }
@@ -475,4 +509,269 @@ void qcow2_l2_cache_get_stats(struct qcow2_l2_cache *c, struct qcow2_l2_cache_st
 	out->misses = __atomic_load_n(&c->stats.misses, __ATOMIC_RELAXED);
 	out->reads = __atomic_load_n(&c->stats.reads, __ATOMIC_RELAXED);
 	out->evictions = __atomic_load_n(&c->stats.evictions, __ATOMIC_RELAXED);
+}
+
+/* ---- entries under the lock ------------------------------------------------------- */
+
+void qcow2_l2_slice_copy(struct qcow2_l2_cache *c, const struct qcow2_l2_slice *s,
+			 uint64_t off_in_slice, void *dst, size_t len)
+{
+	assert(off_in_slice + len <= c->slice_bytes);
+	pthread_rwlock_rdlock(&c->lock);
+	memcpy(dst, s->data + off_in_slice, len);
+	pthread_rwlock_unlock(&c->lock);
+}
+
+void qcow2_l2_slice_update(struct qcow2_l2_cache *c, struct qcow2_l2_slice *s,
+			   uint64_t off_in_slice, const void *src, size_t len)
+{
+	assert(off_in_slice + len <= c->slice_bytes);
+	pthread_rwlock_wrlock(&c->lock);
+	memcpy(s->data + off_in_slice, src, len);
+	if (!s->dirty)
+		c->nr_dirty++;
+	s->dirty = true;
+	s->gen++;
+	pthread_rwlock_unlock(&c->lock);
+}
+
+/* ---- the metadata thread's blocking access ------------------------------------------ */
+
+/* Wait until the slice at @offset is not LOADING.  Write lock not held. */
+static void wait_not_loading(struct qcow2_l2_cache *c, uint64_t offset)
+{
+	pthread_mutex_lock(&c->load_mutex);
+	for (;;) {
+		struct qcow2_l2_slice *s;
+		bool loading;
+
+		pthread_rwlock_rdlock(&c->lock);
+		s = hash_find(c, offset);
+		loading = s && s->state == SLICE_LOADING;
+		pthread_rwlock_unlock(&c->lock);
+		if (!loading)
+			break;
+		pthread_cond_wait(&c->load_cond, &c->load_mutex);
+	}
+	pthread_mutex_unlock(&c->load_mutex);
+}
+
+/*
+ * Claim a slice for @offset under the write lock: a hit is pinned and
+ * returned with *@hit set; otherwise a victim is made LOADING with the
+ * caller's pin.  -EAGAIN when no slice is free, -EBUSY when another thread
+ * is loading it.
+ */
+static int claim_locked(struct qcow2_l2_cache *c, uint64_t offset, struct qcow2_l2_slice **out,
+			bool *hit)
+{
+	struct qcow2_l2_slice *s = hash_find(c, offset);
+
+	*hit = false;
+	if (s && s->state == SLICE_VALID) {
+		slice_pin(c, s);
+		*hit = true;
+		*out = s;
+		return 0;
+	}
+	if (s)
+		return -EBUSY;
+	s = pick_victim(c);
+	if (!s)
+		return -EAGAIN;
+	if (s->state != SLICE_EMPTY) {
+		hash_remove(c, s);
+		stat_inc(&c->stats.evictions);
+	}
+	s->offset = offset;
+	s->state = SLICE_LOADING;
+	s->pins = 1;
+	s->waiters = NULL;
+	hash_insert(c, s);
+	*out = s;
+	return 0;
+}
+
+/* Finish a blocking load of @s: valid (dirty when @dirty) or, on @err, empty. */
+static void finish_sync_load(struct qcow2_l2_cache *c, struct qcow2_l2_slice *s, int err,
+			     bool dirty)
+{
+	struct qcow2_l2_wait *w, *next;
+
+	pthread_rwlock_wrlock(&c->lock);
+	w = s->waiters;
+	s->waiters = NULL;
+	if (err) {
+		hash_remove(c, s);
+		s->offset = 0;
+		s->state = SLICE_EMPTY;
+		s->pins = 0;
+	} else {
+		unsigned nr = 1;
+
+		for (next = w; next; next = next->next)
+			nr++;
+		s->state = SLICE_VALID;
+		if (dirty && !s->dirty)
+			c->nr_dirty++;
+		s->dirty = dirty;
+		s->gen++;
+		__atomic_store_n(&s->pins, nr, __ATOMIC_RELAXED);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	pthread_mutex_lock(&c->load_mutex);
+	pthread_cond_broadcast(&c->load_cond);
+	pthread_mutex_unlock(&c->load_mutex);
+	for (; w; w = next) {
+		next = w->next;
+		wait_post(w, err ? NULL : s, err);
+	}
+	if (err)
+		wake_full(c);
+}
+
+static int get_blocking(struct qcow2_l2_cache *c, uint64_t offset, bool fresh,
+			struct qcow2_l2_slice **out)
+{
+	struct qcow2_l2_slice *s;
+	bool hit;
+	int err;
+
+	assert(offset != 0 && is_aligned_u64(offset, c->slice_bytes));
+	for (;;) {
+		pthread_rwlock_wrlock(&c->lock);
+		err = claim_locked(c, offset, &s, &hit);
+		pthread_rwlock_unlock(&c->lock);
+		if (err != -EBUSY)
+			break;
+		wait_not_loading(c, offset);
+	}
+	if (err)
+		return err;
+	if (hit) {
+		stat_inc(&c->stats.hits);
+		if (fresh)
+			qcow2_l2_slice_update(c, s, 0, c->zeros, c->slice_bytes);
+		*out = s;
+		return 0;
+	}
+	stat_inc(&c->stats.misses);
+	if (fresh) {
+		memset(s->data, 0, c->slice_bytes);
+	} else {
+		stat_inc(&c->stats.reads);
+		err = qcow2_pread(c->file, offset, s->data, c->slice_bytes);
+		if (err)
+			log_err("qcow2 %s: read of L2 table slice at offset 0x%" PRIx64 ": %s",
+				c->path, offset, err_str(err));
+	}
+	finish_sync_load(c, s, err, fresh);
+	if (!err)
+		*out = s;
+	return err;
+}
+
+int qcow2_l2_cache_get_sync(struct qcow2_l2_cache *c, uint64_t offset, struct qcow2_l2_slice **out)
+{
+	return get_blocking(c, offset, false, out);
+}
+
+int qcow2_l2_cache_get_new(struct qcow2_l2_cache *c, uint64_t offset, struct qcow2_l2_slice **out)
+{
+	return get_blocking(c, offset, true, out);
+}
+
+unsigned qcow2_l2_cache_dirty(struct qcow2_l2_cache *c)
+{
+	unsigned n;
+
+	pthread_rwlock_rdlock(&c->lock);
+	n = c->nr_dirty;
+	pthread_rwlock_unlock(&c->lock);
+	return n;
+}
+
+unsigned qcow2_l2_cache_slices(const struct qcow2_l2_cache *c)
+{
+	return c->nr_slices;
+}
+
+/* Snapshot dirty slice @i into @buf; false when it is not dirty. */
+static bool snapshot_dirty(struct qcow2_l2_cache *c, unsigned i, uint8_t *buf, uint64_t *offset,
+			   uint64_t *gen)
+{
+	struct qcow2_l2_slice *s = &c->slices[i];
+	bool dirty;
+
+	pthread_rwlock_rdlock(&c->lock);
+	dirty = s->state == SLICE_VALID && s->dirty;
+	if (dirty) {
+		memcpy(buf, s->data, c->slice_bytes);
+		*offset = s->offset;
+		*gen = s->gen;
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return dirty;
+}
+
+int qcow2_l2_cache_writeback(struct qcow2_l2_cache *c, qcow2_l2_check_fn *check, void *opaque)
+{
+	bool cleaned = false;
+	uint8_t *buf;
+	unsigned i;
+	int err = 0;
+
+	buf = buf_alloc(c->slice_bytes, SLICE_ALIGN);
+	if (!buf)
+		return -ENOMEM;
+	for (i = 0; i < c->nr_slices && !err; i++) {
+		struct qcow2_l2_slice *s = &c->slices[i];
+		uint64_t offset, gen;
+
+		if (!snapshot_dirty(c, i, buf, &offset, &gen))
+			continue;
+		err = check ? check(opaque, offset, c->slice_bytes) : 0;
+		if (!err)
+			err = qcow2_pwrite(c->file, offset, buf, c->slice_bytes);
+		if (err) {
+			log_err("qcow2 %s: write of L2 table slice at offset 0x%" PRIx64 ": %s",
+				c->path, offset, err_str(err));
+			break;
+		}
+		pthread_rwlock_wrlock(&c->lock);
+		if (s->dirty && s->gen == gen && s->offset == offset) {
+			s->dirty = false;
+			c->nr_dirty--;
+			cleaned = true;
+		}
+		pthread_rwlock_unlock(&c->lock);
+	}
+	buf_free(buf);
+	if (cleaned && c->full.head)
+		wake_full(c);
+	return err;
+}
+
+void qcow2_l2_cache_drop(struct qcow2_l2_cache *c, uint64_t offset, uint64_t len)
+{
+	uint64_t off;
+
+	pthread_rwlock_wrlock(&c->lock);
+	for (off = offset; off < offset + len; off += c->slice_bytes) {
+		struct qcow2_l2_slice *s = hash_find(c, off);
+
+		if (!s || s->state != SLICE_VALID)
+			continue;
+		hash_remove(c, s);
+		if (s->dirty)
+			c->nr_dirty--;
+		s->dirty = false;
+		if (__atomic_load_n(&s->pins, __ATOMIC_RELAXED)) {
+			__atomic_store_n(&s->dropped, true, __ATOMIC_RELAXED);
+		} else {
+			s->state = SLICE_EMPTY;
+			s->offset = 0;
+		}
+	}
+	pthread_rwlock_unlock(&c->lock);
 }

@@ -25,9 +25,14 @@
  * later on the waiter's own event loop (posted there, whichever thread
  * finished the read), with the slice pinned, or with -errno and no slice.
  *
- * Slice contents are immutable while the slice is pinned: this step of the
- * driver only reads.  (Updating entries will take the write lock, and
- * readers will copy entries out under the read lock.)
+ * Changes: only the image's metadata thread (meta.c) changes entries, under
+ * the write lock (qcow2_l2_slice_update), and readers copy entries out
+ * under the read lock (qcow2_l2_slice_copy), so a pinned slice may change
+ * under a reader but never tears.  A changed slice is dirty: it is never
+ * evicted, only written back by qcow2_l2_cache_writeback(), which the
+ * metadata thread calls once the data and refcounts the entries depend on
+ * are durable (ARCHITECTURE.md §4).  The metadata thread reads slices with
+ * blocking I/O (qcow2_l2_cache_get_sync); the queue threads never block.
  */
 #ifndef QTAP_QCOW2_CACHE_H
 #define QTAP_QCOW2_CACHE_H
@@ -112,6 +117,54 @@ void qcow2_l2_cache_put(struct qcow2_l2_cache *c, struct qcow2_l2_slice *s);
 /* The slice's bytes (big-endian L2 entries), slice_bytes long. */
 const uint8_t *qcow2_l2_slice_data(const struct qcow2_l2_slice *s);
 uint64_t qcow2_l2_slice_offset(const struct qcow2_l2_slice *s);
+
+/*
+ * qcow2_l2_slice_copy - copy @len bytes at @off_in_slice of pinned slice @s
+ * under the read lock.
+ */
+void qcow2_l2_slice_copy(struct qcow2_l2_cache *c, const struct qcow2_l2_slice *s,
+			 uint64_t off_in_slice, void *dst, size_t len);
+
+/* ---- the metadata thread only ---------------------------------------------------- */
+
+/*
+ * qcow2_l2_slice_update - write @len bytes at @off_in_slice of pinned slice
+ * @s under the write lock and mark it dirty.
+ */
+void qcow2_l2_slice_update(struct qcow2_l2_cache *c, struct qcow2_l2_slice *s,
+			   uint64_t off_in_slice, const void *src, size_t len);
+
+/*
+ * qcow2_l2_cache_get_sync - the slice at @offset, pinned, read with blocking
+ * I/O on a miss (waiting if a queue thread is loading it).  -EAGAIN when
+ * every slice is pinned or dirty: write back and retry.  -errno (logged)
+ * when the read fails.
+ */
+int qcow2_l2_cache_get_sync(struct qcow2_l2_cache *c, uint64_t offset, struct qcow2_l2_slice **out);
+
+/*
+ * qcow2_l2_cache_get_new - a slice of a newly allocated L2 table at @offset:
+ * not read, all zeros, dirty, pinned.  -EAGAIN as above.
+ */
+int qcow2_l2_cache_get_new(struct qcow2_l2_cache *c, uint64_t offset, struct qcow2_l2_slice **out);
+
+/* qcow2_l2_cache_dirty - how many slices are dirty; _slices - how many exist. */
+unsigned qcow2_l2_cache_dirty(struct qcow2_l2_cache *c);
+unsigned qcow2_l2_cache_slices(const struct qcow2_l2_cache *c);
+
+/*
+ * qcow2_l2_cache_writeback - write every dirty slice (no sync), each after
+ * @check (may be NULL) accepted its range; a slice changed meanwhile stays
+ * dirty.  Returns 0 or the first error (logged).
+ */
+typedef int qcow2_l2_check_fn(void *opaque, uint64_t offset, uint64_t len);
+int qcow2_l2_cache_writeback(struct qcow2_l2_cache *c, qcow2_l2_check_fn *check, void *opaque);
+
+/*
+ * qcow2_l2_cache_drop - forget the slices of [@offset, @offset + @len), a
+ * freed cluster, dirty or not; pinned ones are emptied at their last put.
+ */
+void qcow2_l2_cache_drop(struct qcow2_l2_cache *c, uint64_t offset, uint64_t len);
 
 void qcow2_l2_cache_get_stats(struct qcow2_l2_cache *c, struct qcow2_l2_cache_stats *out);
 

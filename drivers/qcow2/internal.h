@@ -24,21 +24,25 @@
 #include "evloop.h"
 #include "qcow2/cache.h"
 #include "qcow2/format.h"
+#include "qcow2/meta.h"
 
 /* ---- the image --------------------------------------------------------------- */
+
+struct qcow2_meta;
 
 struct qcow2_image {
 	struct aio_file *file;
 	struct qcow2_header hdr;
 	struct qcow2_geom geom;
-	uint64_t *l1;	    /* hdr.l1_size host-endian entries, decoded on use */
-	uint64_t *reftable; /* host-endian; kept for the write path */
-	uint64_t reftable_entries;
+	uint64_t *l1; /* hdr.l1_size host-endian entries, decoded on use */
 	struct qcow2_l2_cache *l2_cache;
-	char *backing_spec; /* "FMT:/abs/path", or NULL */
+	struct qcow2_meta *meta; /* writable images: the metadata thread (meta.c) */
+	uint8_t *zero_buf;	 /* writable images: one cluster of zeros */
+	char *backing_spec;	 /* "FMT:/abs/path", or NULL */
 	/*
-	 * Size of the image file at open.  L2 tables must lie inside it.  The
-	 * write path will have to raise it as it allocates.
+	 * The end of the image file: its size at open, raised (atomically, by
+	 * refcount.c) past every cluster allocated since.  L2 tables must lie
+	 * inside it.
 	 */
 	uint64_t file_bytes;
 };
@@ -89,7 +93,20 @@ struct qcow2_bslot {
 	int sub_err;
 };
 
+/* Copy-on-write buffers of one allocating write: the head and the tail. */
+struct qcow2_cslot {
+	uint8_t *buf[2];       /* one cluster each */
+	struct drv_req sub[2]; /* reads of this image's own view */
+	void *sub_priv[2];     /* their scratch: a struct qcow2_req each */
+	struct iovec iov[2];
+	struct qcow2_cslot *next_free;
+};
+
 struct qcow2_queue {
+	struct qcow2_cslot *cslots;
+	unsigned nr_cslots;
+	struct qcow2_cslot *cfree;
+	struct qcow2_waitq cwait;
 	struct qcow2_codec *codec; /* this thread's decompressor */
 	struct qcow2_zslot *zslots;
 	unsigned nr_zslots;
@@ -125,6 +142,7 @@ struct qcow2_extent {
 	uint64_t len;
 	uint64_t host_offset;	   /* of guest_offset (DATA, ZERO_ALLOC) or the data */
 	uint64_t compressed_bytes; /* COMPRESSED: bytes to read at host_offset */
+	bool copied;		   /* the L2 entry's COPIED flag: refcount 1 */
 };
 
 struct qcow2_map;
@@ -193,13 +211,34 @@ struct qcow2_req {
 	struct evloop_call resume;
 	struct qcow2_req *wait_next;
 	void *grant; /* a slot handed over by its releaser */
+
+	/* the bytes to write (req->iov; zeros for a zero write) */
+	const struct iovec *iov;
+	/* writes, zero writes and discards (write.c) */
+	struct qcow2_range range;
+	bool range_held;
+	unsigned wstate;
+	struct qcow2_job job;
+	struct qcow2_cslot *cslot;
+	uint64_t wr_pos; /* allocating pass: stream bytes written so far */
+	struct iovec zero_iov;
 };
 
 void qcow2_read(struct drv_image *img, struct drv_req *req);
 void qcow2_block_status(struct drv_image *img, struct drv_req *req);
 void qcow2_flush(struct drv_image *img, struct drv_req *req);
 
-/* Shared between read.c and backing.c. */
+void qcow2_write(struct drv_image *img, struct drv_req *req);
+void qcow2_write_zeroes(struct drv_image *img, struct drv_req *req);
+void qcow2_discard(struct drv_image *img, struct drv_req *req);
+void qcow2_write_compressed(struct drv_image *img, struct drv_req *req);
+void qcow2_flush_meta(struct drv_image *img, struct drv_req *req);
+int qcow2_write_queue_init(struct drv_image *img, struct qcow2_queue *qq);
+void qcow2_write_queue_fini(struct drv_image *img, struct qcow2_queue *qq);
+
+/* Shared between read.c, write.c and backing.c. */
+void qcow2_req_kick(struct qcow2_req *qr);
+int qcow2_issue_data(struct qcow2_req *qr, struct qcow2_xio *x, enum aio_op op);
 void qcow2_req_init(struct qcow2_req *qr, struct drv_image *img, struct drv_req *req,
 		    qcow2_run_fn *run);
 void qcow2_xio_done(struct qcow2_xio *x, int err);
@@ -218,6 +257,8 @@ int qcow2_backing_issue(struct qcow2_xio *x);
 /* iov.c: walking the caller's iovec */
 void qcow2_iov_advance(const struct iovec *iov, struct qcow2_iov_cursor *cur, uint64_t len);
 void qcow2_iov_memset(const struct iovec *iov, struct qcow2_iov_cursor cur, int c, uint64_t len);
+void qcow2_iov_to_buf(const struct iovec *iov, struct qcow2_iov_cursor cur, void *buf,
+		      uint64_t len);
 void qcow2_iov_from_buf(const struct iovec *iov, struct qcow2_iov_cursor cur, const void *buf,
 			uint64_t len);
 /*

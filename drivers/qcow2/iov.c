@@ -85,3 +85,19 @@ uint64_t qcow2_iov_slice(const struct iovec *iov, struct qcow2_iov_cursor cur, u
 	}
 	return done;
 }
+
+void qcow2_iov_to_buf(const struct iovec *iov, struct qcow2_iov_cursor cur, void *buf, uint64_t len)
+{
+	uint8_t *dst = buf;
+
+	while (len) {
+		uint64_t n;
+
+		cursor_settle(iov, &cur);
+		n = MIN(len, iov[cur.idx].iov_len - cur.off);
+		memcpy(dst, (const uint8_t *)iov[cur.idx].iov_base + cur.off, n);
+		dst += n;
+		cur.off += n;
+		len -= n;
+	}
+}

@@ -31,7 +31,7 @@ void qcow2_map_reset(struct qcow2_map *m, uint64_t pos, uint64_t end)
 
 static bool ext_mergeable(const struct qcow2_extent *a, const struct qcow2_extent *b)
 {
-	if (a->type != b->type || a->type == QCOW2_EXT_COMPRESSED)
+	if (a->type != b->type || a->type == QCOW2_EXT_COMPRESSED || a->copied != b->copied)
 		return false;
 	if (a->type == QCOW2_EXT_DATA || a->type == QCOW2_EXT_ZERO_ALLOC)
 		return a->host_offset + a->len == b->host_offset;
@@ -85,7 +85,9 @@ static int map_cluster(struct drv_image *img, struct qcow2_map *m, uint64_t clus
 	while (m->pos < cluster_end) {
 		unsigned sc = qcow2_sc_index(g, m->pos);
 		enum qcow2_subcluster_type t = qcow2_subcluster_type(g, e, sc);
-		struct qcow2_extent x = { .type = sc_ext_type(t), .guest_offset = m->pos };
+		struct qcow2_extent x = { .type = sc_ext_type(t),
+					  .guest_offset = m->pos,
+					  .copied = e->copied };
 
 		if (t == QCOW2_SUBCLUSTER_INVALID) {
 			log_err_ratelimited("qcow2 %s: guest offset 0x%" PRIx64 ": L2 entry has "
@@ -118,25 +120,30 @@ static int map_cluster(struct drv_image *img, struct qcow2_map *m, uint64_t clus
 static int map_slice(struct drv_image *img, struct qcow2_map *m, uint64_t l2_offset,
 		     const struct qcow2_l2_slice *s, uint64_t slice_bytes)
 {
-	const struct qcow2_geom *g = &((struct qcow2_image *)img->priv)->geom;
-	const uint8_t *data = qcow2_l2_slice_data(s);
+	struct qcow2_image *qi = img->priv;
+	const struct qcow2_geom *g = &qi->geom;
+	uint8_t data[QCOW2_L2_SLICE_MAX_BYTES];
 	uint64_t byte = qcow2_l2_index(g, m->pos) * g->l2_entry_bytes;
 	uint64_t in_slice = byte & (slice_bytes - 1);
+	uint64_t first = in_slice;
 	int ret = 0;
 
 	assert(qcow2_l2_slice_offset(s) == l2_offset + (byte - in_slice));
+	/* the metadata thread may change entries: copy them out under the lock */
+	qcow2_l2_slice_copy(qi->l2_cache, s, first, data, slice_bytes - first);
 	for (; in_slice < slice_bytes && m->pos < m->end && ret == 0;
 	     in_slice += g->l2_entry_bytes) {
-		uint64_t entry = qcow2_get_be64(data + in_slice);
-		uint64_t bitmap = g->extended_l2 ? qcow2_get_be64(data + in_slice + 8) : 0;
+		const uint8_t *p = data + (in_slice - first);
+		uint64_t entry = qcow2_get_be64(p);
+		uint64_t bitmap = g->extended_l2 ? qcow2_get_be64(p + 8) : 0;
 		struct qcow2_l2_entry e;
 		const char *why = NULL;
 
 		if (qcow2_l2_entry_decode(g, entry, bitmap, &e, &why)) {
 			log_err_ratelimited("qcow2 %s: guest offset 0x%" PRIx64 ": L2 entry at "
 					    "host offset 0x%" PRIx64 " (0x%016" PRIx64 "): %s",
-					    img->path, m->pos, qcow2_l2_slice_offset(s) + in_slice,
-					    entry, why);
+					    img->path, m->pos,
+					    l2_offset + byte + (in_slice - first), entry, why);
 			return -EIO;
 		}
 		ret = map_cluster(img, m, ALIGN_DOWN(m->pos, g->cluster_bytes), &e);
@@ -153,7 +160,7 @@ static int map_l1(struct drv_image *img, const struct qcow2_map *m, uint64_t *l2
 	struct qcow2_image *qi = img->priv;
 	uint64_t idx = qcow2_l1_index(&qi->geom, m->pos);
 	const char *why = NULL;
-	uint64_t end;
+	uint64_t end, entry, file_bytes;
 	bool copied;
 
 	if (idx >= qi->hdr.l1_size) {
@@ -162,18 +169,20 @@ static int map_l1(struct drv_image *img, const struct qcow2_map *m, uint64_t *l2
 				    img->path, m->pos, qi->hdr.l1_size);
 		return -EIO;
 	}
-	if (qcow2_l1_entry_decode(&qi->geom, qi->l1[idx], l2_offset, &copied, &why)) {
+	/* the metadata thread of a writable image changes entries: atomics */
+	entry = __atomic_load_n(&qi->l1[idx], __ATOMIC_ACQUIRE);
+	if (qcow2_l1_entry_decode(&qi->geom, entry, l2_offset, &copied, &why)) {
 		log_err_ratelimited("qcow2 %s: L1 entry %" PRIu64 " (0x%016" PRIx64
 				    ", guest offset 0x%" PRIx64 "): %s",
-				    img->path, idx, qi->l1[idx], m->pos, why);
+				    img->path, idx, entry, m->pos, why);
 		return -EIO;
 	}
-	if (*l2_offset &&
-	    (ck_add(*l2_offset, qi->geom.cluster_bytes, &end) || end > qi->file_bytes)) {
+	file_bytes = __atomic_load_n(&qi->file_bytes, __ATOMIC_ACQUIRE);
+	if (*l2_offset && (ck_add(*l2_offset, qi->geom.cluster_bytes, &end) || end > file_bytes)) {
 		log_err_ratelimited("qcow2 %s: L1 entry %" PRIu64 " (guest offset 0x%" PRIx64
 				    "): L2 table at 0x%" PRIx64 " is past the end of the file "
 				    "(%" PRIu64 " bytes)",
-				    img->path, idx, m->pos, *l2_offset, qi->file_bytes);
+				    img->path, idx, m->pos, *l2_offset, file_bytes);
 		return -EIO;
 	}
 	return 0;
@@ -221,6 +230,11 @@ static int map_step(struct drv_image *img, struct qcow2_map *m, struct drv_queue
 	slice_off =
 		l2_offset + ALIGN_DOWN(qcow2_l2_index(g, m->pos) * g->l2_entry_bytes, slice_bytes);
 	s = steal_slice(m);
+	if (s && qcow2_l2_slice_offset(s) != slice_off) {
+		/* the table moved while we waited (a shared one was copied): again */
+		qcow2_l2_cache_put(qi->l2_cache, s);
+		s = NULL;
+	}
 	if (!s) {
 		m->wait =
 			(struct qcow2_l2_wait){ .fn = map_wait_done, .opaque = m, .loop = q->loop };

@@ -8,9 +8,9 @@
  * with plain pread (through an aligned buffer: the file may be O_DIRECT).
  * Bytes past the end of the file read as zeros there, as QEMU reads them.
  *
- * This step serves reads only.  Read-write opens are accepted (writes are
- * refused by the core with -EOPNOTSUPP, since ->write is NULL) except for
- * images QEMU would not open read-write either (the corrupt bit).
+ * A read-write open also starts the image's metadata thread (meta.c), which
+ * owns the refcounts and every metadata change; images QEMU would not open
+ * read-write (the corrupt bit) are refused.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -167,15 +167,9 @@ static int load_tables(struct drv_image *img)
 {
 	struct qcow2_image *qi = img->priv;
 	const struct qcow2_header *h = &qi->hdr;
-	int err;
 
-	err = load_table(img, "L1 table", h->l1_table_offset, h->l1_size, &qi->l1);
-	if (err)
-		return err;
-	/* validated by the header parse: at most 8 MiB */
-	qi->reftable_entries = ((uint64_t)h->refcount_table_clusters << h->cluster_bits) / 8;
-	return load_table(img, "refcount table", h->refcount_table_offset, qi->reftable_entries,
-			  &qi->reftable);
+	/* the refcount table is loaded by the write path (refcount.c) */
+	return load_table(img, "L1 table", h->l1_table_offset, h->l1_size, &qi->l1);
 }
 
 static int open_file(struct drv_image *img, const char *path, unsigned flags)
@@ -206,9 +200,10 @@ static void qcow2_close(struct drv_image *img)
 {
 	struct qcow2_image *qi = img->priv;
 
+	qcow2_meta_close(img);
+	buf_free(qi->zero_buf);
 	qcow2_l2_cache_free(qi->l2_cache);
 	free(qi->backing_spec);
-	free(qi->reftable);
 	free(qi->l1);
 	qcow2_header_fini(&qi->hdr);
 	aio_file_close(qi->file);
@@ -224,6 +219,23 @@ static int open_image(struct drv_image *img, const char *path, unsigned flags)
 	err = open_file(img, path, flags);
 	if (!err)
 		err = read_header(img);
+	if (!err && qi->file->direct && (1ull << qi->hdr.cluster_bits) < qi->file->io_align) {
+		/*
+		 * Clusters smaller than the device's O_DIRECT block: writing one
+		 * would read-modify-write its neighbours, racing the writers of
+		 * those.  The page cache does that safely.
+		 */
+		log_dbg(LOG_F_QCOW2,
+			"%s: %u-byte clusters under %u-byte direct I/O blocks: "
+			"buffered I/O",
+			path, 1u << qi->hdr.cluster_bits, qi->file->io_align);
+		aio_file_close(qi->file);
+		qi->file = NULL;
+		qcow2_header_fini(&qi->hdr);
+		err = open_file(img, path, flags | DRV_OPEN_BUFFERED);
+		if (!err)
+			err = read_header(img);
+	}
 	if (!err)
 		err = check_features(img, flags);
 	if (err)
@@ -235,9 +247,16 @@ static int open_image(struct drv_image *img, const char *path, unsigned flags)
 	if (err)
 		return err;
 	slice_bytes = qcow2_l2_cache_slice_bytes(qi->geom.cluster_bytes);
-	return qcow2_l2_cache_new(qi->file, img->path, slice_bytes,
-				  qcow2_l2_cache_default_slices(&qi->geom, qi->hdr.size_bytes),
-				  &qi->l2_cache);
+	err = qcow2_l2_cache_new(qi->file, img->path, slice_bytes,
+				 qcow2_l2_cache_default_slices(&qi->geom, qi->hdr.size_bytes),
+				 &qi->l2_cache);
+	if (err || (flags & DRV_OPEN_RDONLY))
+		return err;
+	qi->zero_buf = buf_alloc(qi->geom.cluster_bytes, 4096);
+	if (!qi->zero_buf)
+		return -ENOMEM;
+	memset(qi->zero_buf, 0, qi->geom.cluster_bytes);
+	return qcow2_meta_open(img);
 }
 
 static int qcow2_open(struct drv_image *img, const char *path, unsigned flags)
@@ -252,6 +271,10 @@ static int qcow2_open(struct drv_image *img, const char *path, unsigned flags)
 	img->size_bytes = qi->hdr.size_bytes;
 	img->block_bytes = QCOW2_BLOCK_BYTES;
 	img->caps = DRV_CAP_BLOCK_STATUS;
+	if (!(flags & DRV_OPEN_RDONLY)) {
+		img->caps |= DRV_CAP_DISCARD | DRV_CAP_WRITE_ZEROES;
+		img->compress_bytes = (uint32_t)qi->geom.cluster_bytes;
+	}
 	if (!is_aligned_u64(img->size_bytes, QCOW2_BLOCK_BYTES))
 		log_warn("qcow2 %s: size %" PRIu64
 			 " is not a multiple of %u bytes; the last %" PRIu64
@@ -314,6 +337,7 @@ static void qcow2_queue_fini(struct drv_image *img, struct drv_queue *q)
 	if (!qq)
 		return;
 	qcow2_backing_queue_fini(qq);
+	qcow2_write_queue_fini(img, qq);
 	for (i = 0; qq->zslots && i < qq->nr_zslots; i++) {
 		buf_free(qq->zslots[i].in);
 		buf_free(qq->zslots[i].out);
@@ -334,6 +358,8 @@ static int qcow2_queue_init(struct drv_image *img, struct drv_queue *q)
 		err = zslots_init(qi, qq);
 	if (!err)
 		err = qcow2_backing_queue_init(img, qq);
+	if (!err)
+		err = qcow2_write_queue_init(img, qq);
 	if (err) {
 		log_err("qcow2 %s: queue %u set-up: %s", img->path, q->index, err_str(err));
 		qcow2_queue_fini(img, q);
@@ -345,7 +371,7 @@ static int qcow2_queue_init(struct drv_image *img, struct drv_queue *q)
 /* clang-format off */
 const struct drv_ops qcow2_driver = {
 	.name		 = "qcow2",
-	.description	 = "QEMU copy-on-write image, version 2 or 3 (reads only)",
+	.description	 = "QEMU copy-on-write image, version 2 or 3",
 	.priv_size	 = sizeof(struct qcow2_image),
 	.queue_priv_size = sizeof(struct qcow2_queue),
 	.req_priv_size	 = sizeof(struct qcow2_req),
@@ -355,7 +381,11 @@ const struct drv_ops qcow2_driver = {
 	.queue_init	 = qcow2_queue_init,
 	.queue_fini	 = qcow2_queue_fini,
 	.read		 = qcow2_read,
+	.write		 = qcow2_write,
 	.flush		 = qcow2_flush,
+	.discard	 = qcow2_discard,
+	.write_zeroes	 = qcow2_write_zeroes,
+	.write_compressed = qcow2_write_compressed,
 	.block_status	 = qcow2_block_status,
 };
 /* clang-format on */

@@ -35,7 +35,7 @@ enum step {
 };
 
 /* Run @qr unless it is already running further up the stack or parked. */
-static void req_kick(struct qcow2_req *qr)
+void qcow2_req_kick(struct qcow2_req *qr)
 {
 	if (!qr->running && !qr->parked && qr->inflight == 0)
 		qr->run(qr);
@@ -43,7 +43,7 @@ static void req_kick(struct qcow2_req *qr)
 
 static void map_resume(struct qcow2_map *m)
 {
-	req_kick((struct qcow2_req *)((char *)m - offsetof(struct qcow2_req, map)));
+	qcow2_req_kick((struct qcow2_req *)((char *)m - offsetof(struct qcow2_req, map)));
 }
 
 static void req_resume(struct evloop_call *call)
@@ -71,6 +71,7 @@ void qcow2_req_init(struct qcow2_req *qr, struct drv_image *img, struct drv_req 
 	qr->map.slice = NULL;
 	qr->map.wait_err = 0;
 	qr->map.resume = map_resume;
+	qr->iov = req->iov;
 	qr->resume = (struct evloop_call){ .fn = req_resume, .opaque = qr };
 }
 
@@ -82,7 +83,7 @@ void qcow2_xio_done(struct qcow2_xio *x, int err)
 		qr->err = err;
 	assert(qr->inflight > 0);
 	qr->inflight--;
-	req_kick(qr);
+	qcow2_req_kick(qr);
 }
 
 void qcow2_req_park(struct qcow2_req *qr, struct qcow2_waitq *wq)
@@ -118,19 +119,20 @@ static void data_done(struct aio_req *aio, int err)
 	struct qcow2_xio *x = aio->opaque;
 
 	if (err)
-		log_err_ratelimited("qcow2 %s: read of guest offset 0x%" PRIx64 " at host offset "
+		log_err_ratelimited("qcow2 %s: %s of guest offset 0x%" PRIx64 " at host offset "
 				    "0x%" PRIx64 " (%" PRIu64 " bytes): %s",
-				    x->qr->img->path, x->ext->guest_offset, aio->offset, aio->len,
-				    err_str(err));
+				    x->qr->img->path, aio->op == AIO_OP_READ ? "read" : "write",
+				    x->ext->guest_offset, aio->offset, aio->len, err_str(err));
 	qcow2_xio_done(x, err);
 }
 
 /*
- * Read a DATA extent straight into the caller's buffers.  When the pass's
- * iovec pool runs out, the pass ends there: before this extent when no
- * entry is left (-ENOBUFS), or inside it; the next pass maps the rest.
+ * Read (or write, @op) a DATA extent straight from or into the caller's
+ * buffers (qr->iov).  When the pass's iovec pool runs out, the pass ends
+ * there: before this extent when no entry is left (-ENOBUFS), or inside
+ * it; the next pass maps the rest.
  */
-static int issue_data(struct qcow2_req *qr, struct qcow2_xio *x)
+int qcow2_issue_data(struct qcow2_req *qr, struct qcow2_xio *x, enum aio_op op)
 {
 	struct qcow2_image *qi = qr->img->priv;
 	struct qcow2_extent *e = x->ext;
@@ -138,8 +140,7 @@ static int issue_data(struct qcow2_req *qr, struct qcow2_xio *x)
 	unsigned used;
 	uint64_t n;
 
-	n = qcow2_iov_slice(qr->req->iov, x->cur, e->len, iov, QCOW2_PASS_IOVS - qr->iov_used,
-			    &used);
+	n = qcow2_iov_slice(qr->iov, x->cur, e->len, iov, QCOW2_PASS_IOVS - qr->iov_used, &used);
 	if (n < e->len) {
 		qr->map.nr = qr->next + (n ? 1 : 0);
 		qr->pass_end = e->guest_offset + n;
@@ -150,8 +151,8 @@ static int issue_data(struct qcow2_req *qr, struct qcow2_xio *x)
 	qr->iov_used += used;
 	x->aio = (struct aio_req){
 		.file = qi->file,
-		.op = AIO_OP_READ,
-		.flags = AIO_F_ZERO_EOF,
+		.op = op,
+		.flags = op == AIO_OP_READ ? AIO_F_ZERO_EOF : 0,
 		.offset = e->host_offset,
 		.len = n,
 		.iov = iov,
@@ -271,7 +272,7 @@ static int issue_one(struct qcow2_req *qr, struct qcow2_xio *x)
 {
 	switch (x->ext->type) {
 	case QCOW2_EXT_DATA:
-		return issue_data(qr, x);
+		return qcow2_issue_data(qr, x, AIO_OP_READ);
 	case QCOW2_EXT_COMPRESSED:
 		return issue_compressed(qr, x);
 	case QCOW2_EXT_UNALLOC:

@@ -99,6 +99,10 @@ void qcow2_flush(struct drv_image *img, struct drv_req *req)
 	struct qcow2_image *qi = img->priv;
 	struct qcow2_req *qr = req->priv;
 
+	if (qi->meta) {
+		qcow2_flush_meta(img, req);
+		return;
+	}
 	qr->req = req;
 	qr->img = img;
 	qr->xio[0].aio = (struct aio_req){

@@ -1,0 +1,982 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The metadata thread: the one place a writable image's metadata changes
+ * (see meta.h for the jobs and the write-back order).
+ *
+ * Jobs run one at a time, in the order they were posted, with blocking
+ * I/O: a job never waits for a queue thread, so it cannot deadlock with
+ * one.  Queue threads only read L1 entries (atomics) and L2 entries (copied
+ * under the cache's read lock).
+ *
+ * Failures: an I/O error fails the job (the request gets -EIO) and keeps
+ * the dirty state for the next write-back.  An inconsistency (metadata about
+ * to be written over the header or a table, a refcount below zero, an L2
+ * pointer to cluster 0) marks the image corrupt, as QEMU does: the corrupt
+ * bit is set with a synced header write, the reason is logged once, and
+ * every later job fails with -EIO while reads go on.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checked.h"
+#include "errors.h"
+#include "log.h"
+#include "qcow2/internal.h"
+#include "qcow2/meta.h"
+#include "qcow2/refcount.h"
+#include "qcow2/sync-io.h"
+
+#define L1_CHUNK_BYTES 4096u
+#define L1_CHUNK_ENTRIES (L1_CHUNK_BYTES / 8)
+#define RUN_MAX_CLUSTERS 512u	/* clusters one ALLOC may take */
+#define ZERO_JOB_CLUSTERS 4096u /* clusters one ZERO or DISCARD job may change */
+#define GET_SLICE_TRIES 4
+
+struct qcow2_meta {
+	struct drv_image *img;
+	struct qcow2_image *qi;
+	struct qcow2_rc *rc;
+	struct evloop *loop;
+	pthread_t thread;
+	bool running;
+	struct evloop_call stop;
+	uint8_t *l1_dirty; /* one flag per L1_CHUNK_BYTES of the table */
+	uint64_t l1_chunks;
+	bool l1_any_dirty;
+	bool lazy;	/* lazy refcounts: dirty bit set before the first change */
+	bool dirty_bit; /* the header's dirty bit is set (by us or found) */
+	bool corrupt;	/* marked corrupt: refuse every change */
+	/* guest range locks */
+	pthread_mutex_t range_mutex;
+	struct qcow2_range *held;
+};
+
+static struct qcow2_meta *meta_of(struct drv_image *img)
+{
+	return ((struct qcow2_image *)img->priv)->meta;
+}
+
+/* ---- header bits ------------------------------------------------------------------- */
+
+/* Write the incompatible features field alone, synced. */
+static int write_incompat(struct qcow2_meta *m)
+{
+	uint8_t be[8];
+	int err;
+
+	qcow2_put_be64(be, m->qi->hdr.incompatible_features);
+	err = qcow2_pwrite(m->qi->file, QCOW2_HDR_OFF(incompatible_features), be, sizeof(be));
+	if (!err)
+		err = qcow2_fsync(m->qi->file);
+	if (err)
+		log_err("qcow2 %s: header update (incompatible features): %s", m->img->path,
+			err_str(err));
+	return err;
+}
+
+/*
+ * Mark the image corrupt, as QEMU's qcow2_signal_corruption does: log
+ * @why once, set the corrupt bit, refuse further changes.  Returns -EIO.
+ */
+static int __attribute__((format(printf, 2, 3)))
+mark_corrupt(struct qcow2_meta *m, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (m->corrupt)
+		return -EIO;
+	m->corrupt = true;
+	log_err("qcow2 %s: %s; image marked corrupt: further writes are refused "
+		"(repair with tap-img check -r all)",
+		m->img->path, why);
+	if (m->qi->hdr.version >= 3) {
+		m->qi->hdr.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
+		write_incompat(m);
+	}
+	return -EIO;
+}
+
+/* Before the first metadata change of a lazy-refcounts image: the dirty bit. */
+static int mark_dirty(struct qcow2_meta *m)
+{
+	if (!m->lazy || m->dirty_bit)
+		return 0;
+	m->qi->hdr.incompatible_features |= QCOW2_INCOMPAT_DIRTY;
+	m->dirty_bit = true;
+	return write_incompat(m);
+}
+
+/* ---- overlap checks -------------------------------------------------------------- */
+
+static bool overlaps(uint64_t off, uint64_t len, uint64_t start, uint64_t bytes)
+{
+	return bytes && off < start + bytes && start < off + len;
+}
+
+/*
+ * Metadata or data about to be written at [@off, @off + @len) must not
+ * land on the header or the image's tables: if it would, the refcounts
+ * lied, and the image is marked corrupt.
+ */
+static int overlap_check(void *opaque, uint64_t off, uint64_t len, const char *what)
+{
+	struct qcow2_meta *m = opaque;
+	const struct qcow2_header *h = &m->qi->hdr;
+	const struct qcow2_geom *g = &m->qi->geom;
+	const char *hit = NULL;
+
+	if (overlaps(off, len, 0, g->cluster_bytes))
+		hit = "the header";
+	else if (overlaps(off, len, h->l1_table_offset, (uint64_t)h->l1_size * 8))
+		hit = "the active L1 table";
+	else if (strcmp(what, "refcount table") != 0 &&
+		 overlaps(off, len, h->refcount_table_offset,
+			  (uint64_t)h->refcount_table_clusters << g->cluster_bits))
+		hit = "the refcount table";
+	else if (h->bitmaps.present &&
+		 overlaps(off, len, h->bitmaps.dir_offset, h->bitmaps.dir_bytes))
+		hit = "the bitmap directory";
+	if (!hit)
+		return 0;
+	return mark_corrupt(m,
+			    "%s write at host offset 0x%" PRIx64 " (%" PRIu64 " bytes) "
+			    "would overwrite %s",
+			    what, off, len, hit);
+}
+
+static int l2_overlap_check(void *opaque, uint64_t off, uint64_t len)
+{
+	return overlap_check(opaque, off, len, "L2 table");
+}
+
+static void cluster_freed(void *opaque, uint64_t host_offset)
+{
+	struct qcow2_meta *m = opaque;
+
+	qcow2_l2_cache_drop(m->qi->l2_cache, host_offset, m->qi->geom.cluster_bytes);
+}
+
+/* ---- write-back --------------------------------------------------------------------- */
+
+static int write_l1_chunk(struct qcow2_meta *m, uint64_t chunk)
+{
+	struct qcow2_image *qi = m->qi;
+	uint64_t first = chunk * L1_CHUNK_ENTRIES, i;
+	uint64_t n = MIN((uint64_t)L1_CHUNK_ENTRIES, qi->hdr.l1_size - first);
+	uint8_t buf[L1_CHUNK_BYTES];
+	uint64_t off = qi->hdr.l1_table_offset + first * 8;
+	int err;
+
+	for (i = 0; i < n; i++)
+		qcow2_put_be64(buf + i * 8, __atomic_load_n(&qi->l1[first + i], __ATOMIC_RELAXED));
+	err = qcow2_pwrite(qi->file, off, buf, n * 8);
+	if (err)
+		log_err("qcow2 %s: write of the L1 table at 0x%" PRIx64 ": %s", m->img->path, off,
+			err_str(err));
+	return err;
+}
+
+static int write_l1(struct qcow2_meta *m)
+{
+	uint64_t c;
+	int err;
+
+	if (!m->l1_any_dirty)
+		return 0;
+	err = qcow2_fsync(m->qi->file); /* the L2 tables first */
+	for (c = 0; !err && c < m->l1_chunks; c++) {
+		if (!m->l1_dirty[c])
+			continue;
+		err = write_l1_chunk(m, c);
+		if (!err)
+			m->l1_dirty[c] = 0;
+	}
+	if (!err)
+		m->l1_any_dirty = false;
+	return err;
+}
+
+/*
+ * Make every change so far durable, in the contract's order, then apply
+ * the decrements that waited for it.
+ */
+static int writeback(struct qcow2_meta *m)
+{
+	struct qcow2_image *qi = m->qi;
+	int err;
+
+	if (!qcow2_l2_cache_dirty(qi->l2_cache) && !m->l1_any_dirty && !qcow2_rc_dirty(m->rc))
+		return qcow2_fsync(qi->file);
+	err = qcow2_fsync(qi->file);
+	if (!err && !m->dirty_bit)
+		err = qcow2_rc_writeback(m->rc);
+	if (!err)
+		err = qcow2_l2_cache_writeback(qi->l2_cache, l2_overlap_check, m);
+	if (!err)
+		err = write_l1(m);
+	if (!err)
+		err = qcow2_fsync(qi->file);
+	if (!err)
+		err = qcow2_rc_release_deferred(m->rc);
+	if (err)
+		log_err("qcow2 %s: metadata write-back: %s", m->img->path, err_str(err));
+	return err;
+}
+
+/* Keep at most half the L2 cache dirty, so lookups always find a victim. */
+static int relieve_pressure(struct qcow2_meta *m)
+{
+	struct qcow2_l2_cache *c = m->qi->l2_cache;
+
+	if (qcow2_l2_cache_dirty(c) * 2 < qcow2_l2_cache_slices(c))
+		return 0;
+	return writeback(m);
+}
+
+/* ---- L1 and L2 access ---------------------------------------------------------------- */
+
+static void l1_set(struct qcow2_meta *m, uint64_t idx, uint64_t entry)
+{
+	__atomic_store_n(&m->qi->l1[idx], entry, __ATOMIC_RELEASE);
+	m->l1_dirty[idx / L1_CHUNK_ENTRIES] = 1;
+	m->l1_any_dirty = true;
+}
+
+static int get_slice(struct qcow2_meta *m, uint64_t offset, bool fresh, struct qcow2_l2_slice **out)
+{
+	struct qcow2_l2_cache *c = m->qi->l2_cache;
+	int tries, err = -EAGAIN;
+
+	for (tries = 0; tries < GET_SLICE_TRIES && err == -EAGAIN; tries++) {
+		err = fresh ? qcow2_l2_cache_get_new(c, offset, out)
+			    : qcow2_l2_cache_get_sync(c, offset, out);
+		if (err == -EAGAIN) {
+			int werr = writeback(m);
+
+			if (werr)
+				return werr;
+		}
+	}
+	if (err == -EAGAIN)
+		log_err("qcow2 %s: every L2 cache slice is in use", m->img->path);
+	return err;
+}
+
+/* One L2 entry of the image's own table, its slice pinned. */
+struct l2_ref {
+	struct qcow2_l2_slice *s;
+	uint64_t in_slice;
+	uint64_t raw[2]; /* entry, bitmap */
+	struct qcow2_l2_entry e;
+};
+
+static void ref_put(struct qcow2_meta *m, struct l2_ref *r)
+{
+	if (r->s)
+		qcow2_l2_cache_put(m->qi->l2_cache, r->s);
+	r->s = NULL;
+}
+
+/* Copy the shared L2 table at @old into the new table at @new, slice by slice. */
+static int copy_l2_table(struct qcow2_meta *m, uint64_t old, uint64_t new)
+{
+	uint64_t slice_bytes = qcow2_l2_cache_slice_bytes(m->qi->geom.cluster_bytes), off;
+	uint8_t buf[QCOW2_L2_SLICE_MAX_BYTES];
+	int err = 0;
+
+	for (off = 0; off < m->qi->geom.cluster_bytes && !err; off += slice_bytes) {
+		struct qcow2_l2_slice *src, *dst;
+
+		err = get_slice(m, old + off, false, &src);
+		if (err)
+			break;
+		qcow2_l2_slice_copy(m->qi->l2_cache, src, 0, buf, slice_bytes);
+		qcow2_l2_cache_put(m->qi->l2_cache, src);
+		err = get_slice(m, new + off, true, &dst);
+		if (err)
+			break;
+		qcow2_l2_slice_update(m->qi->l2_cache, dst, 0, buf, slice_bytes);
+		qcow2_l2_cache_put(m->qi->l2_cache, dst);
+	}
+	return err;
+}
+
+/*
+ * Make the L2 table for L1 entry @idx the image's own: allocate a zeroed one
+ * when there is none, copy a shared one (COPIED clear, after an internal
+ * snapshot).  Returns 0 with *@l2_offset.
+ */
+static int own_l2_table(struct qcow2_meta *m, uint64_t idx, uint64_t *l2_offset)
+{
+	struct qcow2_image *qi = m->qi;
+	uint64_t entry = __atomic_load_n(&qi->l1[idx], __ATOMIC_RELAXED), old, new, off;
+	const char *why = NULL;
+	bool copied;
+	int err;
+
+	if (qcow2_l1_entry_decode(&qi->geom, entry, &old, &copied, &why))
+		return mark_corrupt(m, "L1 entry %" PRIu64 " (0x%016" PRIx64 "): %s", idx, entry,
+				    why);
+	if (old && copied) {
+		*l2_offset = old;
+		return 0;
+	}
+	err = mark_dirty(m);
+	if (!err)
+		err = qcow2_rc_alloc(m->rc, 1, &new);
+	if (!err)
+		err = overlap_check(m, new, qi->geom.cluster_bytes, "new L2 table");
+	if (err)
+		return err;
+	if (old) {
+		err = copy_l2_table(m, old, new);
+	} else {
+		uint64_t slice_bytes = qcow2_l2_cache_slice_bytes(qi->geom.cluster_bytes);
+
+		for (off = 0; off < qi->geom.cluster_bytes && !err; off += slice_bytes) {
+			struct qcow2_l2_slice *s;
+
+			err = get_slice(m, new + off, true, &s);
+			if (!err)
+				qcow2_l2_cache_put(qi->l2_cache, s);
+		}
+	}
+	if (!err)
+		err = qcow2_l1_entry_encode(&qi->geom, new, true, &entry);
+	if (err) {
+		qcow2_l2_cache_drop(qi->l2_cache, new, qi->geom.cluster_bytes);
+		qcow2_rc_update(m->rc, new, qi->geom.cluster_bytes, -1);
+		return err;
+	}
+	l1_set(m, idx, entry);
+	if (old)
+		err = qcow2_rc_free_deferred(m->rc, old, qi->geom.cluster_bytes);
+	*l2_offset = new;
+	return err;
+}
+
+/*
+ * The L2 entry of guest byte @guest, in a table of the image's own when
+ * @own (else r->s is NULL and the entry reads 0 when no table exists).
+ * Corrupt entries mark the image corrupt.
+ */
+static int entry_get(struct qcow2_meta *m, uint64_t guest, bool own, struct l2_ref *r)
+{
+	struct qcow2_image *qi = m->qi;
+	const struct qcow2_geom *g = &qi->geom;
+	uint64_t idx = qcow2_l1_index(g, guest), l2_offset = 0, byte, slice_bytes;
+	const char *why = NULL;
+	uint8_t raw[16];
+	bool copied;
+	int err;
+
+	memset(r, 0, sizeof(*r));
+	if (idx >= qi->hdr.l1_size)
+		return mark_corrupt(m, "guest offset 0x%" PRIx64 " is past the L1 table", guest);
+	if (own) {
+		err = own_l2_table(m, idx, &l2_offset);
+	} else {
+		uint64_t entry = __atomic_load_n(&qi->l1[idx], __ATOMIC_RELAXED);
+
+		err = qcow2_l1_entry_decode(g, entry, &l2_offset, &copied, &why) ? -EIO : 0;
+		if (err)
+			return mark_corrupt(m, "L1 entry %" PRIu64 ": %s", idx, why);
+	}
+	if (err || !l2_offset)
+		return err;
+	slice_bytes = qcow2_l2_cache_slice_bytes(g->cluster_bytes);
+	byte = qcow2_l2_index(g, guest) * g->l2_entry_bytes;
+	r->in_slice = byte & (slice_bytes - 1);
+	err = get_slice(m, l2_offset + (byte - r->in_slice), false, &r->s);
+	if (err)
+		return err;
+	qcow2_l2_slice_copy(qi->l2_cache, r->s, r->in_slice, raw, g->l2_entry_bytes);
+	r->raw[0] = qcow2_get_be64(raw);
+	r->raw[1] = g->extended_l2 ? qcow2_get_be64(raw + 8) : 0;
+	if (qcow2_l2_entry_decode(g, r->raw[0], r->raw[1], &r->e, &why)) {
+		ref_put(m, r);
+		return mark_corrupt(
+			m, "L2 entry for guest offset 0x%" PRIx64 " (0x%016" PRIx64 "): %s", guest,
+			r->raw[0], why);
+	}
+	return 0;
+}
+
+static void entry_set(struct qcow2_meta *m, struct l2_ref *r, uint64_t entry, uint64_t bitmap)
+{
+	const struct qcow2_geom *g = &m->qi->geom;
+	uint8_t raw[16];
+
+	qcow2_put_be64(raw, entry);
+	qcow2_put_be64(raw + 8, bitmap);
+	qcow2_l2_slice_update(m->qi->l2_cache, r->s, r->in_slice, raw, g->l2_entry_bytes);
+}
+
+/* Queue the decrement of whatever host space entry @e held. */
+static int free_entry_host(struct qcow2_meta *m, const struct qcow2_l2_entry *e)
+{
+	switch (e->type) {
+	case QCOW2_CLUSTER_COMPRESSED:
+		return qcow2_rc_free_deferred(m->rc, e->host_offset, e->compressed_bytes);
+	case QCOW2_CLUSTER_NORMAL:
+	case QCOW2_CLUSTER_ZERO_ALLOC:
+		return qcow2_rc_free_deferred(m->rc, e->host_offset, m->qi->geom.cluster_bytes);
+	default:
+		return 0;
+	}
+}
+
+/* Bits of the subclusters [@first, @last] (extended L2). */
+static uint32_t sc_bits(unsigned first, unsigned last)
+{
+	uint64_t n = (uint64_t)last - first + 1;
+
+	return (uint32_t)(((n >= 32 ? 0xffffffffull : (1ull << n) - 1)) << first);
+}
+
+/* ---- ALLOC -------------------------------------------------------------------------- */
+
+enum alloc_kind {
+	K_INPLACE,   /* every touched unit already holds data: write in place */
+	K_EXISTING,  /* our own host cluster, some touched unit not data yet */
+	K_NEW_SUB,   /* no host cluster (extended L2): allocate, unit = subcluster */
+	K_NEW_WHOLE, /* allocate, copy the whole cluster's view */
+};
+
+/* How the write of [@from, @to) within one cluster treats entry @e. */
+static enum alloc_kind classify(const struct qcow2_geom *g, const struct qcow2_l2_entry *e,
+				uint64_t from, uint64_t to)
+{
+	unsigned first = qcow2_sc_index(g, from), last = qcow2_sc_index(g, to - 1), sc;
+	bool all_data = true;
+
+	if (e->type == QCOW2_CLUSTER_COMPRESSED || (e->host_offset && !e->copied))
+		return K_NEW_WHOLE;
+	if (!e->host_offset)
+		return g->extended_l2 ? K_NEW_SUB : K_NEW_WHOLE;
+	for (sc = first; sc <= last; sc++)
+		all_data &= qcow2_subcluster_type(g, e, sc) == QCOW2_SUBCLUSTER_NORMAL;
+	return all_data ? K_INPLACE : K_EXISTING;
+}
+
+/* Where the guest's view of unit @sc of entry @e comes from for a COW. */
+static enum qcow2_cow cow_source(struct qcow2_meta *m, const struct qcow2_l2_entry *e,
+				 enum alloc_kind kind, unsigned sc)
+{
+	const struct qcow2_geom *g = &m->qi->geom;
+
+	if (kind == K_NEW_WHOLE && e->type == QCOW2_CLUSTER_NORMAL && !g->extended_l2)
+		return QCOW2_COW_READ;
+	switch (qcow2_subcluster_type(g, e, sc)) {
+	case QCOW2_SUBCLUSTER_NORMAL:
+		/* K_EXISTING: already there, nothing to copy; else old data */
+		return kind == K_EXISTING ? QCOW2_COW_NONE : QCOW2_COW_READ;
+	case QCOW2_SUBCLUSTER_COMPRESSED:
+		return QCOW2_COW_READ;
+	case QCOW2_SUBCLUSTER_ZERO_PLAIN:
+	case QCOW2_SUBCLUSTER_ZERO_ALLOC:
+		return QCOW2_COW_ZERO;
+	default:
+		return m->img->backing ? QCOW2_COW_READ : QCOW2_COW_ZERO;
+	}
+}
+
+struct alloc_ctx {
+	uint64_t pos, end;	  /* the request's remaining range */
+	enum alloc_kind kind;	  /* of the first cluster */
+	struct qcow2_l2_entry e0; /* its entry */
+	struct qcow2_l2_entry eN; /* the last cluster's entry */
+	uint64_t clusters;	  /* in the run */
+};
+
+/* Count the run of clusters from job->pos that one plan can cover. */
+static int alloc_scan(struct qcow2_meta *m, struct alloc_ctx *a)
+{
+	const struct qcow2_geom *g = &m->qi->geom;
+	uint64_t cs = ALIGN_DOWN(a->pos, g->cluster_bytes);
+	int err;
+
+	a->clusters = 0;
+	while (cs < a->end && a->clusters < RUN_MAX_CLUSTERS) {
+		uint64_t from = MAX(cs, a->pos), to = MIN(cs + g->cluster_bytes, a->end);
+		struct l2_ref r;
+		enum alloc_kind k;
+
+		err = entry_get(m, cs, true, &r);
+		if (err)
+			return err;
+		ref_put(m, &r);
+		k = classify(g, &r.e, from, to);
+		if (a->clusters == 0) {
+			a->kind = k;
+			a->e0 = r.e;
+		} else if (k != a->kind || from != cs) {
+			break;
+		}
+		a->eN = r.e;
+		a->clusters++;
+		if (k == K_INPLACE || k == K_EXISTING)
+			break;
+		cs += g->cluster_bytes;
+	}
+	return 0;
+}
+
+/* Fill the plan's guest range, host start and COW sources for a scanned run. */
+static void alloc_plan(struct qcow2_meta *m, const struct alloc_ctx *a, uint64_t host, bool fresh,
+		       struct qcow2_wplan *p)
+{
+	const struct qcow2_geom *g = &m->qi->geom;
+	uint64_t cs = ALIGN_DOWN(a->pos, g->cluster_bytes);
+	uint64_t run_end = cs + a->clusters * g->cluster_bytes;
+	uint64_t unit = a->kind == K_NEW_WHOLE ? g->cluster_bytes : g->subcluster_bytes;
+	uint64_t cap = ALIGN_DOWN(m->img->size_bytes, 512);
+
+	p->data_end = MIN(a->end, run_end);
+	p->guest_start = ALIGN_DOWN(a->pos, unit);
+	p->guest_end = MIN(ALIGN_UP(p->data_end, unit), MAX(cap, p->data_end));
+	p->head = p->guest_start < a->pos
+			  ? cow_source(m, &a->e0, a->kind, qcow2_sc_index(g, p->guest_start))
+			  : QCOW2_COW_NONE;
+	p->tail = p->data_end < p->guest_end
+			  ? cow_source(m, &a->eN, a->kind, qcow2_sc_index(g, p->data_end))
+			  : QCOW2_COW_NONE;
+	/* a unit already holding data is written from the request's own bytes */
+	if (p->head == QCOW2_COW_NONE)
+		p->guest_start = a->pos;
+	if (p->tail == QCOW2_COW_NONE)
+		p->guest_end = p->data_end;
+	if (fresh && p->head == QCOW2_COW_ZERO)
+		p->head = QCOW2_COW_SKIP;
+	if (fresh && p->tail == QCOW2_COW_ZERO)
+		p->tail = QCOW2_COW_SKIP;
+	p->host_start = host + (p->guest_start - cs);
+}
+
+static int job_alloc(struct qcow2_meta *m, struct qcow2_job *job)
+{
+	const struct qcow2_geom *g = &m->qi->geom;
+	struct alloc_ctx a = { .pos = job->pos, .end = job->end };
+	struct qcow2_wplan *p = &job->plan;
+	uint64_t host, before;
+	int err;
+
+	memset(p, 0, sizeof(*p));
+	err = alloc_scan(m, &a);
+	if (err)
+		return err;
+	if (a.kind == K_INPLACE || a.kind == K_EXISTING) {
+		p->inplace = a.kind == K_INPLACE;
+		alloc_plan(m, &a, a.e0.host_offset, false, p);
+		return 0;
+	}
+	before = __atomic_load_n(&m->qi->file_bytes, __ATOMIC_RELAXED);
+	err = qcow2_rc_alloc(m->rc, a.clusters, &host);
+	if (err)
+		return err;
+	err = overlap_check(m, host, a.clusters * g->cluster_bytes, "data");
+	if (err)
+		return err;
+	p->new_host = host;
+	p->new_clusters = a.clusters;
+	alloc_plan(m, &a, host, host >= before, p);
+	return 0;
+}
+
+/* ---- LINK and ABORT -------------------------------------------------------------------- */
+
+/* Point the entry of the cluster at guest @cs to its new home. */
+static int link_cluster(struct qcow2_meta *m, const struct qcow2_wplan *p, uint64_t cs)
+{
+	const struct qcow2_geom *g = &m->qi->geom;
+	uint64_t from = MAX(cs, p->guest_start), to = MIN(cs + g->cluster_bytes, p->guest_end);
+	uint64_t host, entry, bitmap = 0;
+	struct l2_ref r;
+	int err;
+
+	err = entry_get(m, cs, true, &r);
+	if (err)
+		return err;
+	host = r.e.host_offset;
+	if (p->new_host) {
+		host = p->new_host + (cs - ALIGN_DOWN(p->guest_start, g->cluster_bytes));
+		err = free_entry_host(m, &r.e);
+	}
+	if (!err)
+		err = qcow2_l2_entry_encode_normal(g, host, true, &entry);
+	if (!err && g->extended_l2) {
+		uint32_t touched = sc_bits(qcow2_sc_index(g, from), qcow2_sc_index(g, to - 1));
+		uint32_t alloc = r.e.alloc_bitmap, zero = r.e.zero_bitmap;
+
+		if (r.e.type == QCOW2_CLUSTER_COMPRESSED || (r.e.host_offset && !r.e.copied))
+			alloc = 0xffffffffu, zero = 0; /* the whole view was copied */
+		alloc |= touched;
+		zero &= ~touched;
+		bitmap = ((uint64_t)zero << 32) | alloc;
+	}
+	if (!err)
+		entry_set(m, &r, entry, bitmap);
+	ref_put(m, &r);
+	return err;
+}
+
+static int job_link(struct qcow2_meta *m, struct qcow2_job *job)
+{
+	const struct qcow2_geom *g = &m->qi->geom;
+	const struct qcow2_wplan *p = &job->plan;
+	uint64_t cs;
+	int err;
+
+	err = mark_dirty(m);
+	for (cs = ALIGN_DOWN(p->guest_start, g->cluster_bytes); !err && cs < p->guest_end;
+	     cs += g->cluster_bytes)
+		err = link_cluster(m, p, cs);
+	if (!err)
+		err = relieve_pressure(m);
+	return err;
+}
+
+static int job_abort(struct qcow2_meta *m, struct qcow2_job *job)
+{
+	const struct qcow2_wplan *p = &job->plan;
+
+	if (p->compressed)
+		return qcow2_rc_update(m->rc, p->host_start, p->compressed_bytes, -1);
+	if (!p->new_host)
+		return 0;
+	return qcow2_rc_update(m->rc, p->new_host, p->new_clusters * m->qi->geom.cluster_bytes, -1);
+}
+
+/* ---- compressed clusters --------------------------------------------------------------- */
+
+static int job_alloc_bytes(struct qcow2_meta *m, struct qcow2_job *job)
+{
+	struct qcow2_wplan *p = &job->plan;
+	int err;
+
+	err = qcow2_rc_alloc_bytes(m->rc, p->compressed_bytes, &p->host_start);
+	if (!err)
+		err = overlap_check(m, p->host_start, p->compressed_bytes, "compressed data");
+	if (!err)
+		p->compressed = true;
+	return err;
+}
+
+static int job_link_compressed(struct qcow2_meta *m, struct qcow2_job *job)
+{
+	const struct qcow2_wplan *p = &job->plan;
+	struct l2_ref r;
+	uint64_t entry;
+	int err;
+
+	err = mark_dirty(m);
+	if (!err)
+		err = entry_get(m, job->pos, true, &r);
+	if (err)
+		return err;
+	err = free_entry_host(m, &r.e);
+	if (!err)
+		err = qcow2_l2_entry_encode_compressed(&m->qi->geom, p->host_start,
+						       p->compressed_bytes, &entry);
+	if (!err)
+		entry_set(m, &r, entry, 0);
+	ref_put(m, &r);
+	return err ?: relieve_pressure(m);
+}
+
+/* ---- ZERO and DISCARD ------------------------------------------------------------------ */
+
+/*
+ * The new entry for whole units [@from, @to) of the cluster at @cs that
+ * must read as zeros (@zero) or be discarded.  Returns 0 with the new
+ * entry, bitmap and whether the old host space is released.
+ */
+static void zero_entry(struct qcow2_meta *m, const struct qcow2_l2_entry *e, uint64_t cs,
+		       uint64_t from, uint64_t to, bool zero, unsigned flags, uint64_t *entry,
+		       uint64_t *bitmap, bool *release)
+{
+	const struct qcow2_geom *g = &m->qi->geom;
+	bool whole = from == cs && to - from == g->cluster_bytes;
+	bool v3 = m->qi->hdr.version >= 3;
+	/* keep the cluster for in-place reuse: needs the zero flag (v3) */
+	bool keep = zero && v3 && !(flags & DRV_REQ_MAY_UNMAP) && e->host_offset && e->copied &&
+		    e->type != QCOW2_CLUSTER_COMPRESSED;
+
+	*release = false;
+	*bitmap = 0;
+	if (g->extended_l2) {
+		uint32_t bits = sc_bits(qcow2_sc_index(g, from), qcow2_sc_index(g, to - 1));
+
+		if (whole && !keep) {
+			*entry = 0;
+			*bitmap = QCOW2_SC_ALL_ZERO;
+			*release = e->host_offset != 0;
+			return;
+		}
+		*entry = e->host_offset ? (e->host_offset | QCOW2_OFLAG_COPIED * e->copied) : 0;
+		*bitmap = ((uint64_t)(e->zero_bitmap | bits) << 32) | (e->alloc_bitmap & ~bits);
+		return;
+	}
+	*release = !keep && e->host_offset;
+	if (!v3)
+		*entry = 0; /* v2: no zero flag; callers only get here without a backing file */
+	else if (keep)
+		*entry = qcow2_l2_entry_encode_zero(e->host_offset, true);
+	else if (!zero && !m->img->backing && e->type == QCOW2_CLUSTER_UNALLOCATED)
+		*entry = 0;
+	else
+		*entry = QCOW2_OFLAG_ZERO;
+}
+
+static int zero_cluster(struct qcow2_meta *m, struct qcow2_job *job, uint64_t cs, uint64_t from,
+			uint64_t to)
+{
+	bool zero = job->kind == QCOW2_JOB_ZERO;
+	uint64_t entry, bitmap;
+	struct l2_ref r;
+	bool release;
+	int err;
+
+	err = entry_get(m, cs, true, &r);
+	if (err)
+		return err;
+	if (r.e.type == QCOW2_CLUSTER_COMPRESSED && m->qi->geom.extended_l2 &&
+	    to - from != m->qi->geom.cluster_bytes) {
+		ref_put(m, &r);
+		return -ENOTSUP; /* subclusters of a compressed cluster: write zeros */
+	}
+	zero_entry(m, &r.e, cs, from, to, zero, job->flags, &entry, &bitmap, &release);
+	if (release)
+		err = free_entry_host(m, &r.e);
+	if (!err)
+		entry_set(m, &r, entry, bitmap);
+	ref_put(m, &r);
+	return err;
+}
+
+/* Whole units of [job->pos, job->end), at most ZERO_JOB_CLUSTERS clusters. */
+static int job_zero(struct qcow2_meta *m, struct qcow2_job *job)
+{
+	const struct qcow2_geom *g = &m->qi->geom;
+	uint64_t pos = job->pos, n = 0;
+	int err;
+
+	err = mark_dirty(m);
+	while (!err && pos < job->end && n++ < ZERO_JOB_CLUSTERS) {
+		uint64_t cs = ALIGN_DOWN(pos, g->cluster_bytes);
+		uint64_t to = MIN(cs + g->cluster_bytes, job->end);
+
+		err = zero_cluster(m, job, cs, pos, to);
+		if (!err)
+			err = relieve_pressure(m);
+		if (!err)
+			pos = to;
+	}
+	job->done_bytes = pos - job->pos;
+	return err;
+}
+
+/* ---- the thread ------------------------------------------------------------------------ */
+
+static int job_dispatch(struct qcow2_meta *m, struct qcow2_job *job)
+{
+	if (m->corrupt && job->kind != QCOW2_JOB_FLUSH && job->kind != QCOW2_JOB_ABORT)
+		return -EIO;
+	switch (job->kind) {
+	case QCOW2_JOB_ALLOC:
+		return job_alloc(m, job);
+	case QCOW2_JOB_LINK:
+		return job_link(m, job);
+	case QCOW2_JOB_ABORT:
+		return job_abort(m, job);
+	case QCOW2_JOB_ZERO:
+	case QCOW2_JOB_DISCARD:
+		return job_zero(m, job);
+	case QCOW2_JOB_FLUSH:
+		return writeback(m);
+	case QCOW2_JOB_ALLOC_BYTES:
+		return job_alloc_bytes(m, job);
+	case QCOW2_JOB_LINK_COMPRESSED:
+		return job_link_compressed(m, job);
+	}
+	return -EINVAL;
+}
+
+static void job_run(struct evloop_call *call)
+{
+	struct qcow2_job *job = call->opaque;
+	struct qcow2_meta *m = meta_of(job->img);
+
+	job->err = job_dispatch(m, job);
+	evloop_post(job->reply_loop, &job->reply);
+}
+
+void qcow2_meta_submit(struct drv_image *img, struct qcow2_job *job)
+{
+	job->img = img;
+	job->err = 0;
+	job->call = (struct evloop_call){ .fn = job_run, .opaque = job };
+	evloop_post(meta_of(img)->loop, &job->call);
+}
+
+static void *meta_main(void *arg)
+{
+	struct qcow2_meta *m = arg;
+
+	evloop_run(m->loop);
+	return NULL;
+}
+
+static void meta_stop(struct evloop_call *call)
+{
+	struct qcow2_meta *m = call->opaque;
+
+	evloop_stop(m->loop);
+}
+
+/* ---- range locks ------------------------------------------------------------------------- */
+
+bool qcow2_range_lock(struct qcow2_image *qi, struct qcow2_range *r)
+{
+	struct qcow2_meta *m = qi->meta;
+	struct qcow2_range *h;
+
+	pthread_mutex_lock(&m->range_mutex);
+	for (h = m->held; h; h = h->next) {
+		if (r->start < h->end && h->start < r->end)
+			break;
+	}
+	if (h) {
+		r->next = h->waiters;
+		h->waiters = r;
+	} else {
+		r->waiters = NULL;
+		r->next = m->held;
+		m->held = r;
+	}
+	pthread_mutex_unlock(&m->range_mutex);
+	return h == NULL;
+}
+
+void qcow2_range_unlock(struct qcow2_image *qi, struct qcow2_range *r)
+{
+	struct qcow2_meta *m = qi->meta;
+	struct qcow2_range **link, *w, *next;
+
+	pthread_mutex_lock(&m->range_mutex);
+	for (link = &m->held; *link != r; link = &(*link)->next)
+		assert(*link);
+	*link = r->next;
+	w = r->waiters;
+	r->waiters = NULL;
+	pthread_mutex_unlock(&m->range_mutex);
+	for (; w; w = next) {
+		next = w->next;
+		evloop_post(w->loop, &w->wake);
+	}
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static void meta_free(struct qcow2_meta *m)
+{
+	qcow2_rc_free(m->rc);
+	evloop_free(m->loop);
+	free(m->l1_dirty);
+	pthread_mutex_destroy(&m->range_mutex);
+	free(m);
+}
+
+static int meta_setup(struct drv_image *img, struct qcow2_meta *m)
+{
+	struct qcow2_image *qi = img->priv;
+	struct qcow2_rc_params rp = {
+		.file = qi->file,
+		.path = img->path,
+		.hdr = &qi->hdr,
+		.geom = &qi->geom,
+		.file_bytes = &qi->file_bytes,
+		.cluster_freed = cluster_freed,
+		.overlap_check = overlap_check,
+		.opaque = m,
+	};
+	int err;
+
+	m->img = img;
+	m->qi = qi;
+	m->l1_chunks = div_round_up_u64((uint64_t)qi->hdr.l1_size, L1_CHUNK_ENTRIES);
+	m->l1_dirty = calloc(MAX(m->l1_chunks, (uint64_t)1), 1);
+	if (!m->l1_dirty)
+		return -ENOMEM;
+	m->lazy =
+		qi->hdr.version >= 3 && (qi->hdr.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
+	m->dirty_bit = qi->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+	err = qcow2_rc_new(&rp, &m->rc);
+	if (!err)
+		err = evloop_new(&m->loop);
+	return err;
+}
+
+int qcow2_meta_open(struct drv_image *img)
+{
+	struct qcow2_image *qi = img->priv;
+	struct qcow2_meta *m = calloc(1, sizeof(*m));
+	int err;
+
+	if (!m)
+		return -ENOMEM;
+	pthread_mutex_init(&m->range_mutex, NULL);
+	qi->meta = m;
+	err = meta_setup(img, m);
+	if (!err) {
+		err = -pthread_create(&m->thread, NULL, meta_main, m);
+		m->running = !err;
+	}
+	if (err) {
+		log_err("qcow2 %s: metadata thread set-up: %s", img->path, err_str(err));
+		meta_free(m);
+		qi->meta = NULL;
+	}
+	return err;
+}
+
+int qcow2_meta_close(struct drv_image *img)
+{
+	struct qcow2_image *qi = img->priv;
+	struct qcow2_meta *m = qi->meta;
+	int err = 0;
+
+	if (!m)
+		return 0;
+	if (m->running) {
+		m->stop = (struct evloop_call){ .fn = meta_stop, .opaque = m };
+		evloop_post(m->loop, &m->stop);
+		pthread_join(m->thread, NULL);
+	}
+	assert(!m->held);
+	/* the thread is gone: this thread owns the metadata now */
+	if (!m->corrupt) {
+		m->dirty_bit = false; /* refcounts too, this time */
+		err = writeback(m);
+		/* the decrements it released are written by a second round */
+		if (!err)
+			err = writeback(m);
+		if (!err && (qi->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
+			qi->hdr.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
+			err = write_incompat(m);
+		}
+	}
+	meta_free(m);
+	qi->meta = NULL;
+	return err;
+}

@@ -335,7 +335,8 @@ static bool plan_one(struct cv_state *st)
 		return false;
 	if (!st->ext.valid || st->plan_pos >= st->ext.end) {
 		if (cfg->sparse_bytes == 0) /* -S 0: everything is copied as data */
-			st->ext = (struct cv_extent){ st->plan_pos, cfg->size_bytes, CV_DATA, true };
+			st->ext =
+				(struct cv_extent){ st->plan_pos, cfg->size_bytes, CV_DATA, true };
 		else
 			status_start(st);
 		return true;
@@ -452,6 +453,8 @@ static void slot_finish(struct cv_slot *s)
 	struct cv_state *st = s->st;
 
 	s->state = CV_FREE;
+	/* A slot is free and, in order, the next chunk may write: look again. */
+	st->repump = true;
 	if (st->cfg->in_order)
 		st->write_seq++;
 	if (!st->err)
@@ -532,7 +535,8 @@ static int state_slots(struct cv_state *st)
 	const struct convert_cfg *cfg = st->cfg;
 	unsigned i;
 
-	st->priv_bytes = MAX(drv_chain_req_priv_bytes(cfg->src), drv_chain_req_priv_bytes(cfg->dst));
+	st->priv_bytes =
+		MAX(drv_chain_req_priv_bytes(cfg->src), drv_chain_req_priv_bytes(cfg->dst));
 	st->priv_bytes = ALIGN_DOWN(st->priv_bytes + 15, 16); /* keep each area aligned */
 	st->priv = calloc(cfg->parallel + 1, st->priv_bytes ?: 1);
 	st->slots = calloc(cfg->parallel, sizeof(*st->slots));
@@ -603,6 +607,18 @@ static void run_loop(struct cv_state *st)
 	}
 }
 
+/* Everything planned and every slot back: the loop ended for the right reason. */
+static bool all_done(const struct cv_state *st)
+{
+	unsigned i;
+
+	for (i = 0; i < st->cfg->parallel; i++) {
+		if (st->slots[i].state != CV_FREE)
+			return false;
+	}
+	return st->plan_pos == st->cfg->size_bytes;
+}
+
 static void flush_done(struct drv_req *req, int err)
 {
 	struct cv_state *st = req->opaque;
@@ -634,7 +650,7 @@ int convert_copy(const struct convert_cfg *cfg)
 	if (!err) {
 		progress_print(&st, true);
 		run_loop(&st);
-		if (!st.err && st.plan_pos < cfg->size_bytes)
+		if (!st.err && !all_done(&st))
 			cv_fail(&st, -EIO, "planning", cfg->src_name, st.plan_pos); /* a bug */
 		if (!st.err && cfg->flush)
 			flush_target(&st);

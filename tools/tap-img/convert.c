@@ -29,7 +29,7 @@
 #include "opts.h"
 #include "tap-img.h"
 
-#define CONVERT_BUF_BYTES (2u << 20)	      /* qemu-img's IO_BUF_SIZE */
+#define CONVERT_BUF_BYTES (2u << 20)	     /* qemu-img's IO_BUF_SIZE */
 #define CONVERT_MAX_SPARSE_BYTES (16u << 20) /* qemu-img's MAX_BUF_SECTORS */
 #define CONVERT_DEFAULT_SPARSE_BYTES 4096u
 #define CONVERT_DEFAULT_PARALLEL 8u
@@ -310,8 +310,9 @@ static int open_target(struct convert_cmd *cmd, const struct drv_ops *ops)
 		return -ENOTSUP;
 	}
 	if (dst->size_bytes < cfg->size_bytes) {
-		img_err("convert", "%s: the target (%" PRIu64 " bytes) is smaller than the source "
-				   "(%" PRIu64 " bytes)",
+		img_err("convert",
+			"%s: the target (%" PRIu64 " bytes) is smaller than the source "
+			"(%" PRIu64 " bytes)",
 			cmd->dst, dst->size_bytes, cfg->size_bytes);
 		return -EINVAL;
 	}

@@ -87,6 +87,12 @@ cmp sparse.raw sparse-out.raw || die "raw -> raw differs"
 alloc=$(($(stat -c %b sparse-out.raw) * 512))
 [ "$alloc" -le $((2 * 1024 * 1024)) ] || die "raw -> raw kept the zeros ($alloc bytes)"
 
+# A raw file that ends inside a sector: its bytes, then zeros to 1024, as qemu-img.
+head -c 1000 /dev/urandom >odd.raw
+qemu-img convert -f raw -O raw odd.raw odd-ref.raw
+$TAPIMG convert odd.raw odd-out.raw || die "convert of a 1000-byte file failed"
+cmp odd-ref.raw odd-out.raw || die "convert of a 1000-byte file differs from qemu-img's"
+
 # A fragmented image (seeded random writes, zero writes and discards of
 # 512 B .. 192 KiB over a backing file, small clusters) through every
 # parallelism and sparse size: always qemu-img's bytes.

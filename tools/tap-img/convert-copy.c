@@ -39,6 +39,7 @@
 #include "tap-img.h"
 
 #define CV_BUF_ALIGN 4096
+#define CV_MAX_ZERO_CHUNK_BYTES (1ull << 30) /* a multiple of every alignment */
 
 enum cv_kind {
 	CV_DATA, /* read from the source, then written */
@@ -204,6 +205,11 @@ static void status_done(struct drv_req *req, int err)
 	int kind;
 
 	st->inflight--;
+	if (!err && req->status.len == 0) {
+		log_err("block_status %s: offset %" PRIu64 ": the driver returned an empty extent",
+			img->path, offset);
+		err = -EIO;
+	}
 	if (err) {
 		cv_fail(st, err, "reading the block status of", img->path, offset);
 		st->status_busy = false;
@@ -253,6 +259,22 @@ static void status_start(struct cv_state *st)
 /* ---- planning --------------------------------------------------------------------- */
 
 /*
+ * Does a chunk of @kind go through a slot's buffer?  Zeros need none when
+ * they are skipped or the target zeroes ranges itself, so they are taken
+ * in chunks larger than the buffers.
+ */
+static bool chunk_needs_buf(const struct cv_state *st, enum cv_kind kind)
+{
+	const struct convert_cfg *cfg = st->cfg;
+
+	if (kind == CV_DATA)
+		return true;
+	if (kind == CV_SKIP || cfg->zero_init)
+		return false;
+	return !(cfg->dst->caps & DRV_CAP_WRITE_ZEROES);
+}
+
+/*
  * The end of the next chunk at st->plan_pos, of kind *@kind.  Every chunk
  * but the last ends on st->align; an extent that does not is rounded: data
  * up (reading a little more through the chain is always right), zeros
@@ -262,10 +284,12 @@ static uint64_t plan_end(struct cv_state *st, enum cv_kind *kind)
 {
 	const struct convert_cfg *cfg = st->cfg;
 	uint64_t pos = st->plan_pos;
-	uint64_t limit = MIN(cfg->size_bytes, pos + cfg->buf_bytes);
-	uint64_t end = MIN(st->ext.end, limit);
+	uint64_t limit, end;
 
 	*kind = st->ext.kind;
+	limit = MIN(cfg->size_bytes,
+		    pos + (chunk_needs_buf(st, *kind) ? cfg->buf_bytes : CV_MAX_ZERO_CHUNK_BYTES));
+	end = MIN(st->ext.end, limit);
 	if (end == limit || is_aligned_u64(end, st->align))
 		return end;
 	if (*kind != CV_DATA && ALIGN_DOWN(end, st->align) > pos)
@@ -323,7 +347,11 @@ static void slot_start(struct cv_state *st, struct cv_slot *s, enum cv_kind kind
 	drv_submit(st->cfg->src, &s->req);
 }
 
-/* Plan chunks while there are free slots and known extents; false when stuck. */
+/*
+ * Plan the next chunk: skip it, start it on a free slot, or ask for the
+ * block status it needs.  False when nothing can be done until a slot or
+ * the status comes back, or when everything is planned.
+ */
 static bool plan_one(struct cv_state *st)
 {
 	const struct convert_cfg *cfg = st->cfg;
@@ -571,6 +599,12 @@ static int state_init(struct cv_state *st)
 		st->align = MAX(st->align, cfg->compress_bytes);
 	st->gran = MAX(cfg->sparse_bytes, st->align);
 	st->gran = div_round_up_u64(st->gran, st->align) * st->align;
+	if (st->align > cfg->buf_bytes || cfg->buf_bytes % st->align) {
+		img_err("convert",
+			"block size %" PRIu64 " does not divide the buffer size %" PRIu64,
+			st->align, cfg->buf_bytes);
+		return -EINVAL;
+	}
 	err = state_slots(st);
 	if (err) {
 		img_err("convert", "out of memory for %u buffers of %" PRIu64 " bytes",

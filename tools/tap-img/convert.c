@@ -225,12 +225,18 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 }
 
 /*
- * The compressed write of @img's driver, or NULL.  The driver contract has
- * no member for it yet; when it does, this is the one place that asks.
+ * The target driver's compressed write, or NULL when it has none.  Once
+ * the target is open (@img, else NULL) also the cluster size it compresses
+ * in *@cluster_bytes.  The driver contract has no member for it yet; when
+ * it gets one, this is the only place that needs to ask for it.
  */
-static convert_compress_fn *convert_compress_hook(const struct drv_ops *ops)
+static convert_compress_fn *convert_compress_hook(const struct drv_ops *ops,
+						  const struct drv_image *img,
+						  uint64_t *cluster_bytes)
 {
 	(void)ops;
+	(void)img;
+	*cluster_bytes = 0;
 	return NULL;
 }
 
@@ -320,7 +326,12 @@ static int open_target(struct convert_cmd *cmd, const struct drv_ops *ops)
 	cfg->target_backing_bytes = dst->backing ? dst->backing->size_bytes : UINT64_MAX;
 	cfg->zero_init = (!cmd->skip_create && !cmd->backing) || cmd->target_is_zero;
 	if (cmd->compress) {
-		cfg->compress = convert_compress_hook(ops);
+		cfg->compress = convert_compress_hook(ops, dst, &cfg->compress_bytes);
+		if (!cfg->compress || !is_power_of_2_u64(cfg->compress_bytes) ||
+		    cfg->compress_bytes > CONVERT_MAX_SPARSE_BYTES) {
+			img_err("convert", "%s: no cluster size to compress in", cmd->dst);
+			return -ENOTSUP;
+		}
 		cfg->buf_bytes = cfg->compress_bytes;
 	}
 	return 0;
@@ -329,13 +340,14 @@ static int open_target(struct convert_cmd *cmd, const struct drv_ops *ops)
 static int convert_images(struct convert_cmd *cmd)
 {
 	const struct drv_ops *ops = drv_find(cmd->dst_fmt);
+	uint64_t cluster_bytes;
 
 	if (!ops) {
 		img_err("convert", "unknown format '%s'", cmd->dst_fmt);
 		return -EINVAL;
 	}
 	/* Before anything is created: qemu-img checks the format first too. */
-	if (cmd->compress && !convert_compress_hook(ops)) {
+	if (cmd->compress && !convert_compress_hook(ops, NULL, &cluster_bytes)) {
 		img_err("convert", "compression is not supported by this format (%s)", ops->name);
 		return -ENOTSUP;
 	}

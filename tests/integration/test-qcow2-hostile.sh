@@ -132,6 +132,13 @@ fresh crypt.qcow2
 poke32 crypt.qcow2 $H_CRYPT 3
 refuse_open crypt.qcow2 'crypt_method 3'
 
+fresh crypt-aes.qcow2
+poke32 crypt-aes.qcow2 $H_CRYPT 1
+refuse_open crypt-aes.qcow2 'encrypted images (crypt_method 1) are not supported'
+fresh crypt-luks.qcow2
+poke32 crypt-luks.qcow2 $H_CRYPT 2
+refuse_open crypt-luks.qcow2 'crypt_method 2 (LUKS) without a full disk encryption header'
+
 for o in 7 64; do
 	fresh "refcount-order-$o.qcow2"
 	poke32 "refcount-order-$o.qcow2" $H_REFCOUNT_ORDER "$o"
@@ -159,6 +166,21 @@ refuse_open compression-2.qcow2 'compression_type 2'
 fresh compression-bit.qcow2
 poke compression-bit.qcow2 $H_COMPRESSION 01
 refuse_open compression-bit.qcow2 'compression_type 1 but incompatible bit 3'
+
+# Raw external data (autoclear bit 1) without an external data file.
+fresh data-file-raw.qcow2
+poke64 data-file-raw.qcow2 $H_AUTOCLEAR 2
+refuse_open data-file-raw.qcow2 'raw external data without an external data file'
+
+# The corrupt bit: read-only opens only (convert reads read-only).
+fresh corrupt.qcow2
+poke64 corrupt.qcow2 $H_INCOMPAT 2
+expect_refusal corrupt.qcow2 'image is corrupt; cannot be opened read/write' \
+	$TAPIMG io -f qcow2 -c 'read -P 0x11 0 64k' corrupt.qcow2
+$TAPIMG io -f qcow2 -r -c 'read -P 0x11 0 64k' corrupt.qcow2 >/dev/null ||
+	die "corrupt.qcow2: a read-only open was refused"
+$TAPIMG convert -f qcow2 corrupt.qcow2 out.raw || die "corrupt.qcow2: convert failed"
+count=$((count + 1))
 
 # Extended L2 entries with 8 KiB clusters: subclusters of 256 bytes.
 qemu-img create -q -f qcow2 -o cluster_size=8k small.qcow2 1M
@@ -240,6 +262,12 @@ poke ext-bitmaps.qcow2 112 23852875000000100000000000000000
 poke64 ext-bitmaps.qcow2 $H_AUTOCLEAR 1
 refuse_open ext-bitmaps.qcow2 'bitmaps extension length 16'
 
+# A bitmaps extension of the right size saying there are no bitmaps.
+fresh ext-bitmaps-none.qcow2
+poke ext-bitmaps-none.qcow2 112 23852875000000180000000000000000000000000000000000000000000f0000
+poke64 ext-bitmaps-none.qcow2 $H_AUTOCLEAR 1
+refuse_open ext-bitmaps-none.qcow2 'nb_bitmaps 0'
+
 # ---- backing files -------------------------------------------------------------------------------
 
 qemu-img create -q -f raw base.raw 4M
@@ -265,6 +293,11 @@ refuse_open backing-nul.qcow2 'backing file name contains a NUL'
 cp overlay.qcow2 backing-no-format.qcow2
 poke32 backing-no-format.qcow2 112 0
 refuse_open backing-no-format.qcow2 'has no recorded format'
+# The backing format extension twice (the second where the feature table was).
+[ "$(peek overlay.qcow2 128 4)" = 6803f857 ] || die "overlay.qcow2: no feature table at 128"
+cp overlay.qcow2 ext-twice.qcow2
+poke ext-twice.qcow2 128 "$(peek overlay.qcow2 112 16)"
+refuse_open ext-twice.qcow2 'header extension 0xe2792aca'
 cp overlay.qcow2 backing-format-long.qcow2
 poke32 backing-format-long.qcow2 116 40
 refuse_open backing-format-long.qcow2 'backing format extension length 40'
@@ -392,12 +425,30 @@ refuse_read comp512.qcow2 'compressed data offset is beyond 2^56' '0 512' 'read 
 
 # ---- what QEMU tolerates, we tolerate alike -----------------------------------------------------
 
+# Read as QEMU reads it: qemu-img convert succeeds, and so must we, alike.
+tolerated() { # image
+	qemu-img convert -f qcow2 -O raw "$1" ref.raw || die "$1: qemu-img refuses it"
+	$TAPIMG convert -f qcow2 "$1" out.raw || die "$1: convert failed"
+	cmp ref.raw out.raw || die "$1: convert differs from qemu-img convert"
+}
+
 # A data cluster past the end of the file reads zeros in QEMU: the same here.
 fresh data-past-eof.qcow2
 poke64 data-past-eof.qcow2 $((L2 + 16 * 8)) $(((1 << 63) | (FILE_BYTES + (1 << 20)) / 65536 * 65536))
-qemu-img convert -f qcow2 -O raw data-past-eof.qcow2 ref.raw
-$TAPIMG convert -f qcow2 data-past-eof.qcow2 out.raw || die "data past EOF: convert failed"
-cmp ref.raw out.raw || die "data past EOF: convert differs from qemu-img"
+tolerated data-past-eof.qcow2
+# An L1 table past the end of the file reads as zeros, so does the image.
+fresh l1-past-eof.qcow2
+poke64 l1-past-eof.qcow2 $H_L1_OFF 0x400000
+tolerated l1-past-eof.qcow2
+# An L1 entry naming the refcount table as an L2 table: its entries (refcount
+# block offsets) become data clusters.  Nonsense, served as QEMU serves it.
+fresh l2-is-reftable.qcow2
+poke64 l2-is-reftable.qcow2 "$L1" $(((1 << 63) | $(peek64 good.qcow2 $H_RT_OFF)))
+tolerated l2-is-reftable.qcow2
+# An L2 entry with only COPIED set: offset 0 without a data file is unallocated.
+fresh l2-copied-zero.qcow2
+poke64 l2-copied-zero.qcow2 "$L2" $((1 << 63))
+tolerated l2-copied-zero.qcow2
 # A snapshot table past the end of the file: QEMU reads it as zeros.
 fresh snapshots-past-eof.qcow2
 poke32 snapshots-past-eof.qcow2 $H_NB_SNAP 1

@@ -310,11 +310,6 @@ static int open_target(struct convert_cmd *cmd, const struct drv_ops *ops)
 	if (img_open("convert", ops->name, cmd->dst, cmd->dst_flags, &cfg->dst))
 		return -EIO;
 	dst = cfg->dst;
-	if (!ops->write) {
-		img_err("convert", "%s: the %s driver cannot write images yet", cmd->dst,
-			ops->name);
-		return -ENOTSUP;
-	}
 	if (dst->size_bytes < cfg->size_bytes) {
 		img_err("convert",
 			"%s: the target (%" PRIu64 " bytes) is smaller than the source "
@@ -349,6 +344,10 @@ static int convert_images(struct convert_cmd *cmd)
 	/* Before anything is created: qemu-img checks the format first too. */
 	if (cmd->compress && !convert_compress_hook(ops, NULL, &cluster_bytes)) {
 		img_err("convert", "compression is not supported by this format (%s)", ops->name);
+		return -ENOTSUP;
+	}
+	if (!ops->write) {
+		img_err("convert", "the %s driver cannot write images yet", ops->name);
 		return -ENOTSUP;
 	}
 	if (open_source(cmd) || open_target(cmd, ops))

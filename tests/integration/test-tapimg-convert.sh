@@ -126,7 +126,9 @@ done
 expect_err() { # message-pattern, convert arguments...
 	pat=$1
 	shift
-	msg=$($TAPIMG convert "$@" 2>&1) && die "convert $* succeeded"
+	rc=0
+	msg=$($TAPIMG convert "$@" 2>&1) || rc=$?
+	[ "$rc" -eq 1 ] || die "convert $*: exit status $rc, not 1: $msg"
 	echo "$msg" | grep -q -- "$pat" || die "convert $*: expected '$pat', got: $msg"
 }
 expect_err 'compression is not supported by this format' -c -f qcow2 top.qcow2 c.raw

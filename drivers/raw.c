@@ -85,7 +85,13 @@ static int raw_geometry(struct drv_image *img, struct raw_image *ri)
 		if (err)
 			return err;
 	} else if (S_ISREG(st.st_mode)) {
-		img->size_bytes = (uint64_t)st.st_size;
+		/*
+		 * As QEMU: a file that ends inside a sector shows the whole sector,
+		 * whose bytes past the end of the file read as zeros.  A backing
+		 * file of 1000 bytes must give its overlay all 1000.
+		 */
+		img->size_bytes = ((uint64_t)st.st_size + RAW_MIN_BLOCK_BYTES - 1) &
+				  ~(uint64_t)(RAW_MIN_BLOCK_BYTES - 1);
 		img->phys_block_bytes = RAW_DEFAULT_PHYS_BLOCK_BYTES;
 	} else {
 		log_err("open %s: not a regular file or a block device", img->path);
@@ -171,6 +177,7 @@ static void raw_submit(struct drv_image *img, struct drv_req *req, enum aio_op o
 	rr->aio = (struct aio_req){
 		.file = ri->file,
 		.op = op,
+		.flags = op == AIO_OP_READ ? AIO_F_ZERO_EOF : 0, /* the last partial sector */
 		.offset = req->offset,
 		.len = op == AIO_OP_FSYNC ? 0 : req->len,
 		.iov = req->iov,

@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tap-img convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING -F FMT] [-c] [-p] [-q]
+ *                 [-n] [--target-is-zero] [-S SIZE] [-m NUM] [-W] [-t CACHE] [-T CACHE]
+ *                 SRC DST
+ *
+ * As qemu-img convert: the source and its backing chain are read through
+ * the drivers, the target is created by its driver (unless -n) and written
+ * through it, so that what tapdisk serves is what convert reads and
+ * writes.  Defaults are qemu-img's: raw output, 4 KiB sparse detection,
+ * 8 requests in flight, in-order writes, target cache "unsafe" (no flush),
+ * source cache "writeback".  Nothing is probed: the source is raw unless
+ * -f or a TYPE: prefix says otherwise.
+ *
+ * This file parses the options and sets the images up; convert-copy.c
+ * copies.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checked.h"
+#include "convert.h"
+#include "errors.h"
+#include "opts.h"
+#include "tap-img.h"
+
+#define CONVERT_BUF_BYTES (2u << 20)	     /* qemu-img's IO_BUF_SIZE */
+#define CONVERT_MAX_SPARSE_BYTES (16u << 20) /* qemu-img's MAX_BUF_SECTORS */
+#define CONVERT_DEFAULT_SPARSE_BYTES 4096u
+#define CONVERT_DEFAULT_PARALLEL 8u
+#define CONVERT_MAX_PARALLEL 16u
+
+enum {
+	OPT_TARGET_IS_ZERO = 256,
+};
+
+struct convert_cmd {
+	const char *src_fmt;
+	const char *dst_fmt;
+	const char *src;
+	const char *dst;
+	const char *backing;
+	const char *backing_fmt;
+	unsigned src_flags;
+	unsigned dst_flags;
+	bool skip_create;
+	bool target_is_zero;
+	bool compress;
+	bool quiet;
+	struct img_opts opts;
+	struct convert_cfg cfg;
+};
+
+static void convert_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: tap-img convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING -F FMT] [-c]\n"
+		"         [-p] [-q] [-n] [--target-is-zero] [-S SIZE] [-m NUM] [-W]\n"
+		"         [-t CACHE] [-T CACHE] SRC DST\n"
+		"\n"
+		"Copy the image SRC (with its backing chain) into a new image DST.\n"
+		"  -f FMT       format of SRC (default: its TYPE: prefix, else raw)\n"
+		"  -O FMT       format of DST (default raw)\n"
+		"  -o OPTIONS   DST's format options, KEY=VALUE[,...]; repeatable\n"
+		"  -B BACKING   make DST an overlay of BACKING, copying only what SRC's\n"
+		"               top image holds (-b is the same)\n"
+		"  -F FMT       format of BACKING (required with -B: nothing is probed)\n"
+		"  -c           write compressed clusters (formats that have them)\n"
+		"  -p           show progress\n"
+		"  -q           quiet\n"
+		"  -n           DST exists: do not create it\n"
+		"  --target-is-zero  with -n: DST already reads as zeros\n"
+		"  -S SIZE      zero runs of SIZE bytes (default 4k, a multiple of 512) stay\n"
+		"               holes in DST; 0 copies everything (fully allocated DST)\n"
+		"  -m NUM       requests in flight, 1..%u (default %u)\n"
+		"  -W           allow out-of-order writes\n"
+		"  -t CACHE     DST's cache mode (default unsafe: no flush at the end)\n"
+		"  -T CACHE     SRC's cache mode (default writeback)\n"
+		"Cache modes: none, directsync (O_DIRECT), writeback, writethrough, unsafe.\n",
+		CONVERT_MAX_PARALLEL, CONVERT_DEFAULT_PARALLEL);
+}
+
+static int parse_sparse(struct convert_cmd *cmd, const char *s)
+{
+	uint64_t v;
+
+	if (img_parse_size("convert", "sparse size", s, &v))
+		return -EINVAL;
+	if (v % 512 != 0 || v > CONVERT_MAX_SPARSE_BYTES) {
+		img_err("convert",
+			"invalid sparse size '%s': valid sizes are multiples of 512 up to %u; "
+			"0 disables sparse detection (fully allocates the target)",
+			s, CONVERT_MAX_SPARSE_BYTES);
+		return -EINVAL;
+	}
+	cmd->cfg.sparse_bytes = v;
+	return 0;
+}
+
+static int parse_parallel(struct convert_cmd *cmd, const char *s)
+{
+	uint64_t v;
+
+	if (parse_u64(s, false, &v) || v < 1 || v > CONVERT_MAX_PARALLEL) {
+		img_err("convert", "invalid number of parallel requests '%s' (1..%u)", s,
+			CONVERT_MAX_PARALLEL);
+		return -EINVAL;
+	}
+	cmd->cfg.parallel = (unsigned)v;
+	return 0;
+}
+
+static int convert_parse_opt(struct convert_cmd *cmd, int c)
+{
+	switch (c) {
+	case 'f':
+		cmd->src_fmt = optarg;
+		return 0;
+	case 'O':
+		cmd->dst_fmt = optarg;
+		return 0;
+	case 'o':
+		return img_opts_split("convert", &cmd->opts, optarg);
+	case 'B':
+	case 'b':
+		cmd->backing = optarg;
+		return 0;
+	case 'F':
+		cmd->backing_fmt = optarg;
+		return 0;
+	case 'c':
+		cmd->compress = true;
+		return 0;
+	case 'p':
+		cmd->cfg.progress = true;
+		return 0;
+	case 'q':
+		cmd->quiet = true;
+		return 0;
+	case 'n':
+		cmd->skip_create = true;
+		return 0;
+	case OPT_TARGET_IS_ZERO:
+		cmd->target_is_zero = true;
+		return 0;
+	case 'S':
+		return parse_sparse(cmd, optarg);
+	case 'm':
+		return parse_parallel(cmd, optarg);
+	case 'W':
+		cmd->cfg.in_order = false;
+		return 0;
+	case 't':
+		cmd->dst_flags = 0;
+		cmd->cfg.flush = strcmp(optarg, "unsafe") != 0;
+		return img_parse_cache("convert", optarg, &cmd->dst_flags);
+	case 'T':
+		cmd->src_flags = DRV_OPEN_RDONLY;
+		return img_parse_cache("convert", optarg, &cmd->src_flags);
+	}
+	convert_usage(stderr);
+	return -EINVAL;
+}
+
+/* The combinations qemu-img refuses, with its reasons. */
+static int convert_check_args(const struct convert_cmd *cmd)
+{
+	if (cmd->skip_create && cmd->opts.nr) {
+		img_err("convert", "-o has no effect when skipping image creation (-n)");
+		return -EINVAL;
+	}
+	if (cmd->target_is_zero && !cmd->skip_create) {
+		img_err("convert", "--target-is-zero requires -n");
+		return -EINVAL;
+	}
+	if (cmd->target_is_zero && cmd->backing) {
+		img_err("convert", "--target-is-zero cannot be used when the target has a "
+				   "backing file");
+		return -EINVAL;
+	}
+	if (cmd->backing && !cmd->backing_fmt) {
+		img_err("convert", "-B needs -F, the backing file's format (formats are never "
+				   "probed)");
+		return -EINVAL;
+	}
+	if (cmd->backing_fmt && !cmd->backing) {
+		img_err("convert", "-F names the format of a backing file given with -B");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "hf:O:o:B:b:F:cpqnS:m:Wt:T:", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			convert_usage(stdout);
+			exit(IMG_EXIT_OK);
+		}
+		if (convert_parse_opt(cmd, c))
+			return -EINVAL;
+	}
+	if (argc - optind != 2) {
+		img_err("convert", argc - optind < 2 ? "expected SRC and DST"
+						     : "too many arguments (one SRC, one DST)");
+		return -EINVAL;
+	}
+	cmd->src = argv[optind];
+	cmd->dst = argv[optind + 1];
+	if (cmd->quiet)
+		cmd->cfg.progress = false;
+	return convert_check_args(cmd);
+}
+
+/*
+ * The target driver's compressed write, or NULL when it has none.  Once
+ * the target is open (@img, else NULL) also the cluster size it compresses
+ * in *@cluster_bytes.  The driver contract has no member for it yet; when
+ * it gets one, this is the only place that needs to ask for it.
+ */
+static convert_compress_fn *convert_compress_hook(const struct drv_ops *ops,
+						  const struct drv_image *img,
+						  uint64_t *cluster_bytes)
+{
+	(void)ops;
+	(void)img;
+	*cluster_bytes = 0;
+	return NULL;
+}
+
+static int convert_create(struct convert_cmd *cmd, const struct drv_ops *ops)
+{
+	struct drv_create_args args = {
+		.size_bytes = cmd->cfg.size_bytes,
+		.backing_file = cmd->backing,
+		.backing_format = cmd->backing_fmt,
+		.opts = cmd->opts.opt,
+		.nr_opts = cmd->opts.nr,
+	};
+
+	if (!ops->create) {
+		img_err("convert", "format '%s' does not support image creation", ops->name);
+		return -ENOTSUP;
+	}
+	/* The driver has logged why it failed, naming the file and option. */
+	if (ops->create(cmd->dst, &args))
+		return -EIO;
+	return img_opts_check_used("convert", &cmd->opts, cmd->dst, ops->name);
+}
+
+/* Refuse to write over the source, whatever the names. */
+static int check_not_source(const struct convert_cmd *cmd)
+{
+	struct stat a, b;
+	const struct drv_image *img;
+
+	if (stat(cmd->dst, &b) < 0)
+		return 0;
+	for (img = cmd->cfg.src; img; img = img->backing) {
+		if (stat(img->path, &a) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+			img_err("convert", "%s is %s, part of the source's chain", cmd->dst,
+				img->path);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int open_source(struct convert_cmd *cmd)
+{
+	struct drv_image *src;
+
+	if (img_open("convert", cmd->src_fmt, cmd->src, cmd->src_flags, &cmd->cfg.src))
+		return -EIO;
+	src = cmd->cfg.src;
+	cmd->cfg.size_bytes = src->size_bytes;
+	if (!is_aligned_u64(src->size_bytes, src->block_bytes)) {
+		img_err("convert",
+			"%s: size %" PRIu64 " is not a multiple of its block size %u: the last "
+			"%" PRIu64 " bytes cannot be read",
+			cmd->src, src->size_bytes, src->block_bytes,
+			src->size_bytes % src->block_bytes);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Create (unless -n) and open the target; fill in what the copy needs to know of it. */
+static int open_target(struct convert_cmd *cmd, const struct drv_ops *ops)
+{
+	struct convert_cfg *cfg = &cmd->cfg;
+	struct drv_image *dst;
+
+	if (check_not_source(cmd))
+		return -EINVAL;
+	if (!cmd->skip_create && convert_create(cmd, ops))
+		return -EIO;
+	if (img_open("convert", ops->name, cmd->dst, cmd->dst_flags, &cfg->dst))
+		return -EIO;
+	dst = cfg->dst;
+	if (dst->size_bytes < cfg->size_bytes) {
+		img_err("convert",
+			"%s: the target (%" PRIu64 " bytes) is smaller than the source "
+			"(%" PRIu64 " bytes)",
+			cmd->dst, dst->size_bytes, cfg->size_bytes);
+		return -EINVAL;
+	}
+	cfg->target_has_backing = cmd->backing != NULL;
+	cfg->target_backing_bytes = dst->backing ? dst->backing->size_bytes : UINT64_MAX;
+	cfg->zero_init = (!cmd->skip_create && !cmd->backing) || cmd->target_is_zero;
+	if (cmd->compress) {
+		cfg->compress = convert_compress_hook(ops, dst, &cfg->compress_bytes);
+		if (!cfg->compress || !is_power_of_2_u64(cfg->compress_bytes) ||
+		    cfg->compress_bytes > CONVERT_MAX_SPARSE_BYTES) {
+			img_err("convert", "%s: no cluster size to compress in", cmd->dst);
+			return -ENOTSUP;
+		}
+		cfg->buf_bytes = cfg->compress_bytes;
+	}
+	return 0;
+}
+
+static int convert_images(struct convert_cmd *cmd)
+{
+	const struct drv_ops *ops = drv_find(cmd->dst_fmt);
+	uint64_t cluster_bytes;
+
+	if (!ops) {
+		img_err("convert", "unknown format '%s'", cmd->dst_fmt);
+		return -EINVAL;
+	}
+	/* Before anything is created: qemu-img checks the format first too. */
+	if (cmd->compress && !convert_compress_hook(ops, NULL, &cluster_bytes)) {
+		img_err("convert", "compression is not supported by this format (%s)", ops->name);
+		return -ENOTSUP;
+	}
+	if (!ops->write) {
+		img_err("convert", "the %s driver cannot write images yet", ops->name);
+		return -ENOTSUP;
+	}
+	if (open_source(cmd) || open_target(cmd, ops))
+		return -EIO;
+	return convert_copy(&cmd->cfg);
+}
+
+int img_cmd_convert(int argc, char **argv)
+{
+	struct convert_cmd cmd = {
+		.dst_fmt = "raw",
+		.src_flags = DRV_OPEN_RDONLY | DRV_OPEN_BUFFERED,
+		.dst_flags = DRV_OPEN_BUFFERED,
+		.cfg = {
+			.buf_bytes = CONVERT_BUF_BYTES,
+			.sparse_bytes = CONVERT_DEFAULT_SPARSE_BYTES,
+			.parallel = CONVERT_DEFAULT_PARALLEL,
+			.in_order = true,
+		},
+	};
+	int err;
+
+	if (convert_parse_args(&cmd, argc, argv))
+		return IMG_EXIT_ERR;
+	cmd.cfg.src_name = cmd.src;
+	cmd.cfg.dst_name = cmd.dst;
+	err = convert_images(&cmd);
+	drv_image_close(cmd.cfg.dst);
+	drv_image_close(cmd.cfg.src);
+	fflush(stdout);
+	return err ? IMG_EXIT_ERR : IMG_EXIT_OK;
+}

@@ -458,10 +458,10 @@ static void run_issue(struct cv_state *st, struct cv_slot *s, uint64_t len, bool
 	s->req.done = write_done;
 	inflight_inc(st);
 	if (cfg->compress && !zero) {
-		write_done(&s->req, cfg->compress(cfg->dst, s->req.offset, s->buf + s->wpos, len));
-		return;
-	}
-	if (as_data) {
+		s->iov = (struct iovec){ .iov_base = s->buf + s->wpos, .iov_len = len };
+		s->req.op = DRV_OP_WRITE;
+		s->req.flags = DRV_REQ_COMPRESSED;
+	} else if (as_data) {
 		if (zero && s->kind == CV_ZERO && !s->buf_zeroed) {
 			memset(s->buf, 0, s->len);
 			s->buf_zeroed = true;

@@ -225,19 +225,15 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 }
 
 /*
- * The target driver's compressed write, or NULL when it has none.  Once
- * the target is open (@img, else NULL) also the cluster size it compresses
- * in *@cluster_bytes.  The driver contract has no member for it yet; when
- * it gets one, this is the only place that needs to ask for it.
+ * -c: the target stores whole clusters compressed (drv_ops.write_compressed,
+ * reached with DRV_REQ_COMPRESSED).  Once the target is open (@img, else
+ * NULL) also the cluster size it compresses in, in *@cluster_bytes.
  */
-static convert_compress_fn *convert_compress_hook(const struct drv_ops *ops,
-						  const struct drv_image *img,
-						  uint64_t *cluster_bytes)
+static bool convert_compress_hook(const struct drv_ops *ops, const struct drv_image *img,
+				  uint64_t *cluster_bytes)
 {
-	(void)ops;
-	(void)img;
-	*cluster_bytes = 0;
-	return NULL;
+	*cluster_bytes = img ? img->compress_bytes : 0;
+	return ops->write_compressed && (!img || img->compress_bytes);
 }
 
 static int convert_create(struct convert_cmd *cmd, const struct drv_ops *ops)

@@ -13,14 +13,6 @@
 #include "aio.h"
 #include "driver.h"
 
-/*
- * A compressed write of one whole target cluster (the last one of the
- * image may be short): @len bytes of @buf at @offset.  Synchronous, like
- * every tool-only driver member.  0 or -errno (logged by the driver).
- */
-typedef int convert_compress_fn(struct drv_image *img, uint64_t offset, const void *buf,
-				uint64_t len);
-
 struct convert_cfg {
 	struct drv_image *src; /* the source chain, read-only */
 	struct drv_image *dst; /* the target (and its backing chain, if any) */
@@ -38,7 +30,7 @@ struct convert_cfg {
 	uint64_t target_backing_bytes; /* size of the target's backing: zeros past it */
 	bool flush;		       /* make the target durable at the end (not -t unsafe) */
 	bool progress;		       /* -p */
-	convert_compress_fn *compress; /* -c, or NULL */
+	bool compress;		       /* -c: whole clusters through DRV_REQ_COMPRESSED */
 	uint64_t compress_bytes;       /* the target's cluster size, with @compress */
 	struct aio_ctx_opts aio;
 };

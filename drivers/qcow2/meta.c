@@ -49,9 +49,10 @@ struct qcow2_meta {
 	uint8_t *l1_dirty; /* one flag per L1_CHUNK_BYTES of the table */
 	uint64_t l1_chunks;
 	bool l1_any_dirty;
-	bool lazy;	/* lazy refcounts: dirty bit set before the first change */
-	bool dirty_bit; /* the header's dirty bit is set (by us or found) */
-	bool corrupt;	/* marked corrupt: refuse every change */
+	bool lazy;		/* lazy refcounts: dirty bit set before the first change */
+	bool dirty_bit;		/* the header's dirty bit is set (by us or found) */
+	bool corrupt;		/* marked corrupt: refuse every change */
+	bool cache_covers_disk; /* the L2 cache can hold every table at once */
 	/* guest range locks */
 	pthread_mutex_t range_mutex;
 	struct qcow2_range *held;
@@ -233,12 +234,16 @@ static int writeback(struct qcow2_meta *m)
 	return err;
 }
 
-/* Keep at most half the L2 cache dirty, so lookups always find a victim. */
+/*
+ * Keep at most half the L2 cache dirty, so lookups always find a victim,
+ * unless the cache holds every table the disk can have: then nothing is
+ * ever evicted, and dirty slices wait for a flush.
+ */
 static int relieve_pressure(struct qcow2_meta *m)
 {
 	struct qcow2_l2_cache *c = m->qi->l2_cache;
 
-	if (qcow2_l2_cache_dirty(c) * 2 < qcow2_l2_cache_slices(c))
+	if (m->cache_covers_disk || qcow2_l2_cache_dirty(c) * 2 < qcow2_l2_cache_slices(c))
 		return 0;
 	return writeback(m);
 }
@@ -918,6 +923,10 @@ static int meta_setup(struct drv_image *img, struct qcow2_meta *m)
 	m->l1_dirty = calloc(MAX(m->l1_chunks, (uint64_t)1), 1);
 	if (!m->l1_dirty)
 		return -ENOMEM;
+	m->cache_covers_disk =
+		(uint64_t)qcow2_l2_cache_slices(qi->l2_cache) >=
+		(uint64_t)qi->hdr.l1_size * (qi->geom.cluster_bytes /
+					     qcow2_l2_cache_slice_bytes(qi->geom.cluster_bytes));
 	m->lazy =
 		qi->hdr.version >= 3 && (qi->hdr.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
 	m->dirty_bit = qi->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY;

@@ -22,6 +22,7 @@
 #include "aio.h"
 #include "driver.h"
 #include "evloop.h"
+#include "qcow2/bitmap.h"
 #include "qcow2/cache.h"
 #include "qcow2/format.h"
 #include "qcow2/meta.h"
@@ -36,9 +37,10 @@ struct qcow2_image {
 	struct qcow2_geom geom;
 	uint64_t *l1; /* hdr.l1_size host-endian entries, decoded on use */
 	struct qcow2_l2_cache *l2_cache;
-	struct qcow2_meta *meta; /* writable images: the metadata thread (meta.c) */
-	uint8_t *zero_buf;	 /* writable images: one cluster of zeros */
-	char *backing_spec;	 /* "FMT:/abs/path", or NULL */
+	struct qcow2_meta *meta;       /* writable images: the metadata thread (meta.c) */
+	struct qcow2_bitmaps *bitmaps; /* writable images: maintained dirty bitmaps, or NULL */
+	uint8_t *zero_buf;	       /* writable images: one cluster of zeros */
+	char *backing_spec;	       /* "FMT:/abs/path", or NULL */
 	/*
 	 * The end of the image file: its size at open, raised (atomically, by
 	 * refcount.c) past every cluster allocated since.  L2 tables must lie

@@ -793,6 +793,20 @@ static int job_zero(struct qcow2_meta *m, struct qcow2_job *job)
 
 /* ---- the thread ------------------------------------------------------------------------ */
 
+/*
+ * FLUSH: the write-back, then the dirty bitmaps that changed.  A failed
+ * bitmap store is not the guest's failure: it is logged, the bitmaps stay
+ * in use on disk, and the next store retries.
+ */
+static int job_flush(struct qcow2_meta *m)
+{
+	int err = writeback(m);
+
+	if (!err && !m->corrupt)
+		qcow2_bitmaps_store(m->qi->bitmaps, !m->dirty_bit);
+	return err;
+}
+
 static int job_dispatch(struct qcow2_meta *m, struct qcow2_job *job)
 {
 	if (m->corrupt && job->kind != QCOW2_JOB_FLUSH && job->kind != QCOW2_JOB_ABORT)
@@ -808,7 +822,7 @@ static int job_dispatch(struct qcow2_meta *m, struct qcow2_job *job)
 	case QCOW2_JOB_DISCARD:
 		return job_zero(m, job);
 	case QCOW2_JOB_FLUSH:
-		return writeback(m);
+		return job_flush(m);
 	case QCOW2_JOB_ALLOC_BYTES:
 		return job_alloc_bytes(m, job);
 	case QCOW2_JOB_LINK_COMPRESSED:
@@ -895,11 +909,26 @@ void qcow2_range_unlock(struct qcow2_image *qi, struct qcow2_range *r)
 
 static void meta_free(struct qcow2_meta *m)
 {
+	qcow2_bitmaps_free(m->qi->bitmaps);
+	m->qi->bitmaps = NULL;
 	qcow2_rc_free(m->rc);
 	evloop_free(m->loop);
 	free(m->l1_dirty);
 	pthread_mutex_destroy(&m->range_mutex);
 	free(m);
+}
+
+/* The persistent dirty bitmaps to maintain: loaded and marked in use now. */
+static int open_bitmaps(struct qcow2_meta *m)
+{
+	struct qcow2_bitmaps_params bp = {
+		.file = m->qi->file,
+		.path = m->img->path,
+		.hdr = &m->qi->hdr,
+		.rc = m->rc,
+	};
+
+	return qcow2_bitmaps_open(&bp, &m->qi->bitmaps);
 }
 
 static int meta_setup(struct drv_image *img, struct qcow2_meta *m)
@@ -933,6 +962,8 @@ static int meta_setup(struct drv_image *img, struct qcow2_meta *m)
 	err = qcow2_rc_new(&rp, &m->rc);
 	if (!err)
 		err = evloop_new(&m->loop);
+	if (!err)
+		err = open_bitmaps(m);
 	return err;
 }
 
@@ -963,7 +994,7 @@ int qcow2_meta_close(struct drv_image *img)
 {
 	struct qcow2_image *qi = img->priv;
 	struct qcow2_meta *m = qi->meta;
-	int err = 0;
+	int err = 0, bm_err = 0;
 
 	if (!m)
 		return 0;
@@ -976,6 +1007,8 @@ int qcow2_meta_close(struct drv_image *img)
 	/* the thread is gone: this thread owns the metadata now */
 	if (!m->corrupt) {
 		m->dirty_bit = false; /* refcounts too, this time */
+		/* bitmaps stored and consistent; their freed clusters go in the write-backs */
+		bm_err = qcow2_bitmaps_close(qi->bitmaps);
 		err = writeback(m);
 		/* the decrements it released are written by a second round */
 		if (!err)
@@ -986,6 +1019,7 @@ int qcow2_meta_close(struct drv_image *img)
 		}
 	}
 	meta_free(m);
+	err = err ?: bm_err;
 	qi->meta = NULL;
 	return err;
 }

@@ -28,7 +28,9 @@
  *
  *   fdatasync (data, COW included) -> dirty refcount blocks, sync, new
  *   refcount table entries, sync -> dirty L2 slices -> sync -> dirty L1
- *   chunks -> sync -> release deferred decrements.
+ *   chunks -> sync -> release deferred decrements;
+ *
+ * then stores the persistent dirty bitmaps that changed (bitmap.h).
  *
  * Nothing metadata reaches the disk any other way, except the synced
  * header field updates (dirty bit, corrupt bit, refcount table switch).
@@ -136,14 +138,16 @@ void qcow2_meta_submit(struct drv_image *img, struct qcow2_job *job);
 /* ---- lifecycle (control thread) ---------------------------------------------------------- */
 
 /*
- * qcow2_meta_open - set up the run-time refcounts and start the metadata
+ * qcow2_meta_open - set up the run-time refcounts, load the persistent
+ * dirty bitmaps to maintain (marking them in use), and start the metadata
  * thread of an image opened read-write.  Returns 0 or -errno (logged).
  */
 int qcow2_meta_open(struct drv_image *img);
 
 /*
- * qcow2_meta_close - stop the thread and write everything back (clearing
- * the dirty bit of a lazy-refcounts image).  Returns 0 or -errno (logged).
+ * qcow2_meta_close - stop the thread, store the dirty bitmaps and clear
+ * their in_use flags, and write everything back (clearing the dirty bit of
+ * a lazy-refcounts image).  Returns 0 or -errno (logged).
  */
 int qcow2_meta_close(struct drv_image *img);
 

@@ -9,7 +9,8 @@
  * Bytes past the end of the file read as zeros there, as QEMU reads them.
  *
  * A read-write open also starts the image's metadata thread (meta.c), which
- * owns the refcounts and every metadata change; images QEMU would not open
+ * owns the refcounts and every metadata change, and takes over the
+ * persistent dirty bitmaps (bitmap.c); images QEMU would not open
  * read-write (the corrupt bit) are refused.
  */
 #include <errno.h>

@@ -605,6 +605,9 @@ static enum step write_step(struct qcow2_req *qr)
 	case WS_END:
 		break;
 	}
+	/* the range changed, or may have (even on failure): the dirty bitmaps say so */
+	qcow2_bitmaps_mark(((struct qcow2_image *)qr->img->priv)->bitmaps, qr->req->offset,
+			   qr->req->len);
 	if (qr->range_held) {
 		qcow2_range_unlock(qr->img->priv, &qr->range);
 		qr->range_held = false;

@@ -24,6 +24,7 @@
 #include "checked.h"
 #include "errors.h"
 #include "log.h"
+#include "qcow2/create.h"
 #include "qcow2/internal.h"
 #include "qcow2/qcow2.h"
 #include "qcow2/sync-io.h"
@@ -357,5 +358,7 @@ const struct drv_ops qcow2_driver = {
 	.read		 = qcow2_read,
 	.flush		 = qcow2_flush,
 	.block_status	 = qcow2_block_status,
+	.create		 = qcow2_create,
+	.create_opts	 = qcow2_create_opts,
 };
 /* clang-format on */

@@ -38,26 +38,20 @@ static int parse_decimal(const char **p, uint64_t *v)
 	return 0;
 }
 
-/* "0x..." with nothing after the hex digits. */
-static int parse_hex_size(const char *s, uint64_t *out)
+/* Hex digits after "0x" at *@p into *@v, advancing *@p. */
+static int parse_hex(const char **p, uint64_t *v)
 {
-	const char *p = s + 2;
-	uint64_t v = 0;
-
-	if (!isxdigit((unsigned char)*p))
+	*v = 0;
+	if (!isxdigit((unsigned char)**p))
 		return -EINVAL;
-	for (; isxdigit((unsigned char)*p); p++) {
-		unsigned d = isdigit((unsigned char)*p)
-				     ? (unsigned)(*p - '0')
-				     : (unsigned)(tolower((unsigned char)*p) - 'a' + 10);
+	for (; isxdigit((unsigned char)**p); (*p)++) {
+		int c = tolower((unsigned char)**p);
+		unsigned d = isdigit(c) ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
 
-		if (v > (UINT64_MAX >> 4))
+		if (*v > (UINT64_MAX >> 4))
 			return -ERANGE;
-		v = (v << 4) | d;
+		*v = (*v << 4) | d;
 	}
-	if (*p)
-		return -EINVAL;
-	*out = v;
 	return 0;
 }
 
@@ -81,22 +75,34 @@ static void parse_fraction(const char **p, uint64_t *num, uint64_t *den)
 
 int optval_size(const char *s, uint64_t *out)
 {
-	const char *p = s;
+	const char *p = s, *digits;
 	uint64_t v, num = 0, den = 1, mul;
 	unsigned __int128 r;
 	int err;
 
-	if (!s || !isdigit((unsigned char)s[0]))
+	if (!s)
 		return -EINVAL;
+	/* what strtoull skips; a '-' is refused rather than wrapped */
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '+')
+		p++;
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	digits = p;
 	err = parse_decimal(&p, &v);
-	if (err)
-		return err;
-	if (v == 0 && p == s + 1 && (*p == 'x' || *p == 'X'))
-		return parse_hex_size(s, out);
-	if (*p == '.') {
+	if (!err && v == 0 && p == digits + 1 && (*p == 'x' || *p == 'X')) {
+		/* hex: no fraction, but a suffix (qemu 7.2 only warns about it) */
+		p++;
+		err = parse_hex(&p, &v);
+		if (!err && *p == '.')
+			err = -EINVAL;
+	} else if (!err && *p == '.') {
 		p++;
 		parse_fraction(&p, &num, &den);
 	}
+	if (err)
+		return err;
 	mul = suffix_mul(*p);
 	if (mul)
 		p++;

@@ -12,12 +12,13 @@
 #include <stdint.h>
 
 /*
- * optval_size - a byte count: a decimal integer with an optional fraction
- * and an optional one-letter suffix (B, K, M, G, T, P, E in either case;
- * powers of 1024; a fraction needs a suffix other than B), or a plain hex
- * integer "0x...".  A fractional result is rounded to the nearest byte.
- * The whole string must be consumed.  0, -EINVAL (malformed, negative) or
- * -ERANGE (over 2^64 - 1).
+ * optval_size - a byte count as qemu 7.2's qemu_strtosz() reads it: a
+ * decimal integer with an optional fraction, or a hex integer "0x...",
+ * then an optional one-letter suffix (B, K, M, G, T, P, E in either case;
+ * powers of 1024; a fraction needs a suffix other than B).  Leading blanks
+ * and a '+' are skipped as strtoull() skips them.  A fractional result is
+ * rounded to the nearest byte.  The whole string must be consumed.  0,
+ * -EINVAL (malformed, negative) or -ERANGE (over 2^64 - 1).
  */
 int optval_size(const char *s, uint64_t *out);
 

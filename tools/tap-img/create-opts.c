@@ -134,11 +134,15 @@ static int check_type(const struct create_cmd *cmd, const struct drv_opt_desc *d
 		      uint64_t *num)
 {
 	bool flag;
+	int err;
 
 	switch (d->type) {
 	case DRV_OPT_SIZE:
-		if (optval_size(value, num) == 0)
+		err = optval_size(value, num);
+		if (err == 0)
 			return 0;
+		if (err == -ERANGE)
+			break;
 		img_err("create",
 			"%s: Parameter '%s' expects a non-negative number below 2^64\n"
 			"Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
@@ -146,8 +150,11 @@ static int check_type(const struct create_cmd *cmd, const struct drv_opt_desc *d
 			cmd->filename, d->name);
 		return -EINVAL;
 	case DRV_OPT_NUMBER:
-		if (optval_number(value, num) == 0)
+		err = optval_number(value, num);
+		if (err == 0)
 			return 0;
+		if (err == -ERANGE)
+			break;
 		img_err("create", "%s: Parameter '%s' expects a number", cmd->filename, d->name);
 		return -EINVAL;
 	case DRV_OPT_BOOL:
@@ -159,6 +166,9 @@ static int check_type(const struct create_cmd *cmd, const struct drv_opt_desc *d
 	default:
 		return 0;
 	}
+	img_err("create", "%s: Value '%s' is %s for parameter '%s'", cmd->filename, value,
+		d->type == DRV_OPT_SIZE ? "out of range" : "too large", d->name);
+	return -ERANGE;
 }
 
 /* Keep one entry per key in cmd->opts, the last value given. */

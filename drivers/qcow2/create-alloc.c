@@ -794,6 +794,15 @@ int qcow2_mk_preallocate(struct qcow2_mk *mk, uint64_t size_bytes, enum qcow2_mk
 	}
 }
 
+static int mk_sync(struct qcow2_mk *mk)
+{
+	int err = qcow2_fsync(mk->file);
+
+	if (err)
+		log_err("create %s: fsync: %s", mk->path, err_str(err));
+	return err;
+}
+
 int qcow2_mk_finish(struct qcow2_mk *mk)
 {
 	struct stat st;
@@ -807,6 +816,18 @@ int qcow2_mk_finish(struct qcow2_mk *mk)
 	}
 	if (err)
 		return err;
+	/* a block device keeps its size (and its bytes past the image) */
+	if (mk->file->is_blockdev) {
+		off_t dev_bytes = lseek(mk->file->fd, 0, SEEK_END);
+
+		if (dev_bytes >= 0 && (uint64_t)dev_bytes < mk->file_bytes) {
+			log_err("create %s: Could not resize image: Cannot grow device files "
+				"(the image needs %" PRIu64 " bytes)",
+				mk->path, mk->file_bytes);
+			return -ENOSPC;
+		}
+		return mk_sync(mk);
+	}
 	if (fstat(mk->file->fd, &st) < 0 || ((uint64_t)st.st_size != mk->file_bytes &&
 					     ftruncate(mk->file->fd, (off_t)mk->file_bytes) < 0)) {
 		err = neg_errno();
@@ -814,8 +835,5 @@ int qcow2_mk_finish(struct qcow2_mk *mk)
 			mk->file_bytes, err_str(err));
 		return err;
 	}
-	err = qcow2_fsync(mk->file);
-	if (err)
-		log_err("create %s: fsync: %s", mk->path, err_str(err));
-	return err;
+	return mk_sync(mk);
 }

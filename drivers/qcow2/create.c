@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "aio.h"
@@ -337,6 +338,11 @@ static int lay_out(const char *path, const struct create_params *p, struct aio_f
 	uint64_t off;
 	int err;
 
+	if (file->is_blockdev && p->prealloc >= QCOW2_MK_PREALLOC_FALLOC) {
+		log_err("create %s: preallocation=%s needs a regular file", path,
+			p->prealloc == QCOW2_MK_PREALLOC_FALLOC ? "falloc" : "full");
+		return -ENOTSUP;
+	}
 	err = qcow2_mk_init(&mk, file, path, p->cluster_bits, p->refcount_order, p->extended_l2);
 	if (!err)
 		err = qcow2_mk_alloc(&mk, 3 * mk.cluster_bytes, &off);
@@ -357,13 +363,17 @@ static int lay_out(const char *path, const struct create_params *p, struct aio_f
 	return err;
 }
 
-/* Create or truncate @path, as qemu-img's file layer does. */
+/*
+ * Create or truncate @path, as qemu-img's file layer does.  A block device
+ * is written over as it is (the image's bytes land at its start).
+ */
 static int open_truncated(const char *path, struct aio_file **file)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	struct stat st;
 	int err;
 
-	if (fd < 0 || ftruncate(fd, 0) < 0) {
+	if (fd < 0 || fstat(fd, &st) < 0 || (!S_ISBLK(st.st_mode) && ftruncate(fd, 0) < 0)) {
 		err = neg_errno();
 		log_err("create %s: %s", path, err_str(err));
 		if (fd >= 0)
@@ -386,9 +396,10 @@ int qcow2_create(const char *path, const struct drv_create_args *args)
 	if (err)
 		return err;
 	err = lay_out(path, &p, file);
+	/* half an image is worth nothing; qemu-img removes it too */
+	if (err && !file->is_blockdev)
+		unlink(path);
 	aio_file_close(file);
-	if (err)
-		unlink(path); /* half an image is worth nothing; qemu-img removes it too */
 	log_dbg(LOG_F_QCOW2, "create %s: v%u, cluster %" PRIu64 ", %" PRIu64 " bytes: %s", path,
 		p.version, p.cluster_bytes, p.size_bytes, err_str(err));
 	return err;

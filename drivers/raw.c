@@ -302,8 +302,8 @@ static int raw_parse_opts(const char *path, const struct drv_create_args *args,
 		else if (strcmp(opt->value, "full") == 0)
 			*prealloc = RAW_PREALLOC_FULL;
 		else {
-			log_err("create %s: invalid preallocation '%s' (off, falloc or full)", path,
-				opt->value);
+			log_err("create %s: Parameter 'preallocation' does not accept value '%s'",
+				path, opt->value);
 			return -EINVAL;
 		}
 		opt->used = true;

@@ -290,7 +290,7 @@ fail:
  */
 static int add_refblock(struct qcow2_mk *mk, uint64_t cluster)
 {
-	uint64_t ti = cluster >> mk->refblock_bits, off, used, meta;
+	uint64_t ti = cluster >> mk->refblock_bits, off, used, meta, end;
 	unsigned shift = mk->cluster_bits + mk->refblock_bits;
 	uint8_t *buf;
 	int err;
@@ -318,6 +318,9 @@ static int add_refblock(struct qcow2_mk *mk, uint64_t cluster)
 	if (ti < mk->reftable_entries) {
 		uint64_t be = htobe64(off);
 
+		/* (a table growth inside the update above may have filled the
+		 * slot; QEMU overwrites it, leaking that block, and so do we) */
+		free(mk->refblocks[ti]);
 		mk->reftable[ti] = off;
 		mk->refblocks[ti] = buf;
 		mk->reftable_max_index = MAX(mk->reftable_max_index, ti);
@@ -329,7 +332,7 @@ static int add_refblock(struct qcow2_mk *mk, uint64_t cluster)
 	used = div_round_up_u64(MAX(cluster + 1, (off >> mk->cluster_bits) + 1),
 				mk->refblock_entries);
 	meta = used * mk->refblock_entries * mk->cluster_bytes;
-	err = mk_refcount_area(mk, meta, 0, false, ti, off, buf, &used);
+	err = mk_refcount_area(mk, meta, 0, false, ti, off, buf, &end);
 	return err ?: -EAGAIN;
 }
 

@@ -375,7 +375,7 @@ static int open_truncated(const char *path, struct aio_file **file)
 
 	if (fd < 0 || fstat(fd, &st) < 0 || (!S_ISBLK(st.st_mode) && ftruncate(fd, 0) < 0)) {
 		err = neg_errno();
-		log_err("create %s: %s", path, err_str(err));
+		log_err("create %s: Could not create '%s': %s", path, path, err_str(err));
 		if (fd >= 0)
 			close(fd);
 		return err;

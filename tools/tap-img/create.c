@@ -205,10 +205,9 @@ static int create_open_backing(struct create_cmd *cmd, const char *path)
 			cmd->filename, path, err_str(err));
 		return err;
 	}
-	if (!cmd->size_known) {
-		cmd->args.size_bytes = img->size_bytes;
+	/* QEMU's block layer counts whole sectors: a raw file's tail rounds up */
+	if (!cmd->size_known && ck_align_up_u64(img->size_bytes, 512, &cmd->args.size_bytes) == 0)
 		cmd->size_known = true;
-	}
 	drv_image_close(img);
 	return 0;
 }

@@ -8,7 +8,8 @@
  * --backing-chain then follows the backing file names.  Without -f the
  * format is probed: info only reads, and qemu-img info probes too.  The
  * images themselves are read by the drivers' info helpers (qcow2/info.h);
- * this file builds QEMU's ImageInfo from them and prints it.
+ * this file builds QEMU's ImageInfo from them and prints it.  FILE may
+ * also be TYPE:PATH, as for the other verbs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -529,6 +530,28 @@ static int collect(json_t *list, const char *filename, const char *fmt, bool cha
 	return err;
 }
 
+/*
+ * "TYPE:PATH", as the other verbs take images, when no file has that name
+ * and TYPE is a driver: the format is TYPE's (an alias names its driver).
+ */
+static void split_spec(struct info_cmd *cmd)
+{
+	const char *colon = strchr(cmd->filename, ':');
+	const struct drv_ops *ops;
+	char type[32];
+	struct stat st;
+
+	if (cmd->fmt || !colon || colon == cmd->filename || stat(cmd->filename, &st) == 0 ||
+	    (size_t)(colon - cmd->filename) >= sizeof(type))
+		return;
+	snprintf(type, sizeof(type), "%.*s", (int)(colon - cmd->filename), cmd->filename);
+	ops = drv_find(type);
+	if (!ops || !colon[1])
+		return;
+	cmd->fmt = ops->name;
+	cmd->filename = colon + 1;
+}
+
 int img_cmd_info(int argc, char **argv)
 {
 	struct info_cmd cmd = { 0 };
@@ -538,6 +561,7 @@ int img_cmd_info(int argc, char **argv)
 
 	if (info_parse_args(&cmd, argc, argv))
 		return IMG_EXIT_ERR;
+	split_spec(&cmd);
 	list = json_array();
 	if (!list)
 		return IMG_EXIT_ERR;

@@ -82,6 +82,10 @@ cmp sub/uq.qcow2 sub/ut.qcow2 || die "create -u: the files differ"
 qemu-img create -q -f qcow2 sub/later.qcow2 1M
 qemu-img check -q sub/ut.qcow2 || die "create -u: qemu-img check failed"
 
+# A backing file whose length is not whole sectors: the size rounds up.
+truncate -s 1000 odd.raw
+same - '[1024,65536,"1.1",false,16,false,"zlib","../odd.raw","raw"]' -b ../odd.raw -F raw
+
 # The same "Formatting" line as qemu-img.
 a=$(qemu-img create -f qcow2 -o cluster_size=4k,lazy_refcounts=on -b ../base.raw -F raw \
 	sub/f1.qcow2 | sed 's/f1/fX/')

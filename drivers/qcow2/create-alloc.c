@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * qemu-img's layout of a new qcow2 image, replayed (create-alloc.h): the
- * refcount model and the allocator, then the L1 and L2 tables and
- * preallocation built on them.
+ * refcount model, the allocator and the file.  The L1 and L2 tables and
+ * preallocation built on them are in create-prealloc.c.
  *
  * The order of operations below is QEMU's, including its retries: when a
  * refcount update needs a new refcount block, the block is placed at the
@@ -24,25 +24,19 @@
 #include "log.h"
 #include "cleanup.h"
 #include "qcow2/create-alloc.h"
+#include "qcow2/create-internal.h"
 #include "qcow2/format.h"
 #include "qcow2/sync-io.h"
 
-#define MK_INVALID UINT64_MAX
-/* The longest request QEMU's block layer passes down (BDRV_REQUEST_MAX_BYTES). */
-#define MK_REQUEST_MAX_BYTES UINT64_C(0x7ffffe00)
-/* preallocation=full writes zeros in pieces of this size */
-#define MK_ZERO_CHUNK_BYTES (UINT64_C(1) << 20)
-
 static int mk_update(struct qcow2_mk *mk, uint64_t offset, uint64_t length, bool decrease);
-static void mk_free(struct qcow2_mk *mk, uint64_t offset, uint64_t bytes);
+void qcow2_mk_free(struct qcow2_mk *mk, uint64_t offset, uint64_t bytes);
 
-static void mk_extend(struct qcow2_mk *mk, uint64_t end)
+void qcow2_mk_extend(struct qcow2_mk *mk, uint64_t end)
 {
 	mk->file_bytes = MAX(mk->file_bytes, end);
 }
 
-static int mk_write(struct qcow2_mk *mk, uint64_t off, const void *buf, size_t len,
-		    const char *what)
+int qcow2_mk_write(struct qcow2_mk *mk, uint64_t off, const void *buf, size_t len, const char *what)
 {
 	int err = qcow2_pwrite(mk->file, off, buf, len);
 
@@ -51,11 +45,11 @@ static int mk_write(struct qcow2_mk *mk, uint64_t off, const void *buf, size_t l
 			off, err_str(err));
 		return err;
 	}
-	mk_extend(mk, off + len);
+	qcow2_mk_extend(mk, off + len);
 	return 0;
 }
 
-static uint64_t mk_refcount(const struct qcow2_mk *mk, uint64_t cluster)
+uint64_t qcow2_mk_refcount(const struct qcow2_mk *mk, uint64_t cluster)
 {
 	uint64_t ti = cluster >> mk->refblock_bits;
 
@@ -75,7 +69,7 @@ static int alloc_noref(struct qcow2_mk *mk, uint64_t nb, uint64_t max_offset, ui
 	uint64_t run = 0;
 
 	while (run < nb) {
-		if (mk_refcount(mk, mk->free_index++) != 0)
+		if (qcow2_mk_refcount(mk, mk->free_index++) != 0)
 			run = 0;
 		else
 			run++;
@@ -135,7 +129,7 @@ static int write_reftable(struct qcow2_mk *mk, const uint64_t *t, uint64_t entri
 		return -ENOMEM;
 	for (i = 0; i < entries; i++)
 		be[i] = htobe64(t[i]);
-	err = mk_write(mk, off, be, entries * sizeof(*be), "refcount table");
+	err = qcow2_mk_write(mk, off, be, entries * sizeof(*be), "refcount table");
 	free(be);
 	return err;
 }
@@ -156,7 +150,7 @@ static void switch_reftable(struct qcow2_mk *mk, uint64_t *table, uint8_t **bloc
 	mk->reftable_offset = offset;
 	update_max_index(mk);
 	/* QEMU ignores a failure here: the old table would only leak */
-	mk_free(mk, old_offset, old_entries * 8);
+	qcow2_mk_free(mk, old_offset, old_entries * 8);
 }
 
 struct area {
@@ -200,7 +194,7 @@ static int fill_area_blocks(struct qcow2_mk *mk, const struct area *a, uint64_t 
 			qcow2_refcount_set(blocks[i], mk->refcount_order, j, 1);
 		}
 	}
-	mk_extend(mk, block_offset);
+	qcow2_mk_extend(mk, block_offset);
 	return 0;
 }
 
@@ -226,9 +220,8 @@ static int plan_area(struct qcow2_mk *mk, struct area *a, uint64_t start, uint64
 	return 0;
 }
 
-static int mk_refcount_area(struct qcow2_mk *mk, uint64_t start, uint64_t additional, bool exact,
-			    uint64_t new_index, uint64_t new_offset, uint8_t *new_buf,
-			    uint64_t *end)
+int qcow2_mk_refcount_area(struct qcow2_mk *mk, uint64_t start, uint64_t additional, bool exact,
+			   uint64_t new_index, uint64_t new_offset, uint8_t *new_buf, uint64_t *end)
 {
 	struct area a;
 	uint64_t *table = NULL, copy, i, added = 0;
@@ -314,7 +307,7 @@ static int add_refblock(struct qcow2_mk *mk, uint64_t cluster)
 	if ((off >> shift) == ((cluster << mk->cluster_bits) >> shift))
 		qcow2_refcount_set(buf, mk->refcount_order,
 				   (off >> mk->cluster_bits) & (mk->refblock_entries - 1), 1);
-	mk_extend(mk, off + mk->cluster_bytes);
+	qcow2_mk_extend(mk, off + mk->cluster_bytes);
 	if (ti < mk->reftable_entries) {
 		uint64_t be = htobe64(off);
 
@@ -324,15 +317,15 @@ static int add_refblock(struct qcow2_mk *mk, uint64_t cluster)
 		mk->reftable[ti] = off;
 		mk->refblocks[ti] = buf;
 		mk->reftable_max_index = MAX(mk->reftable_max_index, ti);
-		err = mk_write(mk, mk->reftable_offset + ti * 8, &be, sizeof(be),
-			       "refcount table entry");
+		err = qcow2_mk_write(mk, mk->reftable_offset + ti * 8, &be, sizeof(be),
+				     "refcount table entry");
 		return err ?: -EAGAIN;
 	}
 	/* the table is full: a new one in a new area past everything covered */
 	used = div_round_up_u64(MAX(cluster + 1, (off >> mk->cluster_bits) + 1),
 				mk->refblock_entries);
 	meta = used * mk->refblock_entries * mk->cluster_bytes;
-	err = mk_refcount_area(mk, meta, 0, false, ti, off, buf, &end);
+	err = qcow2_mk_refcount_area(mk, meta, 0, false, ti, off, buf, &end);
 	return err ?: -EAGAIN;
 }
 
@@ -396,7 +389,7 @@ static int mk_update(struct qcow2_mk *mk, uint64_t offset, uint64_t length, bool
 	return err;
 }
 
-static void mk_free(struct qcow2_mk *mk, uint64_t offset, uint64_t bytes)
+void qcow2_mk_free(struct qcow2_mk *mk, uint64_t offset, uint64_t bytes)
 {
 	int err = mk_update(mk, offset, bytes, true);
 
@@ -422,7 +415,7 @@ int qcow2_mk_alloc(struct qcow2_mk *mk, uint64_t bytes, uint64_t *offset)
 	return err;
 }
 
-static int mk_alloc_at(struct qcow2_mk *mk, uint64_t offset, uint64_t nb, uint64_t *got)
+int qcow2_mk_alloc_at(struct qcow2_mk *mk, uint64_t offset, uint64_t nb, uint64_t *got)
 {
 	uint64_t ci, i;
 	int err;
@@ -433,7 +426,7 @@ static int mk_alloc_at(struct qcow2_mk *mk, uint64_t offset, uint64_t nb, uint64
 	do {
 		ci = offset >> mk->cluster_bits;
 		for (i = 0; i < nb; i++) {
-			if (mk_refcount(mk, ci + i) != 0)
+			if (qcow2_mk_refcount(mk, ci + i) != 0)
 				break;
 		}
 		err = mk_update(mk, offset, i << mk->cluster_bits, false);
@@ -493,310 +486,6 @@ void qcow2_mk_fini(struct qcow2_mk *mk)
 	memset(mk, 0, sizeof(*mk));
 }
 
-/* ---- L1 and L2 tables --------------------------------------------------------------- */
-
-static int write_l1(struct qcow2_mk *mk, const uint64_t *t, uint64_t entries, uint64_t off)
-{
-	uint64_t *be = malloc(MAX(entries, (uint64_t)1) * sizeof(*be));
-	uint64_t i;
-	int err;
-
-	if (!be)
-		return -ENOMEM;
-	for (i = 0; i < entries; i++)
-		be[i] = htobe64(t[i]);
-	err = mk_write(mk, off, be, entries * sizeof(*be), "L1 table");
-	free(be);
-	return err;
-}
-
-int qcow2_mk_grow_l1(struct qcow2_mk *mk, uint64_t entries)
-{
-	uint64_t old_offset = mk->l1_offset, old_entries = mk->l1_entries, off;
-	uint64_t *t;
-	uint8_t **l2;
-	int err;
-
-	if (entries <= mk->l1_entries)
-		return 0;
-	if (entries > QCOW2_MAX_L1_BYTES / 8) {
-		log_err("create %s: an L1 table of %" PRIu64 " entries is too large", mk->path,
-			entries);
-		return -EFBIG;
-	}
-	t = calloc(entries, sizeof(*t));
-	l2 = calloc(entries, sizeof(*l2));
-	if (!t || !l2) {
-		free(t);
-		free(l2);
-		return -ENOMEM;
-	}
-	if (old_entries) {
-		memcpy(t, mk->l1, old_entries * sizeof(*t));
-		memcpy(l2, mk->l2_tables, old_entries * sizeof(*l2));
-	}
-	err = qcow2_mk_alloc(mk, entries * sizeof(*t), &off);
-	if (!err)
-		err = write_l1(mk, t, entries, off);
-	if (err) {
-		free(t);
-		free(l2);
-		return err;
-	}
-	free(mk->l1);
-	free(mk->l2_tables);
-	mk->l1 = t;
-	mk->l2_tables = l2;
-	mk->l1_entries = entries;
-	mk->l1_offset = off;
-	mk_free(mk, old_offset, old_entries * sizeof(*t));
-	return 0;
-}
-
-static uint64_t l1_index(const struct qcow2_mk *mk, uint64_t guest_offset)
-{
-	return (guest_offset >> mk->cluster_bits) / mk->l2_entries;
-}
-
-/*
- * The L2 table for @guest_offset, allocated when missing (QEMU's
- * l2_allocate(): the zeroed table is written, then its L1 entry).  The
- * table is kept in memory until filled; its cluster counts as written now.
- */
-static int ensure_l2(struct qcow2_mk *mk, uint64_t guest_offset)
-{
-	uint64_t i = l1_index(mk, guest_offset), off, be;
-	int err;
-
-	if (mk->l1[i])
-		return 0;
-	err = qcow2_mk_alloc(mk, mk->cluster_bytes, &off);
-	if (err)
-		return err;
-	mk->l2_tables[i] = calloc(1, mk->cluster_bytes);
-	if (!mk->l2_tables[i])
-		return -ENOMEM;
-	mk_extend(mk, off + mk->cluster_bytes);
-	mk->l1[i] = off | QCOW2_OFLAG_COPIED;
-	be = htobe64(mk->l1[i]);
-	return mk_write(mk, mk->l1_offset + i * sizeof(be), &be, sizeof(be), "L1 entry");
-}
-
-/* Map guest cluster @cluster to @host: a preallocated entry, no subcluster bits. */
-static void set_l2_entry(struct qcow2_mk *mk, uint64_t cluster, uint64_t host)
-{
-	uint8_t *t = mk->l2_tables[cluster / mk->l2_entries];
-
-	qcow2_put_be64(t + (cluster % mk->l2_entries) * mk->l2_entry_bytes,
-		       host | QCOW2_OFLAG_COPIED);
-}
-
-/* Write (and drop) the filled L2 tables below L1 index @end. */
-static int write_l2_tables(struct qcow2_mk *mk, uint64_t end)
-{
-	uint64_t i;
-	int err;
-
-	for (i = 0; i < MIN(end, mk->l1_entries); i++) {
-		if (!mk->l2_tables[i])
-			continue;
-		err = mk_write(mk, mk->l1[i] & QCOW2_L1E_OFFSET_MASK, mk->l2_tables[i],
-			       mk->cluster_bytes, "L2 table");
-		if (err)
-			return err;
-		free(mk->l2_tables[i]);
-		mk->l2_tables[i] = NULL;
-	}
-	return 0;
-}
-
-/* ---- preallocation ---------------------------------------------------------------- */
-
-/*
- * QEMU's qcow2_alloc_host_offset() on unallocated entries: map guest
- * [@offset, @offset + *@bytes) to new clusters for as long as the host
- * range stays contiguous.  Each step allocates up to the end of an L2
- * table, but looks up the next table (allocating it) before trying to
- * extend, so a new L2 table usually ends the run.  *@bytes gets what was
- * mapped, *@host the host offset of @offset.
- */
-static int alloc_host_run(struct qcow2_mk *mk, uint64_t offset, uint64_t *bytes, uint64_t *host)
-{
-	uint64_t start = offset, remaining = *bytes, next = MK_INVALID;
-	int err;
-
-	*host = MK_INVALID;
-	while (remaining) {
-		uint64_t in = start & (mk->cluster_bytes - 1), nb, got, h, cur, k;
-		uint64_t l2i = (start >> mk->cluster_bits) % mk->l2_entries;
-
-		err = ensure_l2(mk, start);
-		if (err)
-			return err;
-		nb = div_round_up_u64(in + remaining, mk->cluster_bytes);
-		nb = MIN(nb, mk->l2_entries - l2i);
-		nb = MIN(nb, MK_REQUEST_MAX_BYTES >> mk->cluster_bits);
-		if (next == MK_INVALID) {
-			got = nb;
-			err = qcow2_mk_alloc(mk, nb << mk->cluster_bits, &h);
-		} else {
-			h = ALIGN_DOWN(next, mk->cluster_bytes);
-			err = mk_alloc_at(mk, h, nb, &got);
-		}
-		if (err)
-			return err;
-		if (got == 0)
-			break;
-		for (k = 0; k < got; k++)
-			set_l2_entry(mk, (start >> mk->cluster_bits) + k,
-				     h + (k << mk->cluster_bits));
-		cur = MIN(remaining, (got << mk->cluster_bits) - in);
-		if (*host == MK_INVALID)
-			*host = h + in;
-		next = h + in + cur;
-		start += cur;
-		remaining -= cur;
-	}
-	*bytes -= remaining;
-	return 0;
-}
-
-/*
- * The copy-on-write of a partial last (sub)cluster: QEMU fills the rest
- * of it with what the guest reads there, zeros, when linking the entry.
- */
-static int write_cow_tail(struct qcow2_mk *mk, uint64_t size, uint64_t host_end)
-{
-	static const uint8_t zeros[4096];
-	uint64_t len = ALIGN_DOWN(size + mk->subcluster_bytes - 1, mk->subcluster_bytes) - size;
-	int err = 0;
-
-	while (!err && len) {
-		uint64_t n = MIN(len, (uint64_t)sizeof(zeros));
-
-		err = mk_write(mk, host_end, zeros, n, "copy-on-write tail");
-		host_end += n;
-		len -= n;
-	}
-	return err;
-}
-
-/* preallocation=metadata: QEMU's preallocate_co(). */
-static int prealloc_metadata(struct qcow2_mk *mk, uint64_t size)
-{
-	uint64_t chunk = ALIGN_DOWN((uint64_t)INT32_MAX, mk->cluster_bytes);
-	uint64_t offset = 0, host = 0, cur = 0;
-	int err = 0;
-
-	while (!err && offset < size) {
-		cur = MIN(size - offset, chunk);
-		err = alloc_host_run(mk, offset, &cur, &host);
-		if (!err && offset + cur == size)
-			err = write_cow_tail(mk, size, host + cur);
-		offset += cur;
-		if (!err)
-			err = write_l2_tables(mk, l1_index(mk, offset));
-	}
-	if (err)
-		return err;
-	/* the file must reach the last cluster: extended sparsely */
-	if (size)
-		mk_extend(mk, host + cur);
-	return write_l2_tables(mk, mk->l1_entries);
-}
-
-/* The last cluster with a reference, below @bytes of file. */
-static uint64_t last_used_cluster(const struct qcow2_mk *mk, uint64_t bytes)
-{
-	uint64_t c = div_round_up_u64(bytes, mk->cluster_bytes);
-
-	while (c > 0 && mk_refcount(mk, c - 1) == 0)
-		c--;
-	return c;
-}
-
-/* Grow the file from mk->file_bytes to @end: fallocate, or zeros written. */
-static int allocate_file(struct qcow2_mk *mk, uint64_t end, enum qcow2_mk_prealloc mode)
-{
-	uint64_t cur = mk->file_bytes;
-	int err = 0;
-
-	if (end <= cur)
-		return 0;
-	if (mode == QCOW2_MK_PREALLOC_FALLOC) {
-		err = -posix_fallocate(mk->file->fd, (off_t)cur, (off_t)(end - cur));
-	} else {
-		CLEANUP_FREE uint8_t *zeros = calloc(1, MK_ZERO_CHUNK_BYTES);
-
-		if (!zeros)
-			return -ENOMEM;
-		if (ftruncate(mk->file->fd, (off_t)end) < 0)
-			err = neg_errno();
-		for (; !err && cur < end; cur += MIN(end - cur, MK_ZERO_CHUNK_BYTES))
-			err = qcow2_pwrite(mk->file, cur, zeros,
-					   MIN(end - cur, MK_ZERO_CHUNK_BYTES));
-	}
-	if (err) {
-		log_err("create %s: preallocating %" PRIu64 " bytes at 0x%" PRIx64 ": %s", mk->path,
-			end - mk->file_bytes, mk->file_bytes, err_str(err));
-		return err;
-	}
-	mk->file_bytes = end;
-	return 0;
-}
-
-/*
- * preallocation=falloc|full: QEMU's resize path.  A refcount area sized
- * for the data and its L2 tables goes at the end of the file, the data
- * right after it, allocated in the file; the L2 tables take the first
- * free clusters (the old refcount table's, then past the data).
- */
-static int prealloc_file(struct qcow2_mk *mk, uint64_t size, enum qcow2_mk_prealloc mode)
-{
-	uint64_t nb_data = div_round_up_u64(size, mk->cluster_bytes), nb_l2, start, got;
-	uint64_t guest = 0, host, last, old;
-	int err;
-
-	/* an unreferenced tail is cut, but the area still starts after it (QEMU) */
-	old = mk->file_bytes;
-	last = last_used_cluster(mk, old);
-	if (last << mk->cluster_bits < old)
-		mk->file_bytes = last << mk->cluster_bits;
-	nb_l2 = div_round_up_u64(nb_data, mk->l2_entries) + 1;
-	err = mk_refcount_area(mk, ALIGN_DOWN(old + mk->cluster_bytes - 1, mk->cluster_bytes),
-			       nb_data + nb_l2, true, 0, 0, NULL, &start);
-	if (!err)
-		err = mk_alloc_at(mk, start, nb_data, &got);
-	if (!err && got != nb_data)
-		err = -EIO;
-	if (!err)
-		err = allocate_file(mk, start + (nb_data << mk->cluster_bits), mode);
-	for (host = start; !err && guest < nb_data;) {
-		uint64_t k = MIN(nb_data - guest, mk->l2_entries - guest % mk->l2_entries), i;
-
-		err = ensure_l2(mk, guest << mk->cluster_bits);
-		for (i = 0; !err && i < k; i++)
-			set_l2_entry(mk, guest + i, host + (i << mk->cluster_bits));
-		guest += k;
-		host += k << mk->cluster_bits;
-		if (!err)
-			err = write_l2_tables(mk, l1_index(mk, guest << mk->cluster_bits));
-	}
-	return err ?: write_l2_tables(mk, mk->l1_entries);
-}
-
-int qcow2_mk_preallocate(struct qcow2_mk *mk, uint64_t size_bytes, enum qcow2_mk_prealloc mode)
-{
-	switch (mode) {
-	case QCOW2_MK_PREALLOC_OFF:
-		return 0;
-	case QCOW2_MK_PREALLOC_METADATA:
-		return prealloc_metadata(mk, size_bytes);
-	default:
-		return prealloc_file(mk, size_bytes, mode);
-	}
-}
-
 static int mk_sync(struct qcow2_mk *mk)
 {
 	int err = qcow2_fsync(mk->file);
@@ -814,8 +503,8 @@ int qcow2_mk_finish(struct qcow2_mk *mk)
 
 	for (i = 0; !err && i < mk->reftable_entries; i++) {
 		if (mk->reftable[i] && mk->refblocks[i])
-			err = mk_write(mk, mk->reftable[i], mk->refblocks[i], mk->cluster_bytes,
-				       "refcount block");
+			err = qcow2_mk_write(mk, mk->reftable[i], mk->refblocks[i],
+					     mk->cluster_bytes, "refcount block");
 	}
 	if (err)
 		return err;

@@ -135,8 +135,32 @@ struct drv_opt {
 	bool used; /* set by drivers that consumed it; unused keys are an error */
 };
 
+/*
+ * One option a driver's create takes, for the tool: the tool checks each
+ * -o value against its type before calling ->create (so a malformed number
+ * is refused the same way for every driver), lists the table for -o help,
+ * and prints the "Formatting" line in table order with @def for the
+ * options not given, as qemu-img does.  "size", "backing_file" and
+ * "backing_fmt" are the tool's (they fill struct drv_create_args); a
+ * driver lists them to say where they print and whether it has backing
+ * files.
+ */
+enum drv_opt_type {
+	DRV_OPT_STRING = 0,
+	DRV_OPT_BOOL,	/* on/off, yes/no, true/false, y/n */
+	DRV_OPT_NUMBER, /* C notation, no suffix */
+	DRV_OPT_SIZE,	/* bytes, with k/M/G/T/P/E suffixes and fractions */
+};
+
+struct drv_opt_desc {
+	const char *name; /* NULL ends the table */
+	enum drv_opt_type type;
+	const char *help;
+	const char *def; /* default printed when not given; NULL: none */
+};
+
 struct drv_create_args {
-	uint64_t size_bytes;
+	uint64_t size_bytes;	    /* as given: the driver rounds it as its format needs */
 	const char *backing_file;   /* NULL: none */
 	const char *backing_format; /* NULL with a backing file: refused */
 	struct drv_opt *opts;
@@ -186,6 +210,12 @@ struct drv_ops {
 	 * option at fault).
 	 */
 	int (*create)(const char *path, const struct drv_create_args *args);
+
+	/*
+	 * create_opts - Optional, with ->create: the options it takes, in the
+	 * order qemu-img prints them.  NULL: only "size".
+	 */
+	const struct drv_opt_desc *create_opts;
 
 	/*
 	 * write_compressed - Optional, tools only (convert -c).  Write one

@@ -309,8 +309,8 @@ static int raw_parse_opts(const char *path, const struct drv_create_args *args,
 		else if (strcmp(opt->value, "full") == 0)
 			*prealloc = RAW_PREALLOC_FULL;
 		else {
-			log_err("create %s: invalid preallocation '%s' (off, falloc or full)", path,
-				opt->value);
+			log_err("create %s: Parameter 'preallocation' does not accept value '%s'",
+				path, opt->value);
 			return -EINVAL;
 		}
 		opt->used = true;
@@ -399,6 +399,14 @@ static int raw_create(const char *path, const struct drv_create_args *args)
 	return err;
 }
 
+/* In qemu-img's order: raw's own size, then file-posix's preallocation. */
+static const struct drv_opt_desc raw_create_opts[] = {
+	{ "size", DRV_OPT_SIZE, "Virtual disk size", NULL },
+	{ "preallocation", DRV_OPT_STRING, "Preallocation mode (allowed values: off, falloc, full)",
+	  NULL },
+	{ NULL, DRV_OPT_STRING, NULL, NULL },
+};
+
 /* The ops table keeps its '=' signs aligned (STYLE.md), out of clang-format's reach. */
 /* clang-format off */
 const struct drv_ops raw_driver = {
@@ -415,5 +423,6 @@ const struct drv_ops raw_driver = {
 	.write_zeroes	= raw_write_zeroes,
 	.block_status	= raw_block_status,
 	.create		= raw_create,
+	.create_opts	= raw_create_opts,
 };
 /* clang-format on */

@@ -25,6 +25,7 @@
 #include "checked.h"
 #include "errors.h"
 #include "log.h"
+#include "qcow2/create.h"
 #include "qcow2/internal.h"
 #include "qcow2/qcow2.h"
 #include "qcow2/sync-io.h"
@@ -388,5 +389,7 @@ const struct drv_ops qcow2_driver = {
 	.write_zeroes	 = qcow2_write_zeroes,
 	.write_compressed = qcow2_write_compressed,
 	.block_status	 = qcow2_block_status,
+	.create		 = qcow2_create,
+	.create_opts	 = qcow2_create_opts,
 };
 /* clang-format on */

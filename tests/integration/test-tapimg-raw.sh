@@ -15,7 +15,7 @@ $TAPIMG create -q -f raw "$img" 4M
 qemu-img create -q -f raw "$ref" 4M
 [ "$(stat -c %s "$img")" -eq 4194304 ] || die "create: $img is not 4 MiB"
 err=$($TAPIMG create -f raw "$(mktmp bad.raw)" abc 2>&1) && die "create accepted size 'abc'"
-echo "$err" | grep -q "tap-img: create: invalid size 'abc'" || die "create: bad message: $err"
+echo "$err" | grep -q 'tap-img: create: Invalid image size specified' || die "create: bad message: $err"
 err=$($TAPIMG create -f vhdx "$(mktmp bad.vhdx)" 1M 2>&1) && die "create accepted -f vhdx"
 echo "$err" | grep -q "unknown format 'vhdx'" || die "create: bad message: $err"
 err=$($TAPIMG create -o foo=bar "$(mktmp bad2.raw)" 1M 2>&1) && die "create accepted -o foo=bar"

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Reading a qcow2 image for `tap-img info` (info.h).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aio.h"
+#include "errors.h"
+#include "log.h"
+#include "qcow2/info.h"
+#include "qcow2/sync-io.h"
+
+bool qcow2_info_probe(const void *buf, size_t len)
+{
+	return len >= 8 && qcow2_get_be32(buf) == QCOW2_MAGIC &&
+	       qcow2_get_be32((const uint8_t *)buf + 4) >= 2;
+}
+
+static int read_at(void *opaque, uint64_t offset, void *buf, size_t len)
+{
+	return qcow2_pread(opaque, offset, buf, len);
+}
+
+static int read_header(struct aio_file *f, const char *path, struct qcow2_header *h)
+{
+	uint8_t probe[QCOW2_HEADER_PROBE_BYTES];
+	uint64_t cluster_bytes;
+	uint8_t *buf;
+	int err;
+
+	err = qcow2_pread(f, 0, probe, sizeof(probe));
+	if (err) {
+		log_err("qcow2 %s: read of the header: %s", path, err_str(err));
+		return err;
+	}
+	/* the parse of the probe says what is wrong with it */
+	if (qcow2_header_cluster_bytes(probe, sizeof(probe), &cluster_bytes))
+		return qcow2_header_parse(probe, sizeof(probe), path, 0, h) ?: -EINVAL;
+	buf = malloc(cluster_bytes);
+	if (!buf)
+		return -ENOMEM;
+	err = qcow2_pread(f, 0, buf, cluster_bytes);
+	if (err)
+		log_err("qcow2 %s: read of cluster 0: %s", path, err_str(err));
+	else
+		err = qcow2_header_parse(buf, cluster_bytes, path, 0, h);
+	free(buf);
+	return err;
+}
+
+/* The bitmap directory, only where QEMU would use it (v3, autoclear bit set). */
+static int read_bitmaps(struct aio_file *f, const char *path, struct qcow2_info *info)
+{
+	const struct qcow2_header *h = &info->hdr;
+	uint8_t *dir;
+	int err;
+
+	if (h->version < 3 || !h->bitmaps.present ||
+	    !(h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) || h->bitmaps.nb_bitmaps == 0)
+		return 0;
+	/* validated by the header parse: at most 64 MiB */
+	dir = malloc(h->bitmaps.dir_bytes);
+	if (!dir)
+		return -ENOMEM;
+	err = qcow2_pread(f, h->bitmaps.dir_offset, dir, h->bitmaps.dir_bytes);
+	if (err)
+		log_err("qcow2 %s: read of the bitmap directory at 0x%" PRIx64 ": %s", path,
+			h->bitmaps.dir_offset, err_str(err));
+	else
+		err = qcow2_bitmap_dir_parse(dir, h->bitmaps.dir_bytes, h, path, &info->bitmaps);
+	free(dir);
+	if (!err)
+		info->nb_bitmaps = h->bitmaps.nb_bitmaps;
+	return err;
+}
+
+int qcow2_info_read(const char *path, struct qcow2_info *out)
+{
+	struct aio_file *f;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = aio_file_open(path, AIO_FILE_RDONLY | AIO_FILE_BUFFERED, &f);
+	if (err)
+		return err;
+	err = read_header(f, path, &out->hdr);
+	if (!err)
+		err = qcow2_snapshot_table_read(&out->hdr, read_at, f, path, 0, &out->snapshots,
+						NULL);
+	if (!err)
+		err = read_bitmaps(f, path, out);
+	aio_file_close(f);
+	if (err)
+		qcow2_info_fini(out);
+	return err;
+}
+
+void qcow2_info_fini(struct qcow2_info *info)
+{
+	if (!info)
+		return;
+	qcow2_snapshot_table_free(info->snapshots, info->hdr.nb_snapshots);
+	qcow2_bitmap_dir_free(info->bitmaps, info->nb_bitmaps);
+	qcow2_header_fini(&info->hdr);
+	memset(info, 0, sizeof(*info));
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What `qemu-img info` reports about a qcow2 image, read the way qemu-img
+ * reads it for that: the header, the internal snapshot table and the
+ * persistent bitmap directory, without opening the image as a disk (no
+ * L1 or refcount table, no backing file; a backing file without a
+ * recorded format is reported, not refused).  For tools; the image is
+ * only read.
+ */
+#ifndef QTAP_QCOW2_INFO_H
+#define QTAP_QCOW2_INFO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qcow2/bitmap-fmt.h"
+#include "qcow2/format.h"
+#include "qcow2/snapshot-fmt.h"
+
+struct qcow2_info {
+	struct qcow2_header hdr;
+	struct qcow2_snapshot *snapshots; /* hdr.nb_snapshots of them */
+	/* The bitmap directory, when the image has one that QEMU honours. */
+	struct qcow2_bitmap *bitmaps;
+	unsigned nb_bitmaps;
+};
+
+/*
+ * qcow2_info_probe - whether the first @len bytes of a file are a qcow2
+ * header QEMU's format probe would claim (magic, version 2 or more).
+ */
+bool qcow2_info_probe(const void *buf, size_t len);
+
+/*
+ * qcow2_info_read - read @path's header, snapshot table and bitmap
+ * directory into *@out (release with qcow2_info_fini()).  Returns 0 or
+ * -errno: -EINVAL for what qemu-img would refuse to open ("not in qcow2
+ * format", a malformed header or table), -ENOTSUP (unknown incompatible
+ * features), I/O errors.  Logged, with the path.
+ */
+int qcow2_info_read(const char *path, struct qcow2_info *out);
+
+/* qcow2_info_fini - free what qcow2_info_read() filled; zeroed: no-op. */
+void qcow2_info_fini(struct qcow2_info *info);
+
+#endif

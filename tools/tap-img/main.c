@@ -17,6 +17,7 @@ static const struct {
 	const char *summary;
 } img_verbs[] = {
 	{ "create", img_cmd_create, "create a new image" },
+	{ "check", img_cmd_check, "check an image for consistency, and repair it" },
 	{ "io", img_cmd_io, "read, write, discard and verify an image (qemu-io's commands)" },
 	{ "bench", img_cmd_bench, "run a load against an image and report IOPS and latency" },
 };

@@ -17,6 +17,7 @@
 
 /* The verbs.  Each returns an exit code. */
 int img_cmd_create(int argc, char **argv);
+int img_cmd_check(int argc, char **argv);
 int img_cmd_io(int argc, char **argv);
 int img_cmd_bench(int argc, char **argv);
 

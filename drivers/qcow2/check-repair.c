@@ -1,0 +1,787 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Refcounts on disk for the qcow2 check: reading and fixing them, the
+ * COPIED flags, rebuilding the whole refcount structure from the
+ * in-memory table, and the small allocator the snapshot table rewrite
+ * needs (check-internal.h).
+ *
+ * Ordering on disk (ARCHITECTURE.md §4): a rebuilt structure is written
+ * and synced before the header points to it; a rewritten snapshot table
+ * likewise, with the old one freed only after the switch; a new refcount
+ * block is synced before its refcount table entry.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aio.h"
+#include "checked.h"
+#include "cleanup.h"
+#include "errors.h"
+#include "qcow2/check-internal.h"
+
+/* ---- the refcount block cache --------------------------------------------------- */
+
+int ck_rc_flush(struct ck *ck)
+{
+	int err;
+
+	if (!ck->rb_dirty)
+		return 0;
+	err = ck_write_checked(ck, CK_META_REFBLOCK, ck->rb_offset, ck->rb, ck->g.cluster_bytes);
+	if (err)
+		return err;
+	ck->rb_dirty = false;
+	return 0;
+}
+
+void ck_rc_drop(struct ck *ck)
+{
+	ck->rb_index = UINT64_MAX;
+	ck->rb_dirty = false;
+}
+
+/*
+ * The refcount block of reftable index @ti into ck->rb.  0 with
+ * *@present false when there is none (every refcount in its range is 0).
+ */
+static int rb_load(struct ck *ck, uint64_t ti, bool *present)
+{
+	uint64_t offset;
+	int err;
+
+	*present = false;
+	if (ti >= ck->reftable_entries)
+		return 0;
+	offset = ck->reftable[ti] & QCOW2_REFT_OFFSET_MASK;
+	if (!offset)
+		return 0;
+	if (!is_aligned_u64(offset, ck->g.cluster_bytes)) {
+		if (!ck->corruption_reported)
+			ck_msg(ck,
+			       "qcow2: Image is corrupt: Refblock offset %#" PRIx64 " unaligned "
+			       "(reftable index: %#" PRIx64 "); further non-fatal corruption "
+			       "events will be suppressed",
+			       offset, ti);
+		ck->corruption_reported = true;
+		return -EIO;
+	}
+	*present = true;
+	if (ck->rb_index == ti)
+		return 0;
+	err = ck_rc_flush(ck);
+	if (!err)
+		err = ck_read(ck, offset, ck->rb, ck->g.cluster_bytes);
+	if (err) {
+		ck_rc_drop(ck);
+		return err;
+	}
+	ck->rb_index = ti;
+	ck->rb_offset = offset;
+	return 0;
+}
+
+int ck_rc_get(struct ck *ck, uint64_t cluster, uint64_t *refcount)
+{
+	bool present;
+	int err = rb_load(ck, cluster >> ck->g.refblock_bits, &present);
+
+	*refcount = 0;
+	if (err || !present)
+		return err;
+	*refcount = qcow2_refcount_get(ck->rb, ck->g.refcount_order,
+				       cluster & (ck->g.refblock_entries - 1));
+	return 0;
+}
+
+/*
+ * Set the on-disk refcount of @cluster (its refcount block must exist).
+ * A cluster freed here is punched out of the file, as QEMU discards it.
+ */
+static int rc_set(struct ck *ck, uint64_t cluster, uint64_t refcount)
+{
+	bool present;
+	int err = rb_load(ck, cluster >> ck->g.refblock_bits, &present);
+
+	if (!err && !present)
+		err = -EIO;
+	if (!err)
+		err = qcow2_refcount_set(ck->rb, ck->g.refcount_order,
+					 cluster & (ck->g.refblock_entries - 1), refcount);
+	if (err)
+		return err;
+	ck->rb_dirty = true;
+	if (refcount == 0)
+		(void)fallocate(ck->file->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				(off_t)(cluster << ck->g.cluster_bits), (off_t)ck->g.cluster_bytes);
+	return 0;
+}
+
+/* ---- compare ---------------------------------------------------------------------- */
+
+void ck_compare(struct ck *ck, unsigned fix, bool *rebuild, uint64_t *highest)
+{
+	struct qcow2_check_result *res = ck->res;
+
+	*highest = 0;
+	for (uint64_t i = 0; i < ck->imrt_clusters; i++) {
+		uint64_t *num_fixed = NULL;
+		uint64_t r1, r2;
+		int err = ck_rc_get(ck, i, &r1);
+
+		if (err) {
+			ck_msg(ck, "Can't get refcount for cluster %" PRIu64 ": %s", i,
+			       err_str(err));
+			res->check_errors++;
+			continue;
+		}
+		r2 = ck_imrt_get(ck, i);
+		if (r1 || r2)
+			*highest = i;
+		if (r1 == r2)
+			continue;
+		if (r1 == 0)
+			*rebuild = true; /* the structure itself cannot be trusted */
+		else if (r1 > r2 && (fix & QCOW2_CHECK_FIX_LEAKS))
+			num_fixed = &res->leaks_fixed;
+		else if (r1 < r2 && (fix & QCOW2_CHECK_FIX_ERRORS))
+			num_fixed = &res->corruptions_fixed;
+		ck_msg(ck, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
+		       num_fixed ? "Repairing"
+		       : r1 < r2 ? "ERROR"
+				 : "Leaked",
+		       i, r1, r2);
+		if (num_fixed && rc_set(ck, i, r2) == 0) {
+			(*num_fixed)++;
+			continue;
+		}
+		if (r1 < r2)
+			res->corruptions++;
+		else
+			res->leaks++;
+	}
+}
+
+/* ---- COPIED flags ------------------------------------------------------------------- */
+
+static int copied_l1(struct ck *ck, uint64_t i, bool repair)
+{
+	uint64_t entry = ck->l1[i], fixed, refcount;
+	uint8_t be[8];
+	int err;
+
+	if (ck_rc_get(ck, (entry & QCOW2_L1E_OFFSET_MASK) >> ck->g.cluster_bits, &refcount))
+		return 1; /* reported by the compare already */
+	if ((refcount == 1) == !!(entry & QCOW2_OFLAG_COPIED))
+		return 0;
+	ck->res->corruptions++;
+	ck_msg(ck,
+	       "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu64 " l1_entry=%" PRIx64
+	       " refcount=%" PRIu64,
+	       repair ? "Repairing" : "ERROR", i, entry, refcount);
+	if (!repair)
+		return 0;
+	fixed = refcount == 1 ? entry | QCOW2_OFLAG_COPIED : entry & ~QCOW2_OFLAG_COPIED;
+	qcow2_put_be64(be, fixed);
+	err = ck_write_checked(ck, CK_META_ACTIVE_L1, ck->hdr.l1_table_offset + i * 8, be, 8);
+	if (!err)
+		err = ck_sync(ck);
+	if (err) {
+		ck->res->check_errors++;
+		return err;
+	}
+	ck->l1[i] = fixed;
+	ck->res->corruptions--;
+	ck->res->corruptions_fixed++;
+	return 0;
+}
+
+/* The COPIED flags of one active L2 table; returns the entries changed. */
+static uint64_t copied_l2_entries(struct ck *ck, bool repair)
+{
+	uint64_t dirty = 0;
+
+	for (uint64_t j = 0; j < ck->g.l2_entries; j++) {
+		uint8_t *p = ck->buf + j * ck->g.l2_entry_bytes;
+		uint64_t entry = qcow2_get_be64(p), refcount = 1;
+		struct qcow2_l2_entry d;
+
+		(void)qcow2_l2_entry_decode(&ck->g, entry, 0, &d, NULL);
+		if (d.type != QCOW2_CLUSTER_NORMAL && d.type != QCOW2_CLUSTER_ZERO_ALLOC)
+			continue;
+		if (!ck->g.data_file &&
+		    ck_rc_get(ck, (entry & QCOW2_L2E_OFFSET_MASK) >> ck->g.cluster_bits, &refcount))
+			continue;
+		if ((refcount == 1) == !!(entry & QCOW2_OFLAG_COPIED))
+			continue;
+		ck->res->corruptions++;
+		ck_msg(ck, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64,
+		       repair ? "Repairing" : "ERROR", entry, refcount);
+		if (!repair)
+			continue;
+		qcow2_put_be64(p, refcount == 1 ? entry | QCOW2_OFLAG_COPIED
+						: entry & ~QCOW2_OFLAG_COPIED);
+		dirty++;
+	}
+	return dirty;
+}
+
+static int copied_l2(struct ck *ck, uint64_t l2_offset, bool repair)
+{
+	uint64_t dirty;
+	int err = ck_read(ck, l2_offset, ck->buf, ck->g.cluster_bytes);
+
+	if (err) {
+		ck_msg(ck, "ERROR: Could not read L2 table: %s", err_str(err));
+		ck->res->check_errors++;
+		return err;
+	}
+	dirty = copied_l2_entries(ck, repair);
+	if (!dirty)
+		return 0;
+	if (ck_overlap(ck, CK_META_ACTIVE_L2, l2_offset, ck->g.cluster_bytes)) {
+		ck_msg(ck, "ERROR: Could not write L2 table; metadata overlap check failed: %s",
+		       err_str(-EIO));
+		ck->res->check_errors++;
+		return -EIO;
+	}
+	err = ck_write(ck, l2_offset, ck->buf, ck->g.cluster_bytes);
+	if (err) {
+		ck_msg(ck, "ERROR: Could not write L2 table: %s", err_str(err));
+		ck->res->check_errors++;
+		return err;
+	}
+	ck->res->corruptions -= dirty;
+	ck->res->corruptions_fixed += dirty;
+	return 0;
+}
+
+int ck_check_copied(struct ck *ck, unsigned fix)
+{
+	const struct qcow2_check_result *r = ck->res;
+	bool repair;
+	int err;
+
+	/*
+	 * -r leaks fixes COPIED only when the refcounts it relies on are
+	 * known to be right: nothing else is left wrong.
+	 */
+	if (fix & QCOW2_CHECK_FIX_ERRORS)
+		repair = true;
+	else if (fix & QCOW2_CHECK_FIX_LEAKS)
+		repair = !r->check_errors && !r->corruptions && !r->leaks;
+	else
+		repair = false;
+	for (uint64_t i = 0; i < ck->hdr.l1_size; i++) {
+		uint64_t l2_offset = ck->l1[i] & QCOW2_L1E_OFFSET_MASK;
+
+		if (!l2_offset)
+			continue;
+		err = copied_l1(ck, i, repair);
+		if (err > 0)
+			continue; /* no refcount for the table: QEMU skips it */
+		if (!err)
+			err = copied_l2(ck, l2_offset, repair);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* ---- rebuilding the refcount structure -------------------------------------------- */
+
+/*
+ * QEMU's alloc_clusters_imrt(): @count free clusters of the IMRT, first
+ * fit from *@first_free (which moves to the first gap seen), growing the
+ * table past the end of the image when no gap is large enough.
+ */
+static int imrt_alloc(struct ck *ck, uint64_t count, uint64_t *first_free, uint64_t *offset)
+{
+	uint64_t cluster = *first_free, run = 0;
+	bool first_gap = true;
+	int err;
+
+	for (; cluster < ck->imrt_clusters && run < count; cluster++) {
+		if (ck_imrt_get(ck, cluster)) {
+			run = 0;
+			continue;
+		}
+		run++;
+		if (first_gap) {
+			*first_free = cluster;
+			first_gap = false;
+		}
+	}
+	if (run < count) {
+		err = ck_imrt_resize(ck, cluster + count - run);
+		if (err)
+			return err;
+	}
+	cluster -= run;
+	for (uint64_t i = 0; i < count; i++)
+		ck_imrt_set(ck, cluster + i, 1);
+	*offset = cluster << ck->g.cluster_bits;
+	return 0;
+}
+
+/*
+ * A rebuild replaces the old refcount structure, which is dead then: its
+ * valid parts are in the IMRT and cannot be picked, the rest is garbage.
+ */
+#define OLD_REFCOUNTS (CK_META_REFTABLE | CK_META_REFBLOCK)
+
+struct new_reftable {
+	uint64_t *entries; /* host-endian */
+	uint64_t nb;
+};
+
+static int reftable_cover(struct ck *ck, struct new_reftable *rt, uint64_t index)
+{
+	uint64_t per_cluster = ck->g.cluster_bytes / 8;
+	uint64_t nb = (index / per_cluster + 1) * per_cluster;
+	uint64_t *p;
+
+	if (nb * 8 > QCOW2_MAX_REFTABLE_BYTES)
+		return -EFBIG;
+	p = realloc(rt->entries, nb * 8);
+	if (!p)
+		return -ENOMEM;
+	memset(p + rt->nb, 0, (nb - rt->nb) * 8);
+	rt->entries = p;
+	rt->nb = nb;
+	return 0;
+}
+
+/*
+ * QEMU's rebuild_refcounts_write_refblocks(): for every refcount block
+ * range of [@first, @end) holding a used cluster, allocate the block (in
+ * the IMRT, inside or past its own range) unless it has one, and write
+ * the range's slice of the IMRT there.  Returns 1 when the new table had
+ * to grow, 0, or -errno (reported).
+ */
+static int write_refblocks(struct ck *ck, uint64_t first, uint64_t end, struct new_reftable *rt)
+{
+	uint64_t first_free = 0;
+	bool grown = false;
+	int err = 0;
+
+	for (uint64_t c = first; c < end && !err; c++) {
+		uint64_t idx = c >> ck->g.refblock_bits, start = idx << ck->g.refblock_bits;
+		uint64_t off;
+
+		if (!ck_imrt_get(ck, c))
+			continue;
+		if (idx < rt->nb && rt->entries[idx]) {
+			off = rt->entries[idx];
+		} else {
+			first_free = MAX(first_free, start);
+			err = imrt_alloc(ck, 1, &first_free, &off);
+			if (err) {
+				ck_msg(ck, "ERROR allocating refblock: %s", err_str(err));
+				return err;
+			}
+			end = MAX(end, (off >> ck->g.cluster_bits) + 1);
+			if (idx >= rt->nb) {
+				err = reftable_cover(ck, rt, idx);
+				grown = true;
+			}
+			if (err) {
+				ck_msg(ck, "ERROR allocating reftable memory");
+				return err;
+			}
+			rt->entries[idx] = off;
+		}
+		err = ck_write_checked(ck, OLD_REFCOUNTS, off, ck->imrt + idx * ck->g.cluster_bytes,
+				       ck->g.cluster_bytes);
+		if (err)
+			ck_msg(ck, "ERROR writing refblock: %s", err_str(err));
+		c = start + ck->g.refblock_entries - 1; /* this block is done */
+	}
+	return err ? err : grown;
+}
+
+/* Write the new table, sync, and point the header at it (synced). */
+static int switch_reftable(struct ck *ck, struct new_reftable *rt, uint64_t offset)
+{
+	uint64_t bytes = rt->nb * 8;
+	uint8_t hdr[12];
+	uint64_t *be = malloc(bytes);
+	int err;
+
+	if (!be)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < rt->nb; i++)
+		be[i] = htobe64(rt->entries[i]);
+	err = ck_write_checked(ck, OLD_REFCOUNTS, offset, be, bytes);
+	free(be);
+	if (!err)
+		err = ck_sync(ck);
+	if (err) {
+		ck_msg(ck, "ERROR writing reftable: %s", err_str(err));
+		return err;
+	}
+	qcow2_put_be64(hdr, offset);
+	qcow2_put_be32(hdr + 8, (uint32_t)(bytes >> ck->g.cluster_bits));
+	err = ck_write(ck, QCOW2_HDR_OFF(refcount_table_offset), hdr, sizeof(hdr));
+	if (!err)
+		err = ck_sync(ck);
+	if (err) {
+		ck_msg(ck, "ERROR setting reftable: %s", err_str(err));
+		return err;
+	}
+	free(ck->reftable);
+	ck->reftable = steal_ptr(rt->entries);
+	ck->reftable_entries = rt->nb;
+	ck->reftable_offset = offset;
+	ck->hdr.refcount_table_offset = offset;
+	ck->hdr.refcount_table_clusters = (uint32_t)(bytes >> ck->g.cluster_bits);
+	ck->sorted_valid = false;
+	return 0;
+}
+
+/*
+ * QEMU's rebuild_refcount_structure(): refcount blocks for everything in
+ * use, written from the IMRT into free space; then a table for them,
+ * whose own clusters need refcounts too, so its range is written again
+ * and the loop repeats until the table stops growing.  The old structure
+ * is leaked; the caller's second pass frees it.
+ */
+int ck_rebuild(struct ck *ck)
+{
+	struct new_reftable rt = { 0 };
+	uint64_t offset = 0;
+	int ret;
+
+	ret = ck_rc_flush(ck);
+	ck_rc_drop(ck);
+	if (!ret)
+		ret = write_refblocks(ck, 0, ck->imrt_clusters, &rt);
+	while (ret > 0) {
+		uint64_t first_free = 0, clusters = ck_clusters(ck, rt.nb * 8);
+
+		ret = imrt_alloc(ck, clusters, &first_free, &offset);
+		if (ret) {
+			ck_msg(ck, "ERROR allocating reftable: %s", err_str(ret));
+			break;
+		}
+		ret = write_refblocks(ck, offset >> ck->g.cluster_bits,
+				      (offset >> ck->g.cluster_bits) + clusters, &rt);
+	}
+	if (!ret)
+		ret = switch_reftable(ck, &rt, offset);
+	free(rt.entries);
+	if (ret)
+		ck->res->check_errors++;
+	return ret;
+}
+
+/* ---- allocating clusters on disk (for the snapshot table) ----------------------- */
+
+/*
+ * A refcount block for reftable index @ti, which has none: every cluster
+ * of its range is free on disk, so the block describes itself, placed at
+ * the first cluster of the range nothing references.  Synced before its
+ * table entry, which is synced too.  The table does not grow here.
+ */
+static int new_refblock(struct ck *ck, uint64_t ti)
+{
+	uint64_t c = ti << ck->g.refblock_bits, end = c + ck->g.refblock_entries, off;
+	uint8_t be[8];
+	int err;
+
+	while (c < end && ck_imrt_get(ck, c))
+		c++;
+	if (c == end)
+		return -ENOSPC; /* the IMRT and the disk disagree: do not guess */
+	off = c << ck->g.cluster_bits;
+	err = ck_rc_flush(ck);
+	if (err)
+		return err;
+	ck_rc_drop(ck);
+	memset(ck->rb, 0, ck->g.cluster_bytes);
+	(void)qcow2_refcount_set(ck->rb, ck->g.refcount_order, c & (ck->g.refblock_entries - 1), 1);
+	err = ck_write_checked(ck, 0, off, ck->rb, ck->g.cluster_bytes);
+	if (!err)
+		err = ck_sync(ck);
+	qcow2_put_be64(be, off);
+	if (!err)
+		err = ck_write_checked(ck, CK_META_REFTABLE, ck->reftable_offset + ti * 8, be, 8);
+	if (!err)
+		err = ck_sync(ck);
+	if (err)
+		return err;
+	ck->reftable[ti] = off;
+	ck->sorted_valid = false;
+	if (c >= ck->imrt_clusters)
+		err = ck_imrt_resize(ck, c + 1);
+	if (!err)
+		ck_imrt_set(ck, c, 1);
+	return err;
+}
+
+/* Make sure [@start, @start + @n) has refcount blocks; *@added if one was made. */
+static int ensure_refblocks(struct ck *ck, uint64_t start, uint64_t n, bool *added)
+{
+	uint64_t first = start >> ck->g.refblock_bits,
+		 last = (start + n - 1) >> ck->g.refblock_bits;
+
+	*added = false;
+	for (uint64_t ti = first; ti <= last; ti++) {
+		if (ti >= ck->reftable_entries)
+			return -EFBIG; /* the refcount table would have to grow */
+		if (ck->reftable[ti] & QCOW2_REFT_OFFSET_MASK)
+			continue;
+		*added = true;
+		return new_refblock(ck, ti);
+	}
+	return 0;
+}
+
+/* First fit of @n clusters free both on disk and in the IMRT. */
+static int find_free(struct ck *ck, uint64_t n, uint64_t *start)
+{
+	uint64_t run = 0;
+	int err;
+
+	for (uint64_t c = *start; run < n; c++) {
+		uint64_t rc;
+
+		if (c >= QCOW2_CHECK_MAX_CLUSTERS)
+			return -EFBIG;
+		err = ck_rc_get(ck, c, &rc);
+		if (err)
+			return err;
+		if (rc || ck_imrt_get(ck, c)) {
+			run = 0;
+			*start = c + 1;
+		} else {
+			run++;
+		}
+	}
+	return 0;
+}
+
+static int alloc_clusters(struct ck *ck, uint64_t n, uint64_t *offset)
+{
+	uint64_t start = 0;
+	bool added = true;
+	int err;
+
+	while (added) {
+		err = find_free(ck, n, &start);
+		if (!err)
+			err = ensure_refblocks(ck, start, n, &added);
+		if (err)
+			return err;
+	}
+	if (start + n > ck->imrt_clusters) {
+		err = ck_imrt_resize(ck, start + n);
+		if (err)
+			return err;
+	}
+	for (uint64_t c = start; c < start + n; c++) {
+		err = rc_set(ck, c, 1);
+		if (err)
+			return err;
+		ck_imrt_set(ck, c, 1);
+	}
+	*offset = start << ck->g.cluster_bits;
+	return 0;
+}
+
+/* Drop one reference to every cluster [@off, @off + @len) touches. */
+static int free_clusters(struct ck *ck, uint64_t off, uint64_t len)
+{
+	uint64_t first = off >> ck->g.cluster_bits, last;
+	int err;
+
+	if (!len)
+		return 0;
+	last = (off + len - 1) >> ck->g.cluster_bits;
+	for (uint64_t c = first; c <= last; c++) {
+		uint64_t rc, irc = ck_imrt_get(ck, c);
+
+		err = ck_rc_get(ck, c, &rc);
+		if (!err && rc)
+			err = rc_set(ck, c, rc - 1);
+		if (err)
+			return err;
+		if (irc)
+			ck_imrt_set(ck, c, irc - 1);
+	}
+	return 0;
+}
+
+static int write_snapshot_table(struct ck *ck, uint64_t offset, uint64_t bytes)
+{
+	uint8_t *buf = calloc(1, MAX(bytes, (uint64_t)1));
+	uint8_t hdr[12];
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	err = qcow2_snapshot_table_serialise(ck->sns, ck->nb_sns, buf, bytes);
+	if (!err && bytes)
+		err = ck_write_checked(ck, 0, offset, buf, bytes);
+	free(buf);
+	if (!err)
+		err = ck_rc_flush(ck);
+	if (!err)
+		err = ck_sync(ck);
+	if (err)
+		return err;
+	qcow2_put_be32(hdr, ck->nb_sns);
+	qcow2_put_be64(hdr + 4, offset);
+	err = ck_write(ck, QCOW2_HDR_OFF(nb_snapshots), hdr, sizeof(hdr));
+	return err ? err : ck_sync(ck);
+}
+
+/*
+ * QEMU's qcow2_write_snapshots(): the table (each entry with at least the
+ * 24 known bytes of extra data) into newly allocated clusters, synced,
+ * then the header's nb_snapshots and snapshots_offset in one synced
+ * write, then the old table is freed.
+ */
+int ck_write_snapshots(struct ck *ck)
+{
+	uint64_t bytes = qcow2_snapshot_table_bytes(ck->sns, ck->nb_sns), offset = 0;
+	int err = 0;
+
+	if (bytes > QCOW2_MAX_SNAPSHOTS_BYTES)
+		return -EFBIG;
+	if (bytes)
+		err = alloc_clusters(ck, ck_clusters(ck, bytes), &offset);
+	if (!err)
+		err = write_snapshot_table(ck, offset, bytes);
+	if (err) {
+		if (offset)
+			(void)free_clusters(ck, offset, bytes);
+		(void)ck_rc_flush(ck);
+		return err;
+	}
+	err = free_clusters(ck, ck->sns_offset, ck->sns_bytes);
+	ck->sns_offset = offset;
+	ck->sns_bytes = bytes;
+	ck->hdr.snapshots_offset = offset;
+	ck->hdr.nb_snapshots = ck->nb_sns;
+	ck->sorted_valid = false;
+	if (!err)
+		err = ck_rc_flush(ck);
+	return err ? err : ck_sync(ck);
+}
+
+/* ---- overlap checks ------------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The non-zero @mask'ed values of @v[0, @n), sorted. */
+static int sorted_offsets(const uint64_t *v, uint64_t n, uint64_t mask, uint64_t **out,
+			  uint64_t *nb)
+{
+	uint64_t *s = malloc(MAX(n, (uint64_t)1) * sizeof(*s)), k = 0;
+
+	if (!s)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < n; i++) {
+		if (v[i] & mask)
+			s[k++] = v[i] & mask;
+	}
+	qsort(s, k, sizeof(*s), cmp_u64);
+	free(*out);
+	*out = s;
+	*nb = k;
+	return 0;
+}
+
+/* Does one cluster at an offset in the sorted @v lie in [@lo, @hi)? */
+static bool sorted_hit(const struct ck *ck, const uint64_t *v, uint64_t n, uint64_t lo, uint64_t hi)
+{
+	uint64_t a = 0, b = n;
+
+	/* first table ending after @lo */
+	while (a < b) {
+		uint64_t m = a + (b - a) / 2;
+
+		if (v[m] + ck->g.cluster_bytes <= lo)
+			a = m + 1;
+		else
+			b = m;
+	}
+	return a < n && v[a] < hi;
+}
+
+static bool region_hit(uint64_t lo, uint64_t len, uint64_t off, uint64_t bytes)
+{
+	return ranges_overlap(lo, len, off, bytes);
+}
+
+static const char *overlap_tables(struct ck *ck, unsigned chk, uint64_t lo, uint64_t len)
+{
+	if ((chk & CK_META_HEADER) && lo < ck->g.cluster_bytes)
+		return "qcow2_header";
+	if ((chk & CK_META_ACTIVE_L1) &&
+	    region_hit(lo, len, ck->hdr.l1_table_offset, (uint64_t)ck->hdr.l1_size * 8))
+		return "active L1 table";
+	if ((chk & CK_META_REFTABLE) &&
+	    region_hit(lo, len, ck->reftable_offset, ck->reftable_entries * 8))
+		return "refcount table";
+	if ((chk & CK_META_SNAPSHOT_TABLE) && region_hit(lo, len, ck->sns_offset, ck->sns_bytes))
+		return "snapshot table";
+	for (uint32_t i = 0; (chk & CK_META_INACTIVE_L1) && i < ck->nb_sns; i++) {
+		if (region_hit(lo, len, ck->sns[i].l1_table_offset,
+			       (uint64_t)ck->sns[i].l1_size * 8))
+			return "inactive L1 table";
+	}
+	if ((chk & CK_META_BITMAP_DIR) && ck->nb_bms &&
+	    region_hit(lo, len, ck->hdr.bitmaps.dir_offset, ck->hdr.bitmaps.dir_bytes))
+		return "bitmap directory";
+	return NULL;
+}
+
+const char *ck_overlap(struct ck *ck, unsigned ignore, uint64_t off, uint64_t len)
+{
+	unsigned chk = ~ignore;
+	uint64_t lo = ALIGN_DOWN(off, ck->g.cluster_bytes), hi, end;
+	const char *what;
+
+	if (!len)
+		return NULL;
+	if (ck_add(off, len, &end) || ck_align_up_u64(end, ck->g.cluster_bytes, &hi))
+		return "the end of the address space";
+	what = overlap_tables(ck, chk, lo, hi - lo);
+	if (what)
+		return what;
+	if (!ck->sorted_valid) {
+		if (sorted_offsets(ck->l1, ck->hdr.l1_size, QCOW2_L1E_OFFSET_MASK, &ck->l2_sorted,
+				   &ck->nb_l2_sorted) ||
+		    sorted_offsets(ck->reftable, ck->reftable_entries, QCOW2_REFT_OFFSET_MASK,
+				   &ck->rb_sorted, &ck->nb_rb_sorted))
+			return "(out of memory)";
+		ck->sorted_valid = true;
+	}
+	if ((chk & CK_META_ACTIVE_L2) && sorted_hit(ck, ck->l2_sorted, ck->nb_l2_sorted, lo, hi))
+		return "active L2 table";
+	if ((chk & CK_META_REFBLOCK) && sorted_hit(ck, ck->rb_sorted, ck->nb_rb_sorted, lo, hi))
+		return "refcount block";
+	return NULL;
+}
+
+int ck_write_checked(struct ck *ck, unsigned ignore, uint64_t off, const void *buf, uint64_t len)
+{
+	const char *what = ck_overlap(ck, ignore, off, len);
+
+	if (what) {
+		ck_msg(ck,
+		       "ERROR: refusing to write 0x%" PRIx64 "+0x%" PRIx64 ": it overlaps the %s",
+		       off, len, what);
+		return -EIO;
+	}
+	return ck_write(ck, off, buf, len);
+}

@@ -292,6 +292,25 @@ int ck_check_copied(struct ck *ck, unsigned fix)
 
 /* ---- rebuilding the refcount structure -------------------------------------------- */
 
+static bool sorted_hit(const struct ck *ck, const uint64_t *v, uint64_t n, uint64_t lo,
+		       uint64_t hi);
+static int ensure_sorted(struct ck *ck);
+
+/*
+ * Clusters a rebuild must not write to: refcount blocks the old table
+ * points to that the IMRT does not count (an entry with reserved bits or
+ * misaligned).  They stay untouched until the header switch, so that a
+ * crash before it leaves the old structure as it was.  QEMU's rebuild
+ * refuses to overwrite them and fails; this one goes around them.
+ */
+static bool rebuild_avoids(const struct ck *ck, uint64_t cluster)
+{
+	uint64_t lo = cluster << ck->g.cluster_bits;
+
+	return ck->sorted_valid &&
+	       sorted_hit(ck, ck->rb_sorted, ck->nb_rb_sorted, lo, lo + ck->g.cluster_bytes);
+}
+
 /*
  * QEMU's alloc_clusters_imrt(): @count free clusters of the IMRT, first
  * fit from *@first_free (which moves to the first gap seen), growing the
@@ -303,19 +322,23 @@ static int imrt_alloc(struct ck *ck, uint64_t count, uint64_t *first_free, uint6
 	bool first_gap = true;
 	int err;
 
-	for (; cluster < ck->imrt_clusters && run < count; cluster++) {
-		if (ck_imrt_get(ck, cluster)) {
+	for (; run < count; cluster++) {
+		bool used = cluster < ck->imrt_clusters && ck_imrt_get(ck, cluster);
+
+		if (cluster >= QCOW2_CHECK_MAX_CLUSTERS)
+			return -EFBIG;
+		if (used || rebuild_avoids(ck, cluster)) {
 			run = 0;
 			continue;
 		}
 		run++;
-		if (first_gap) {
+		if (first_gap && cluster < ck->imrt_clusters) {
 			*first_free = cluster;
 			first_gap = false;
 		}
 	}
-	if (run < count) {
-		err = ck_imrt_resize(ck, cluster + count - run);
+	if (cluster > ck->imrt_clusters) {
+		err = ck_imrt_resize(ck, cluster);
 		if (err)
 			return err;
 	}
@@ -456,6 +479,8 @@ int ck_rebuild(struct ck *ck)
 
 	ret = ck_rc_flush(ck);
 	ck_rc_drop(ck);
+	if (!ret)
+		ret = ensure_sorted(ck);
 	if (!ret)
 		ret = write_refblocks(ck, 0, ck->imrt_clusters, &rt);
 	while (ret > 0) {
@@ -745,6 +770,19 @@ static const char *overlap_tables(struct ck *ck, unsigned chk, uint64_t lo, uint
 	return NULL;
 }
 
+static int ensure_sorted(struct ck *ck)
+{
+	if (ck->sorted_valid)
+		return 0;
+	if (sorted_offsets(ck->l1, ck->hdr.l1_size, QCOW2_L1E_OFFSET_MASK, &ck->l2_sorted,
+			   &ck->nb_l2_sorted) ||
+	    sorted_offsets(ck->reftable, ck->reftable_entries, QCOW2_REFT_OFFSET_MASK,
+			   &ck->rb_sorted, &ck->nb_rb_sorted))
+		return -ENOMEM;
+	ck->sorted_valid = true;
+	return 0;
+}
+
 const char *ck_overlap(struct ck *ck, unsigned ignore, uint64_t off, uint64_t len)
 {
 	unsigned chk = ~ignore;
@@ -758,14 +796,8 @@ const char *ck_overlap(struct ck *ck, unsigned ignore, uint64_t off, uint64_t le
 	what = overlap_tables(ck, chk, lo, hi - lo);
 	if (what)
 		return what;
-	if (!ck->sorted_valid) {
-		if (sorted_offsets(ck->l1, ck->hdr.l1_size, QCOW2_L1E_OFFSET_MASK, &ck->l2_sorted,
-				   &ck->nb_l2_sorted) ||
-		    sorted_offsets(ck->reftable, ck->reftable_entries, QCOW2_REFT_OFFSET_MASK,
-				   &ck->rb_sorted, &ck->nb_rb_sorted))
-			return "(out of memory)";
-		ck->sorted_valid = true;
-	}
+	if (ensure_sorted(ck))
+		return "(out of memory)";
 	if ((chk & CK_META_ACTIVE_L2) && sorted_hit(ck, ck->l2_sorted, ck->nb_l2_sorted, lo, hi))
 		return "active L2 table";
 	if ((chk & CK_META_REFBLOCK) && sorted_hit(ck, ck->rb_sorted, ck->nb_rb_sorted, lo, hi))

@@ -484,7 +484,10 @@ static int check_bitmaps(struct ck *ck)
 
 /*
  * A refcount block past the end of the file: with FIX_ERRORS, grow the
- * file to hold it (it then reads as zeros).  Returns 0 when fixed.
+ * file to hold it (it then reads as zeros).  Returns 0 when fixed.  QEMU
+ * grows the file by any amount; this stops at QCOW2_CHECK_MAX_GROW_BYTES,
+ * and a block further out is handled like a failed resize: the refcount
+ * structure is rebuilt instead.
  */
 static int refblock_outside(struct ck *ck, uint64_t offset, uint64_t cluster)
 {
@@ -493,6 +496,8 @@ static int refblock_outside(struct ck *ck, uint64_t offset, uint64_t cluster)
 
 	if (ck_add(offset, ck->g.cluster_bytes, &end) || end > INT64_MAX)
 		return -EINVAL;
+	if (end - ck->file_bytes > QCOW2_CHECK_MAX_GROW_BYTES)
+		return -EFBIG; /* the rebuild that follows needs no such block */
 	clusters = ck_clusters(ck, end);
 	if (clusters > QCOW2_CHECK_MAX_CLUSTERS || !imrt_bytes(ck, clusters))
 		return -EFBIG;

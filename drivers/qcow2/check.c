@@ -144,6 +144,41 @@ static int load_table(struct ck *ck, const char *what, uint64_t off, uint64_t en
 }
 
 /*
+ * QEMU's open loads every bitmap not in use, and fails when its table
+ * does not have exactly the size the disk needs or holds an invalid entry;
+ * a check of such an image does not start either.
+ */
+static int loadable_bitmap(struct ck *ck, const struct qcow2_bitmap *bm)
+{
+	uint64_t want = qcow2_bitmap_table_entries(ck->disk_bytes, bm->granularity_bits,
+						   ck->g.cluster_bits);
+	uint64_t *t, off;
+	bool ones;
+	int err = 0;
+
+	if (bm->flags & QCOW2_BME_IN_USE)
+		return 0;
+	t = malloc((uint64_t)bm->table_size * 8); /* at most 8 MiB: bitmap-fmt.h */
+	if (!t)
+		return -ENOMEM;
+	err = ck_read(ck, bm->table_offset, t, (uint64_t)bm->table_size * 8);
+	for (uint32_t i = 0; !err && i < bm->table_size; i++) {
+		if (qcow2_bitmap_table_entry_decode(be64toh(t[i]), ck->g.cluster_bits, &off, &ones,
+						    NULL))
+			err = -EINVAL;
+	}
+	free(t);
+	if (err)
+		log_err("qcow2 %s: Could not read bitmap_table table from image for bitmap '%s': "
+			"%s",
+			ck->path, bm->name, err_str(err));
+	else if (want != bm->table_size)
+		log_err("qcow2 %s: Could not read bitmap '%s' from image: %s", ck->path, bm->name,
+			err_str(err = -EINVAL));
+	return err;
+}
+
+/*
  * The bitmap directory, when autoclear bit 0 vouches for it; QEMU fails
  * the open when it is broken, and so does this.
  */
@@ -164,6 +199,8 @@ static int load_bitmaps(struct ck *ck)
 	free(dir);
 	if (!err)
 		ck->nb_bms = b->nb_bitmaps;
+	for (uint32_t i = 0; !err && i < ck->nb_bms; i++)
+		err = loadable_bitmap(ck, &ck->bms[i]);
 	return err;
 }
 
@@ -608,12 +645,36 @@ int qcow2_check(const char *path, unsigned flags, struct qcow2_check_result *res
 	return qcow2_check_ex(path, &opts, res);
 }
 
+/* The dirty-image repair logs its first findings only, then counts them. */
+#define DIRTY_LOG_LINES 16u
+
+struct dirty_log {
+	const char *path;
+	unsigned lines;
+};
+
+static void dirty_report(void *opaque, const char *line)
+{
+	struct dirty_log *d = opaque;
+
+	if (d->lines++ < DIRTY_LOG_LINES)
+		log_warn("qcow2 %s: %s", d->path, line);
+}
+
 int qcow2_check_repair_dirty(struct aio_file *f, const char *path)
 {
-	struct qcow2_check_opts opts = { .flags = QCOW2_CHECK_REPAIR_ALL };
+	struct dirty_log d = { .path = path };
+	struct qcow2_check_opts opts = {
+		.flags = QCOW2_CHECK_REPAIR_ALL,
+		.report = dirty_report,
+		.opaque = &d,
+	};
 	struct qcow2_check_result res;
 	int err = qcow2_check_file(f, path, &opts, &res);
 
+	if (d.lines > DIRTY_LOG_LINES)
+		log_warn("qcow2 %s: %u more messages of the repair not shown", path,
+			 d.lines - DIRTY_LOG_LINES);
 	if (err || res.check_errors) {
 		err = err ?: -EIO;
 		log_err("qcow2 %s: could not repair dirty image: %s", path, err_str(err));

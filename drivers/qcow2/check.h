@@ -34,7 +34,8 @@
  * cluster at a time or within QEMU's size limits (format.h); the
  * in-memory refcount table is bounded by the file's size (at most
  * QCOW2_CHECK_MAX_CLUSTERS clusters, as QEMU) and by
- * QCOW2_CHECK_MAX_TABLE_BYTES.  Writes made by a repair are checked
+ * QCOW2_CHECK_MAX_TABLE_BYTES; a repair never grows the file by more than
+ * QCOW2_CHECK_MAX_GROW_BYTES.  Writes made by a repair are checked
  * against the image's metadata first and refused (-EIO) when they would
  * overlap it.
  *
@@ -57,8 +58,10 @@ struct aio_file;
 
 /* QEMU's limits: the file may span at most INT_MAX clusters. */
 #define QCOW2_CHECK_MAX_CLUSTERS 0x7fffffffull
-/* and ours: the in-memory refcount table never exceeds this. */
+/* and ours: the in-memory refcount table never exceeds this, */
 #define QCOW2_CHECK_MAX_TABLE_BYTES (4ull << 30)
+/* and a repair grows the file by at most this much. */
+#define QCOW2_CHECK_MAX_GROW_BYTES (1ull << 30)
 
 /*
  * struct qcow2_check_result - qemu-img's ImageCheck counters.  Counts of

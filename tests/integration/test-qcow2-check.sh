@@ -10,9 +10,9 @@
 #     messages as qemu-img check.
 #  2. Damaged copies (bytes edited with dd): the same exit code, JSON and
 #     messages for the check and for each repair mode (qemu-img repairs one
-#     copy, tap-img another); after a repair that QEMU completes, qemu-img
-#     check finds the image clean and qemu-img compare finds the data of
-#     the undamaged original.
+#     copy, tap-img another); after a repair that QEMU completes, both
+#     copies are byte for byte the same, qemu-img check finds ours clean
+#     and qemu-img compare finds the data of the undamaged original.
 #  3. A dirty lazy-refcounts image (qemu-io killed after writes) repaired by
 #     tap-img check -r all: clean, dirty bit gone, data intact.
 #
@@ -135,6 +135,9 @@ repair_both() {
 		same "$name" "-r $mode"
 		rc=$(cat "$Q/$name.rc")
 		[ "$rc" = 0 ] || return 0
+		# the same repair, down to where the new refcount structure went
+		cmp -s "$T/$name" "$Q/$name" ||
+			fail "$name: -r $mode: repaired files differ: $(cmp "$T/$name" "$Q/$name")"
 	fi
 	qemu-img check "$T/$name" >/dev/null 2>&1 ||
 		fail "$name: qemu-img check after tap-img check -r $mode: exit $?"

@@ -7,8 +7,9 @@
  *   check-refs.c    the in-memory refcount table (IMRT) and the walk that
  *                   fills it: L1/L2 trees, snapshots, bitmaps, refblocks
  *   check-repair.c  refcounts on disk: compare with the IMRT and fix,
- *                   COPIED flags, rebuilding the refcount structure,
- *                   allocating and rewriting the snapshot table
+ *                   COPIED flags, allocating and rewriting the snapshot
+ *                   table, overlap checks
+ *   check-rebuild.c a new refcount structure written from the IMRT
  *
  * The passes follow QEMU's qcow2_co_check_locked() step by step, so that
  * the counters, the messages and the repairs are the ones qemu-img check
@@ -137,9 +138,6 @@ void ck_rc_drop(struct ck *ck);
  */
 void ck_compare(struct ck *ck, unsigned fix, bool *rebuild, uint64_t *highest);
 
-/* ck_rebuild - write a new refcount structure from the IMRT. */
-int ck_rebuild(struct ck *ck);
-
 /* ck_check_copied - COPIED flags of the active L1 and L2 tables. */
 int ck_check_copied(struct ck *ck, unsigned fix);
 
@@ -152,7 +150,21 @@ int ck_write_snapshots(struct ck *ck);
  */
 const char *ck_overlap(struct ck *ck, unsigned ignore, uint64_t off, uint64_t len);
 
+/*
+ * ck_overlap_prepare - index the active L2 tables and the refcount blocks
+ * for ck_overlap() and ck_refblock_at(); 0 or -ENOMEM.
+ */
+int ck_overlap_prepare(struct ck *ck);
+
+/* ck_refblock_at - whether a refcount block of the table overlaps @cluster. */
+bool ck_refblock_at(const struct ck *ck, uint64_t cluster);
+
 /* ck_write_checked - ck_write() after ck_overlap() said it may. */
 int ck_write_checked(struct ck *ck, unsigned ignore, uint64_t off, const void *buf, uint64_t len);
+
+/* ---- check-rebuild.c -------------------------------------------------------------- */
+
+/* ck_rebuild - write a new refcount structure from the IMRT and switch to it. */
+int ck_rebuild(struct ck *ck);
 
 #endif

@@ -341,7 +341,7 @@ static int ensure_refblocks(struct ck *ck, uint64_t start, uint64_t n, bool *add
 	*added = false;
 	for (uint64_t ti = first; ti <= last; ti++) {
 		if (ti >= ck->reftable_entries)
-			return -EFBIG; /* the refcount table would have to grow */
+			return -EFBIG; /* the refcount table must grow: the caller rebuilds */
 		if (ck->reftable[ti] & QCOW2_REFT_OFFSET_MASK)
 			continue;
 		*added = true;
@@ -374,34 +374,6 @@ static int find_free(struct ck *ck, uint64_t n, uint64_t *start)
 	return 0;
 }
 
-static int alloc_clusters(struct ck *ck, uint64_t n, uint64_t *offset)
-{
-	uint64_t start = 0;
-	bool added = true;
-	int err;
-
-	while (added) {
-		err = find_free(ck, n, &start);
-		if (!err)
-			err = ensure_refblocks(ck, start, n, &added);
-		if (err)
-			return err;
-	}
-	if (start + n > ck->imrt_clusters) {
-		err = ck_imrt_resize(ck, start + n);
-		if (err)
-			return err;
-	}
-	for (uint64_t c = start; c < start + n; c++) {
-		err = rc_set(ck, c, 1);
-		if (err)
-			return err;
-		ck_imrt_set(ck, c, 1);
-	}
-	*offset = start << ck->g.cluster_bits;
-	return 0;
-}
-
 /* Drop one reference to every cluster [@off, @off + @len) touches. */
 static int free_clusters(struct ck *ck, uint64_t off, uint64_t len)
 {
@@ -422,6 +394,72 @@ static int free_clusters(struct ck *ck, uint64_t off, uint64_t len)
 		if (irc)
 			ck_imrt_set(ck, c, irc - 1);
 	}
+	return 0;
+}
+
+/*
+ * The refcount table is too small to describe [@start, @start + @n):
+ * write a larger refcount structure from the IMRT, with those clusters in
+ * use, switch to it, and free the old one.  (QEMU grows the table in
+ * place; either way the image gains a larger table.)
+ */
+static int grow_by_rebuild(struct ck *ck, uint64_t start, uint64_t n)
+{
+	uint64_t old_offset = ck->reftable_offset, old_nb = ck->reftable_entries;
+	uint64_t *old = malloc(MAX(old_nb, (uint64_t)1) * 8);
+	int err = 0;
+
+	if (!old)
+		return -ENOMEM;
+	memcpy(old, ck->reftable, old_nb * 8);
+	if (start + n > ck->imrt_clusters)
+		err = ck_imrt_resize(ck, start + n);
+	for (uint64_t c = start; !err && c < start + n; c++)
+		ck_imrt_set(ck, c, 1);
+	if (!err)
+		err = ck_rebuild(ck);
+	if (!err)
+		err = free_clusters(ck, old_offset, old_nb * 8);
+	for (uint64_t i = 0; !err && i < old_nb; i++) {
+		uint64_t off = old[i] & QCOW2_REFT_OFFSET_MASK;
+
+		if (off && is_aligned_u64(off, ck->g.cluster_bytes))
+			err = free_clusters(ck, off, ck->g.cluster_bytes);
+	}
+	free(old);
+	return err;
+}
+
+static int alloc_clusters(struct ck *ck, uint64_t n, uint64_t *offset)
+{
+	uint64_t start = 0;
+	bool added = true;
+	int err;
+
+	while (added) {
+		err = find_free(ck, n, &start);
+		if (!err)
+			err = ensure_refblocks(ck, start, n, &added);
+		if (err == -EFBIG) {
+			err = grow_by_rebuild(ck, start, n);
+			*offset = start << ck->g.cluster_bits;
+			return err;
+		}
+		if (err)
+			return err;
+	}
+	if (start + n > ck->imrt_clusters) {
+		err = ck_imrt_resize(ck, start + n);
+		if (err)
+			return err;
+	}
+	for (uint64_t c = start; c < start + n; c++) {
+		err = rc_set(ck, c, 1);
+		if (err)
+			return err;
+		ck_imrt_set(ck, c, 1);
+	}
+	*offset = start << ck->g.cluster_bits;
 	return 0;
 }
 

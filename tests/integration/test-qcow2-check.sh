@@ -314,6 +314,14 @@ f=$(damage reserved-l1.qcow2)
 wr64 "$f" "$(l1_off "$f")" $(($(rd64 "$f" "$(l1_off "$f")") | (1 << 56)))
 f=$(damage reserved-rt.qcow2)
 wr64 "$f" "$(rt_off "$f")" $(($(rd64 "$f" "$(rt_off "$f")") | 1))
+# a v3 snapshot table entry with less than 16 bytes of extra data (the
+# last entry of snaps.qcow2: s1 then s3, the first 72 bytes long); -r all
+# rewrites the table
+cp "$Z/snaps.qcow2" "$Z/sn-incomplete.qcow2"
+f=$Z/sn-incomplete.qcow2
+sn=$(rd64 "$f" 64)
+[ "$(rd16 "$f" $((sn + 72 + 12)))" = 1 ] || die "snaps.qcow2: unexpected snapshot table layout"
+wrbe "$f" $((sn + 72 + 36)) 8 4
 # a compressed cluster with COPIED
 cp "$Z/comp.qcow2" "$Z/comp-copied.qcow2"
 f=$Z/comp-copied.qcow2
@@ -329,10 +337,10 @@ wr64 "$f" $(($(rt_off "$f") + 8)) "$(rd64 "$f" "$(rt_off "$f")")"
 # name, expected exit code of the check, then what the repairs must give
 for d in leak:3 leak-used:2 rc-zero:2 rc-zero-l2:2 rc-low:2 copied:2 copied-l1:2 past-eof:2 \
 	unaligned:2 unaligned-l2:2 unaligned-zero:2 reserved-l2:2 reserved-l1:2 reserved-rt:2 \
-	comp-copied:2 rb-outside:2 rb-shared:2; do
+	comp-copied:2 rb-outside:2 rb-shared:2 sn-incomplete:2; do
 	name=${d%%:*}.qcow2
 	orig=good.qcow2
-	case $name in rc-low* | copied-l1*) orig=snaps.qcow2 ;; unaligned-zero*) orig=prealloc.qcow2 ;;
+	case $name in rc-low* | copied-l1* | sn-*) orig=snaps.qcow2 ;; unaligned-zero*) orig=prealloc.qcow2 ;;
 	comp-*) orig=comp.qcow2 ;; esac
 	run_both "$name" --output=json
 	same "$name" check
@@ -352,7 +360,7 @@ same rc-zero.qcow2 "-r all, human"
 
 # The repairs QEMU completes, ours must complete too (exit 0 after -r all).
 for name in leak leak-used rc-zero rc-zero-l2 rc-low copied copied-l1 unaligned-zero \
-	reserved-rt rb-outside rb-shared; do
+	reserved-rt rb-outside rb-shared sn-incomplete; do
 	[ "$(cat "$T/$name.qcow2.rc")" = 0 ] || fail "$name: tap-img check -r all did not repair it"
 done
 

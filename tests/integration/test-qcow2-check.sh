@@ -405,5 +405,32 @@ out=$($TAPIMG check -q "$Z/v3.qcow2")
 out=$($TAPIMG check -q "$Z/leak.qcow2" 2>/dev/null)
 [ $? = 3 ] && [ -z "$out" ] || fail "-q on a leaky image"
 
+# An image another process writes is refused (QEMU's locks), unless -U for
+# a read-only check; one QEMU only reads is refused a repair.
+if command -v qemu-nbd >/dev/null 2>&1; then
+	cp "$Z/v3.qcow2" "$T/busy.qcow2"
+	qemu-nbd -f qcow2 --persistent -k "$T/nbd.sock" "$T/busy.qcow2" &
+	nbd_pid=$!
+	on_exit "kill $nbd_pid 2>/dev/null"
+	wait_for_path "$T/nbd.sock" || die "qemu-nbd did not start"
+	$TAPIMG check "$T/busy.qcow2" >/dev/null 2>"$T/busy.err"
+	[ $? = 1 ] || fail "check of an image in use: not refused"
+	grep -q 'Failed to get shared "write" lock' "$T/busy.err" || fail "busy: $(cat "$T/busy.err")"
+	$TAPIMG check -U "$T/busy.qcow2" >/dev/null || fail "check -U of an image in use"
+	$TAPIMG check -r all "$T/busy.qcow2" >/dev/null 2>&1
+	[ $? = 1 ] || fail "repair of an image in use: not refused"
+	kill $nbd_pid
+	wait $nbd_pid 2>/dev/null
+	qemu-nbd -r -f qcow2 --persistent -k "$T/nbd-ro.sock" "$T/busy.qcow2" &
+	nbd_pid=$!
+	on_exit "kill $nbd_pid 2>/dev/null"
+	wait_for_path "$T/nbd-ro.sock" || die "qemu-nbd -r did not start"
+	$TAPIMG check "$T/busy.qcow2" >/dev/null || fail "read-only check beside a reader"
+	$TAPIMG check -r leaks "$T/busy.qcow2" >/dev/null 2>&1
+	[ $? = 1 ] || fail "repair of an image a reader holds: not refused"
+	kill $nbd_pid
+	wait $nbd_pid 2>/dev/null
+fi
+
 [ "$failures" = 0 ] || die "$failures comparisons failed"
 exit 0

@@ -12,7 +12,8 @@
  * Without -f the format is recognised from the file's magic, as qemu-img
  * probes it: check only reads metadata, never serves the data nor opens
  * a backing file, so this cannot be abused the way probing a served disk
- * can.
+ * can.  The image is locked as qemu-img locks it, so neither tool checks
+ * (or repairs) an image the other, QEMU or tapdisk is writing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -181,6 +182,57 @@ static int check_format(struct check_cmd *cmd)
 	return check_probe(cmd);
 }
 
+/*
+ * QEMU's image locks (block/file-posix.c): a process holds a shared OFD
+ * lock on byte 100 + i for each permission i it has taken and on 200 + i
+ * for each it does not share; i = 0 consistent read, 1 write.  A check
+ * takes what qemu-img check takes: read, plus write with -r, and shares
+ * no write; -U takes nothing (read-only only).  Held on @fd until exit.
+ */
+#define IMG_LOCK_PERM_BYTE 100
+#define IMG_LOCK_NOSHARE_BYTE 200
+#define IMG_LOCK_READ 0
+#define IMG_LOCK_WRITE 1
+
+static bool lock_byte_taken(int fd, off_t byte)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+
+	return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
+
+static int lock_byte(int fd, off_t byte)
+{
+	struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+
+	return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? neg_errno() : 0;
+}
+
+static int check_lock(const struct check_cmd *cmd, int *fd)
+{
+	bool busy;
+
+	*fd = -1;
+	if (cmd->force_share)
+		return 0;
+	*fd = open(cmd->path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return 0; /* the open that follows reports it */
+	/* a writer elsewhere; with -r, also anyone who does not share write */
+	busy = lock_byte_taken(*fd, IMG_LOCK_PERM_BYTE + IMG_LOCK_WRITE) ||
+	       (cmd->fix && lock_byte_taken(*fd, IMG_LOCK_NOSHARE_BYTE + IMG_LOCK_WRITE));
+	if (!busy)
+		busy = lock_byte(*fd, IMG_LOCK_PERM_BYTE + IMG_LOCK_READ) ||
+		       lock_byte(*fd, IMG_LOCK_NOSHARE_BYTE + IMG_LOCK_WRITE) ||
+		       (cmd->fix && lock_byte(*fd, IMG_LOCK_PERM_BYTE + IMG_LOCK_WRITE));
+	if (!busy)
+		return 0;
+	img_err("check", "Could not open '%s': Failed to get %s\"write\" lock", cmd->filename,
+		cmd->fix ? "" : "shared ");
+	fprintf(stderr, "Is another process using the image [%s]?\n", cmd->filename);
+	return -EBUSY;
+}
+
 static void check_report(void *opaque, const char *line)
 {
 	(void)opaque;
@@ -300,6 +352,7 @@ static int check_exit_code(const struct check_cmd *cmd, const struct qcow2_check
 
 int img_cmd_check(int argc, char **argv)
 {
+	CLEANUP_CLOSE int lock_fd = -1;
 	struct check_cmd cmd = { 0 };
 	struct qcow2_check_result r;
 	int err;
@@ -310,6 +363,8 @@ int img_cmd_check(int argc, char **argv)
 		img_err("check", "This image format does not support checks");
 		return CHECK_EXIT_NOT_SUPPORTED;
 	}
+	if (check_lock(&cmd, &lock_fd))
+		return IMG_EXIT_ERR;
 	err = check_run(&cmd, &r);
 	if (r.open_failed) {
 		img_err("check", "Could not open '%s': %s", cmd.filename, err_str(err));

@@ -567,11 +567,43 @@ static int mark_clean(struct ck *ck)
 	return err;
 }
 
+/*
+ * A program that changes the image must clear the autoclear bits it does
+ * not know first (the spec; QEMU does it when it opens an image for
+ * writing).  QEMU 7.2 rewrites the whole header for that during a check,
+ * with the snapshot count it has not read yet, which drops every internal
+ * snapshot of the image; this changes the one field, synced.
+ */
+static int clear_unknown_autoclear(struct ck *ck)
+{
+	uint64_t known = ck->hdr.autoclear_features & QCOW2_AUTOCLEAR_KNOWN;
+	uint8_t be[8];
+	int err;
+
+	if (!ck->fix || ck->hdr.autoclear_features == known)
+		return 0;
+	qcow2_put_be64(be, known);
+	err = ck_write(ck, QCOW2_HDR_OFF(autoclear_features), be, sizeof(be));
+	if (!err)
+		err = ck_sync(ck);
+	if (err)
+		log_err("qcow2 %s: clearing unknown autoclear feature bits: %s", ck->path,
+			err_str(err));
+	else
+		ck->hdr.autoclear_features = known;
+	return err;
+}
+
 static int ck_run(struct ck *ck, struct qcow2_check_result *res)
 {
 	struct qcow2_check_result snap = { 0 }, refs = { 0 };
 	int err;
 
+	err = clear_unknown_autoclear(ck);
+	if (err) {
+		res->check_errors++;
+		return err;
+	}
 	ck->res = &snap;
 	err = read_snapshots(ck);
 	if (err) {

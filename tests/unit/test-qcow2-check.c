@@ -602,6 +602,31 @@ static void test_hostile_snapshots(void **state)
 	expect_clean(path);
 }
 
+/* A repair clears autoclear bits it does not know, and keeps everything else. */
+static void test_unknown_autoclear(void **state)
+{
+	struct qcow2_check_result res;
+	struct mini m;
+	struct lines l;
+	const char *path;
+	uint8_t *b;
+
+	mini_init(&m, 2);
+	qcow2_put_be64(m.b + 88, 1ull << 9);
+	path = mini_write(&m, "autoclear.qcow2");
+	expect_clean(path);
+	b = qt_read(path, 88, 8);
+	assert_int_equal(qcow2_get_be64(b), 1ull << 9); /* a check alone changes nothing */
+	free(b);
+	assert_int_equal(run_check(path, QCOW2_CHECK_REPAIR_LEAKS, &l, &res), 0);
+	b = qt_read(path, 0, 112);
+	assert_int_equal(qcow2_get_be64(b + 88), 0);
+	qcow2_put_be64(m.b + 88, 0);
+	assert_memory_equal(b, m.b, 112); /* the only change */
+	free(b);
+	expect_clean(path);
+}
+
 /* ---- the dirty-image entry point ---------------------------------------------------- */
 
 static void test_repair_dirty(void **state)
@@ -650,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_refcount_overflow),
 		cmocka_unit_test(test_hostile_refcounts),
 		cmocka_unit_test(test_hostile_snapshots),
+		cmocka_unit_test(test_unknown_autoclear),
 		cmocka_unit_test(test_repair_dirty),
 	};
 

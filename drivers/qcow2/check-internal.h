@@ -43,7 +43,7 @@ enum ck_meta {
 	CK_META_BITMAP_DIR = 1u << 7,
 };
 
-struct ck {
+struct qcow2_ck {
 	struct aio_file *file;
 	const char *path;
 	unsigned fix; /* QCOW2_CHECK_FIX_* */
@@ -81,7 +81,7 @@ struct ck {
 	bool rb_dirty;
 	bool corruption_reported; /* QEMU reports an unusable refblock once */
 
-	/* sorted offsets of active L2 tables and refcount blocks, for ck_overlap() */
+	/* sorted offsets of active L2 tables and refcount blocks, for qcow2_ck_overlap() */
 	uint64_t *l2_sorted;
 	uint64_t nb_l2_sorted;
 	uint64_t *rb_sorted;
@@ -94,77 +94,81 @@ struct ck {
 
 /* ---- check.c ---------------------------------------------------------------------- */
 
-/* ck_msg - one finding, printf-style, to the report callback. */
-void ck_msg(struct ck *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* qcow2_ck_msg - one finding, printf-style, to the report callback. */
+void qcow2_ck_msg(struct qcow2_ck *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Raw I/O on the image; writes refresh ck->file_bytes. */
-int ck_read(struct ck *ck, uint64_t off, void *buf, uint64_t len);
-int ck_write(struct ck *ck, uint64_t off, const void *buf, uint64_t len);
-int ck_sync(struct ck *ck);
+int qcow2_ck_read(struct qcow2_ck *ck, uint64_t off, void *buf, uint64_t len);
+int qcow2_ck_write(struct qcow2_ck *ck, uint64_t off, const void *buf, uint64_t len);
+int qcow2_ck_sync(struct qcow2_ck *ck);
 
 /* size_to_clusters: bytes rounded up to whole clusters. */
-static inline uint64_t ck_clusters(const struct ck *ck, uint64_t bytes)
+static inline uint64_t qcow2_ck_clusters(const struct qcow2_ck *ck, uint64_t bytes)
 {
 	return (bytes >> ck->g.cluster_bits) + ((bytes & (ck->g.cluster_bytes - 1)) != 0);
 }
 
 /* ---- check-refs.c ----------------------------------------------------------------- */
 
-/* IMRT access; the table grows (zero-filled) when @cluster is past its end. */
-uint64_t ck_imrt_get(const struct ck *ck, uint64_t cluster);
-void ck_imrt_set(struct ck *ck, uint64_t cluster, uint64_t refcount);
-int ck_imrt_resize(struct ck *ck, uint64_t clusters);
+/*
+ * IMRT access: _get reads 0 past the end, _set stays below imrt_clusters,
+ * _resize grows or shrinks the table (new entries zero).  0 or -EFBIG/-ENOMEM.
+ */
+uint64_t qcow2_ck_imrt_get(const struct qcow2_ck *ck, uint64_t cluster);
+void qcow2_ck_imrt_set(struct qcow2_ck *ck, uint64_t cluster, uint64_t refcount);
+int qcow2_ck_imrt_resize(struct qcow2_ck *ck, uint64_t clusters);
 
 /*
- * ck_calculate - fill the IMRT from every structure of the image, as
+ * qcow2_ck_calculate - fill the IMRT from every structure of the image, as
  * QEMU's calculate_refcounts(); @fix is the repair mode for this pass.
  * *@rebuild is set when the refcount structure must be rebuilt.
  * Returns 0 or -errno (the check cannot go on).
  */
-int ck_calculate(struct ck *ck, unsigned fix, bool *rebuild);
+int qcow2_ck_calculate(struct qcow2_ck *ck, unsigned fix, bool *rebuild);
 
 /* ---- check-repair.c --------------------------------------------------------------- */
 
 /* The refcount on disk of host cluster @cluster (0 past the structure). */
-int ck_rc_get(struct ck *ck, uint64_t cluster, uint64_t *refcount);
+int qcow2_ck_rc_get(struct qcow2_ck *ck, uint64_t cluster, uint64_t *refcount);
 /* Write back the cached refcount block, if dirty. */
-int ck_rc_flush(struct ck *ck);
-void ck_rc_drop(struct ck *ck);
+int qcow2_ck_rc_flush(struct qcow2_ck *ck);
+void qcow2_ck_rc_drop(struct qcow2_ck *ck);
 
 /*
- * ck_compare - compare the IMRT with the refcounts on disk over every
+ * qcow2_ck_compare - compare the IMRT with the refcounts on disk over every
  * cluster, repairing by @fix (QEMU's compare_refcounts).  Sets
  * *@highest to the last cluster in use either way.
  */
-void ck_compare(struct ck *ck, unsigned fix, bool *rebuild, uint64_t *highest);
+void qcow2_ck_compare(struct qcow2_ck *ck, unsigned fix, bool *rebuild, uint64_t *highest);
 
-/* ck_check_copied - COPIED flags of the active L1 and L2 tables. */
-int ck_check_copied(struct ck *ck, unsigned fix);
+/* qcow2_ck_check_copied - COPIED flags of the active L1 and L2 tables. */
+int qcow2_ck_check_copied(struct qcow2_ck *ck, unsigned fix);
 
-/* ck_write_snapshots - rewrite the snapshot table into new clusters. */
-int ck_write_snapshots(struct ck *ck);
+/* qcow2_ck_write_snapshots - rewrite the snapshot table into new clusters. */
+int qcow2_ck_write_snapshots(struct qcow2_ck *ck);
 
 /*
- * ck_overlap - whether [@off, @off + @len) touches metadata of the kinds
+ * qcow2_ck_overlap - whether [@off, @off + @len) touches metadata of the kinds
  * not in @ignore (CK_META_*); the name of the first one found, or NULL.
  */
-const char *ck_overlap(struct ck *ck, unsigned ignore, uint64_t off, uint64_t len);
+const char *qcow2_ck_overlap(struct qcow2_ck *ck, unsigned ignore, uint64_t off, uint64_t len);
 
 /*
- * ck_overlap_prepare - index the active L2 tables and the refcount blocks
- * for ck_overlap() and ck_refblock_at(); 0 or -ENOMEM.
+ * qcow2_ck_overlap_prepare - index the active L2 tables and the refcount blocks
+ * for qcow2_ck_overlap() and qcow2_ck_refblock_at(); 0 or -ENOMEM.
  */
-int ck_overlap_prepare(struct ck *ck);
+int qcow2_ck_overlap_prepare(struct qcow2_ck *ck);
 
-/* ck_refblock_at - whether a refcount block of the table overlaps @cluster. */
-bool ck_refblock_at(const struct ck *ck, uint64_t cluster);
+/* qcow2_ck_refblock_at - whether a refcount block of the table overlaps @cluster. */
+bool qcow2_ck_refblock_at(const struct qcow2_ck *ck, uint64_t cluster);
 
-/* ck_write_checked - ck_write() after ck_overlap() said it may. */
-int ck_write_checked(struct ck *ck, unsigned ignore, uint64_t off, const void *buf, uint64_t len);
+/* qcow2_ck_write_checked - qcow2_ck_write() after qcow2_ck_overlap() said it may. */
+int qcow2_ck_write_checked(struct qcow2_ck *ck, unsigned ignore, uint64_t off, const void *buf,
+			   uint64_t len);
 
 /* ---- check-rebuild.c -------------------------------------------------------------- */
 
-/* ck_rebuild - write a new refcount structure from the IMRT and switch to it. */
-int ck_rebuild(struct ck *ck);
+/* qcow2_ck_rebuild - write a new refcount structure from the IMRT and switch to it. */
+int qcow2_ck_rebuild(struct qcow2_ck *ck);
 
 #endif

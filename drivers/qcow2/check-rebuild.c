@@ -30,18 +30,18 @@
  * table past the end of the image when no gap is large enough.  Clusters
  * of the old refcount blocks are not free, counted or not.
  */
-static int imrt_alloc(struct ck *ck, uint64_t count, uint64_t *first_free, uint64_t *offset)
+static int imrt_alloc(struct qcow2_ck *ck, uint64_t count, uint64_t *first_free, uint64_t *offset)
 {
 	uint64_t cluster = *first_free, run = 0;
 	bool first_gap = true;
 	int err;
 
 	for (; run < count; cluster++) {
-		bool used = cluster < ck->imrt_clusters && ck_imrt_get(ck, cluster);
+		bool used = cluster < ck->imrt_clusters && qcow2_ck_imrt_get(ck, cluster);
 
 		if (cluster >= QCOW2_CHECK_MAX_CLUSTERS)
 			return -EFBIG;
-		if (used || ck_refblock_at(ck, cluster)) {
+		if (used || qcow2_ck_refblock_at(ck, cluster)) {
 			run = 0;
 			continue;
 		}
@@ -52,13 +52,13 @@ static int imrt_alloc(struct ck *ck, uint64_t count, uint64_t *first_free, uint6
 		}
 	}
 	if (cluster > ck->imrt_clusters) {
-		err = ck_imrt_resize(ck, cluster);
+		err = qcow2_ck_imrt_resize(ck, cluster);
 		if (err)
 			return err;
 	}
 	cluster -= run;
 	for (uint64_t i = 0; i < count; i++)
-		ck_imrt_set(ck, cluster + i, 1);
+		qcow2_ck_imrt_set(ck, cluster + i, 1);
 	*offset = cluster << ck->g.cluster_bits;
 	return 0;
 }
@@ -74,7 +74,7 @@ struct new_reftable {
 	uint64_t nb;
 };
 
-static int reftable_cover(struct ck *ck, struct new_reftable *rt, uint64_t index)
+static int reftable_cover(struct qcow2_ck *ck, struct new_reftable *rt, uint64_t index)
 {
 	uint64_t per_cluster = ck->g.cluster_bytes / 8;
 	uint64_t nb = (index / per_cluster + 1) * per_cluster;
@@ -98,7 +98,8 @@ static int reftable_cover(struct ck *ck, struct new_reftable *rt, uint64_t index
  * the range's slice of the IMRT there.  Returns 1 when the new table had
  * to grow, 0, or -errno (reported).
  */
-static int write_refblocks(struct ck *ck, uint64_t first, uint64_t end, struct new_reftable *rt)
+static int write_refblocks(struct qcow2_ck *ck, uint64_t first, uint64_t end,
+			   struct new_reftable *rt)
 {
 	uint64_t first_free = 0;
 	bool grown = false;
@@ -108,7 +109,7 @@ static int write_refblocks(struct ck *ck, uint64_t first, uint64_t end, struct n
 		uint64_t idx = c >> ck->g.refblock_bits, start = idx << ck->g.refblock_bits;
 		uint64_t off;
 
-		if (!ck_imrt_get(ck, c))
+		if (!qcow2_ck_imrt_get(ck, c))
 			continue;
 		if (idx < rt->nb && rt->entries[idx]) {
 			off = rt->entries[idx];
@@ -116,7 +117,7 @@ static int write_refblocks(struct ck *ck, uint64_t first, uint64_t end, struct n
 			first_free = MAX(first_free, start);
 			err = imrt_alloc(ck, 1, &first_free, &off);
 			if (err) {
-				ck_msg(ck, "ERROR allocating refblock: %s", err_str(err));
+				qcow2_ck_msg(ck, "ERROR allocating refblock: %s", err_str(err));
 				return err;
 			}
 			end = MAX(end, (off >> ck->g.cluster_bits) + 1);
@@ -125,22 +126,23 @@ static int write_refblocks(struct ck *ck, uint64_t first, uint64_t end, struct n
 				grown = true;
 			}
 			if (err) {
-				ck_msg(ck, "ERROR allocating reftable memory");
+				qcow2_ck_msg(ck, "ERROR allocating reftable memory");
 				return err;
 			}
 			rt->entries[idx] = off;
 		}
-		err = ck_write_checked(ck, OLD_REFCOUNTS, off, ck->imrt + idx * ck->g.cluster_bytes,
-				       ck->g.cluster_bytes);
+		err = qcow2_ck_write_checked(ck, OLD_REFCOUNTS, off,
+					     ck->imrt + idx * ck->g.cluster_bytes,
+					     ck->g.cluster_bytes);
 		if (err)
-			ck_msg(ck, "ERROR writing refblock: %s", err_str(err));
+			qcow2_ck_msg(ck, "ERROR writing refblock: %s", err_str(err));
 		c = start + ck->g.refblock_entries - 1; /* this block is done */
 	}
 	return err ? err : grown;
 }
 
 /* Write the new table, sync, and point the header at it (synced). */
-static int switch_reftable(struct ck *ck, struct new_reftable *rt, uint64_t offset)
+static int switch_reftable(struct qcow2_ck *ck, struct new_reftable *rt, uint64_t offset)
 {
 	uint64_t bytes = rt->nb * 8;
 	uint8_t hdr[12];
@@ -151,21 +153,21 @@ static int switch_reftable(struct ck *ck, struct new_reftable *rt, uint64_t offs
 		return -ENOMEM;
 	for (uint64_t i = 0; i < rt->nb; i++)
 		be[i] = htobe64(rt->entries[i]);
-	err = ck_write_checked(ck, OLD_REFCOUNTS, offset, be, bytes);
+	err = qcow2_ck_write_checked(ck, OLD_REFCOUNTS, offset, be, bytes);
 	free(be);
 	if (!err)
-		err = ck_sync(ck);
+		err = qcow2_ck_sync(ck);
 	if (err) {
-		ck_msg(ck, "ERROR writing reftable: %s", err_str(err));
+		qcow2_ck_msg(ck, "ERROR writing reftable: %s", err_str(err));
 		return err;
 	}
 	qcow2_put_be64(hdr, offset);
 	qcow2_put_be32(hdr + 8, (uint32_t)(bytes >> ck->g.cluster_bits));
-	err = ck_write(ck, QCOW2_HDR_OFF(refcount_table_offset), hdr, sizeof(hdr));
+	err = qcow2_ck_write(ck, QCOW2_HDR_OFF(refcount_table_offset), hdr, sizeof(hdr));
 	if (!err)
-		err = ck_sync(ck);
+		err = qcow2_ck_sync(ck);
 	if (err) {
-		ck_msg(ck, "ERROR setting reftable: %s", err_str(err));
+		qcow2_ck_msg(ck, "ERROR setting reftable: %s", err_str(err));
 		return err;
 	}
 	free(ck->reftable);
@@ -185,24 +187,24 @@ static int switch_reftable(struct ck *ck, struct new_reftable *rt, uint64_t offs
  * and the loop repeats until the table stops growing.  The old structure
  * is leaked; the caller's second pass frees it.
  */
-int ck_rebuild(struct ck *ck)
+int qcow2_ck_rebuild(struct qcow2_ck *ck)
 {
 	struct new_reftable rt = { 0 };
 	uint64_t offset = 0;
 	int ret;
 
-	ret = ck_rc_flush(ck);
-	ck_rc_drop(ck);
+	ret = qcow2_ck_rc_flush(ck);
+	qcow2_ck_rc_drop(ck);
 	if (!ret)
-		ret = ck_overlap_prepare(ck);
+		ret = qcow2_ck_overlap_prepare(ck);
 	if (!ret)
 		ret = write_refblocks(ck, 0, ck->imrt_clusters, &rt);
 	while (ret > 0) {
-		uint64_t first_free = 0, clusters = ck_clusters(ck, rt.nb * 8);
+		uint64_t first_free = 0, clusters = qcow2_ck_clusters(ck, rt.nb * 8);
 
 		ret = imrt_alloc(ck, clusters, &first_free, &offset);
 		if (ret) {
-			ck_msg(ck, "ERROR allocating reftable: %s", err_str(ret));
+			qcow2_ck_msg(ck, "ERROR allocating reftable: %s", err_str(ret));
 			break;
 		}
 		ret = write_refblocks(ck, offset >> ck->g.cluster_bits,

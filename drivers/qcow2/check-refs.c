@@ -21,18 +21,18 @@
 #include "qcow2/check-internal.h"
 
 /* Bytes of IMRT for @clusters entries, in whole clusters; 0 when too big. */
-static uint64_t imrt_bytes(const struct ck *ck, uint64_t clusters)
+static uint64_t imrt_bytes(const struct qcow2_ck *ck, uint64_t clusters)
 {
 	uint64_t bytes;
 
 	if (clusters > (UINT64_C(1) << 48))
 		return 0;
 	bytes = div_round_up_u64(clusters << ck->g.refcount_order, 8);
-	bytes = ck_clusters(ck, bytes) << ck->g.cluster_bits;
+	bytes = qcow2_ck_clusters(ck, bytes) << ck->g.cluster_bits;
 	return bytes <= QCOW2_CHECK_MAX_TABLE_BYTES ? bytes : 0;
 }
 
-int ck_imrt_resize(struct ck *ck, uint64_t clusters)
+int qcow2_ck_imrt_resize(struct qcow2_ck *ck, uint64_t clusters)
 {
 	uint64_t bytes = imrt_bytes(ck, clusters);
 	uint8_t *p;
@@ -52,14 +52,14 @@ int ck_imrt_resize(struct ck *ck, uint64_t clusters)
 	return 0;
 }
 
-uint64_t ck_imrt_get(const struct ck *ck, uint64_t cluster)
+uint64_t qcow2_ck_imrt_get(const struct qcow2_ck *ck, uint64_t cluster)
 {
 	if (cluster >= ck->imrt_clusters)
 		return 0;
 	return qcow2_refcount_get(ck->imrt, ck->g.refcount_order, cluster);
 }
 
-void ck_imrt_set(struct ck *ck, uint64_t cluster, uint64_t refcount)
+void qcow2_ck_imrt_set(struct qcow2_ck *ck, uint64_t cluster, uint64_t refcount)
 {
 	/* callers stay below imrt_clusters and within the width */
 	(void)qcow2_refcount_set(ck->imrt, ck->g.refcount_order, cluster, refcount);
@@ -70,7 +70,7 @@ void ck_imrt_set(struct ck *ck, uint64_t cluster, uint64_t refcount)
  * [@off, @off + @size) touches.  A range ending a cluster or more past the
  * end of the file is an error (the last cluster may be partly written).
  */
-static int ck_inc(struct ck *ck, uint64_t off, uint64_t size)
+static int ck_inc(struct qcow2_ck *ck, uint64_t off, uint64_t size)
 {
 	uint64_t end, first, last, max = qcow2_refcount_max(ck->g.refcount_order);
 	int err;
@@ -79,10 +79,11 @@ static int ck_inc(struct ck *ck, uint64_t off, uint64_t size)
 		return 0;
 	if (ck_add(off, size, &end) ||
 	    (end > ck->file_bytes && end - ck->file_bytes >= ck->g.cluster_bytes)) {
-		ck_msg(ck,
-		       "ERROR: counting reference for region exceeding the end of the file by one "
-		       "cluster or more: offset 0x%" PRIx64 " size 0x%" PRIx64,
-		       off, size);
+		qcow2_ck_msg(
+			ck,
+			"ERROR: counting reference for region exceeding the end of the file by one "
+			"cluster or more: offset 0x%" PRIx64 " size 0x%" PRIx64,
+			off, size);
 		ck->res->corruptions++;
 		return 0;
 	}
@@ -92,23 +93,25 @@ static int ck_inc(struct ck *ck, uint64_t off, uint64_t size)
 		uint64_t rc;
 
 		if (k >= ck->imrt_clusters) {
-			err = ck_imrt_resize(ck, k + 1);
+			err = qcow2_ck_imrt_resize(ck, k + 1);
 			if (err) {
 				ck->res->check_errors++;
 				return err;
 			}
 		}
-		rc = ck_imrt_get(ck, k);
+		rc = qcow2_ck_imrt_get(ck, k);
 		if (rc == max) {
-			ck_msg(ck, "ERROR: overflow cluster offset=0x%" PRIx64,
-			       k << ck->g.cluster_bits);
-			ck_msg(ck, "Use qemu-img amend to increase the refcount entry width or "
-				   "qemu-img convert to create a clean copy if the image cannot be "
-				   "opened for writing");
+			qcow2_ck_msg(ck, "ERROR: overflow cluster offset=0x%" PRIx64,
+				     k << ck->g.cluster_bits);
+			qcow2_ck_msg(
+				ck,
+				"Use qemu-img amend to increase the refcount entry width or "
+				"qemu-img convert to create a clean copy if the image cannot be "
+				"opened for writing");
 			ck->res->corruptions++;
 			continue;
 		}
-		ck_imrt_set(ck, k, rc + 1);
+		qcow2_ck_imrt_set(ck, k, rc + 1);
 	}
 	return 0;
 }
@@ -124,7 +127,8 @@ struct l2_walk {
 	uint8_t *table;
 };
 
-static uint64_t l2_word(const struct ck *ck, const struct l2_walk *w, uint64_t i, unsigned word)
+static uint64_t l2_word(const struct qcow2_ck *ck, const struct l2_walk *w, uint64_t i,
+			unsigned word)
 {
 	return qcow2_get_be64(w->table + i * ck->g.l2_entry_bytes + word * 8);
 }
@@ -134,7 +138,7 @@ static uint64_t l2_word(const struct ck *ck, const struct l2_walk *w, uint64_t i
  * is misaligned becomes a plain zero cluster (with extended L2, every
  * allocated subcluster becomes a zero one).  Written at once, synced.
  */
-static int fix_l2_entry_by_zero(struct ck *ck, struct l2_walk *w, uint64_t i, bool *overlap)
+static int fix_l2_entry_by_zero(struct qcow2_ck *ck, struct l2_walk *w, uint64_t i, bool *overlap)
 {
 	uint8_t *e = w->table + i * ck->g.l2_entry_bytes;
 	uint64_t entry_off = w->l2_offset + i * ck->g.l2_entry_bytes;
@@ -151,18 +155,18 @@ static int fix_l2_entry_by_zero(struct ck *ck, struct l2_walk *w, uint64_t i, bo
 	} else {
 		qcow2_put_be64(e, QCOW2_OFLAG_ZERO);
 	}
-	what = ck_overlap(ck, ignore, entry_off, ck->g.l2_entry_bytes);
+	what = qcow2_ck_overlap(ck, ignore, entry_off, ck->g.l2_entry_bytes);
 	*overlap = what != NULL;
 	if (what) {
-		ck_msg(ck, "ERROR: Overlap check failed");
+		qcow2_ck_msg(ck, "ERROR: Overlap check failed");
 		ck->res->check_errors++;
 		return -EIO;
 	}
-	err = ck_write(ck, entry_off, e, ck->g.l2_entry_bytes);
+	err = qcow2_ck_write(ck, entry_off, e, ck->g.l2_entry_bytes);
 	if (!err)
-		err = ck_sync(ck);
+		err = qcow2_ck_sync(ck);
 	if (err) {
-		ck_msg(ck, "ERROR: Failed to overwrite L2 table entry: %s", err_str(err));
+		qcow2_ck_msg(ck, "ERROR: Failed to overwrite L2 table entry: %s", err_str(err));
 		ck->res->check_errors++;
 		return err;
 	}
@@ -171,29 +175,31 @@ static int fix_l2_entry_by_zero(struct ck *ck, struct l2_walk *w, uint64_t i, bo
 	return 0;
 }
 
-static int l2_compressed(struct ck *ck, struct l2_walk *w, uint64_t i, uint64_t entry,
+static int l2_compressed(struct qcow2_ck *ck, struct l2_walk *w, uint64_t i, uint64_t entry,
 			 const struct qcow2_l2_entry *d)
 {
 	int err;
 
 	if (entry & QCOW2_OFLAG_COPIED) {
-		ck_msg(ck,
-		       "ERROR: coffset=0x%" PRIx64 ": copied flag must never be set for "
-		       "compressed clusters",
-		       d->host_offset);
+		qcow2_ck_msg(ck,
+			     "ERROR: coffset=0x%" PRIx64 ": copied flag must never be set for "
+			     "compressed clusters",
+			     d->host_offset);
 		ck->res->corruptions++;
 	}
 	if (ck->g.data_file) {
-		ck_msg(ck, "ERROR compressed cluster %" PRIu64 " with data file, entry=0x%" PRIx64,
-		       i, (uint64_t)(entry & ~QCOW2_OFLAG_COPIED));
+		qcow2_ck_msg(
+			ck, "ERROR compressed cluster %" PRIu64 " with data file, entry=0x%" PRIx64,
+			i, (uint64_t)(entry & ~QCOW2_OFLAG_COPIED));
 		ck->res->corruptions++;
 		return 0;
 	}
 	if (ck->g.extended_l2 && l2_word(ck, w, i, 1)) {
-		ck_msg(ck,
-		       "ERROR compressed cluster %" PRIu64 " with non-zero subcluster allocation "
-		       "bitmap, entry=0x%" PRIx64,
-		       i, (uint64_t)(entry & ~QCOW2_OFLAG_COPIED));
+		qcow2_ck_msg(ck,
+			     "ERROR compressed cluster %" PRIu64
+			     " with non-zero subcluster allocation "
+			     "bitmap, entry=0x%" PRIx64,
+			     i, (uint64_t)(entry & ~QCOW2_OFLAG_COPIED));
 		ck->res->corruptions++;
 		return 0;
 	}
@@ -210,7 +216,7 @@ static int l2_compressed(struct ck *ck, struct l2_walk *w, uint64_t i, uint64_t 
 }
 
 /* Returns 1 when the entry was rewritten as a zero cluster (not counted). */
-static int l2_misaligned(struct ck *ck, struct l2_walk *w, uint64_t i, uint64_t entry,
+static int l2_misaligned(struct qcow2_ck *ck, struct l2_walk *w, uint64_t i, uint64_t entry,
 			 uint64_t offset)
 {
 	bool has_data, overlap = false;
@@ -222,16 +228,18 @@ static int l2_misaligned(struct ck *ck, struct l2_walk *w, uint64_t i, uint64_t 
 	else
 		has_data = !(entry & QCOW2_OFLAG_ZERO);
 	if (has_data) {
-		ck_msg(ck,
-		       "ERROR offset=%" PRIx64 ": Data cluster is not properly aligned; L2 entry "
-		       "corrupted.",
-		       offset);
+		qcow2_ck_msg(ck,
+			     "ERROR offset=%" PRIx64
+			     ": Data cluster is not properly aligned; L2 entry "
+			     "corrupted.",
+			     offset);
 		return 0;
 	}
-	ck_msg(ck,
-	       "%s offset=%" PRIx64 ": Preallocated cluster is not properly aligned; L2 entry "
-	       "corrupted.",
-	       w->fix & QCOW2_CHECK_FIX_ERRORS ? "Repairing" : "ERROR", offset);
+	qcow2_ck_msg(ck,
+		     "%s offset=%" PRIx64
+		     ": Preallocated cluster is not properly aligned; L2 entry "
+		     "corrupted.",
+		     w->fix & QCOW2_CHECK_FIX_ERRORS ? "Repairing" : "ERROR", offset);
 	if (!(w->fix & QCOW2_CHECK_FIX_ERRORS))
 		return 0;
 	err = fix_l2_entry_by_zero(ck, w, i, &overlap);
@@ -240,7 +248,7 @@ static int l2_misaligned(struct ck *ck, struct l2_walk *w, uint64_t i, uint64_t 
 	return err ? 0 : 1;
 }
 
-static int l2_allocated(struct ck *ck, struct l2_walk *w, uint64_t i, uint64_t entry,
+static int l2_allocated(struct qcow2_ck *ck, struct l2_walk *w, uint64_t i, uint64_t entry,
 			const struct qcow2_l2_entry *d)
 {
 	uint64_t offset = d->host_offset;
@@ -251,10 +259,10 @@ static int l2_allocated(struct ck *ck, struct l2_walk *w, uint64_t i, uint64_t e
 
 		if ((bitmap >> 32) & bitmap) {
 			ck->res->corruptions++;
-			ck_msg(ck,
-			       "ERROR offset=%" PRIx64 ": Allocated cluster has corrupted "
-			       "subcluster allocation bitmap",
-			       offset);
+			qcow2_ck_msg(ck,
+				     "ERROR offset=%" PRIx64 ": Allocated cluster has corrupted "
+				     "subcluster allocation bitmap",
+				     offset);
 		}
 	}
 	if (!is_aligned_u64(offset, ck->g.cluster_bytes)) {
@@ -272,7 +280,7 @@ static int l2_allocated(struct ck *ck, struct l2_walk *w, uint64_t i, uint64_t e
 	return ck->g.data_file ? 0 : ck_inc(ck, offset, ck->g.cluster_bytes);
 }
 
-static int l2_entry(struct ck *ck, struct l2_walk *w, uint64_t i)
+static int l2_entry(struct qcow2_ck *ck, struct l2_walk *w, uint64_t i)
 {
 	uint64_t entry = l2_word(ck, w, i, 0);
 	uint64_t bitmap = ck->g.extended_l2 ? l2_word(ck, w, i, 1) : 0;
@@ -281,7 +289,7 @@ static int l2_entry(struct ck *ck, struct l2_walk *w, uint64_t i)
 	/* only the type and offsets: the checks below are QEMU's, with its messages */
 	(void)qcow2_l2_entry_decode(&ck->g, entry, bitmap, &d, NULL);
 	if (d.type != QCOW2_CLUSTER_COMPRESSED && (entry & QCOW2_L2E_STD_RESERVED_MASK)) {
-		ck_msg(ck, "ERROR found l2 entry with reserved bits set: %" PRIx64, entry);
+		qcow2_ck_msg(ck, "ERROR found l2 entry with reserved bits set: %" PRIx64, entry);
 		ck->res->corruptions++;
 	}
 	switch (d.type) {
@@ -293,8 +301,9 @@ static int l2_entry(struct ck *ck, struct l2_walk *w, uint64_t i)
 	case QCOW2_CLUSTER_UNALLOCATED:
 		if (bitmap & QCOW2_SC_ALL_ALLOC) {
 			ck->res->corruptions++;
-			ck_msg(ck, "ERROR: Unallocated cluster has non-zero subcluster allocation "
-				   "map");
+			qcow2_ck_msg(
+				ck, "ERROR: Unallocated cluster has non-zero subcluster allocation "
+				    "map");
 		}
 		return 0;
 	default: /* ZERO_PLAIN: nothing on the host */
@@ -303,7 +312,8 @@ static int l2_entry(struct ck *ck, struct l2_walk *w, uint64_t i)
 }
 
 /* QEMU's check_refcounts_l2(). */
-static int check_l2(struct ck *ck, uint64_t l2_offset, unsigned flags, unsigned fix, bool active)
+static int check_l2(struct qcow2_ck *ck, uint64_t l2_offset, unsigned flags, unsigned fix,
+		    bool active)
 {
 	struct l2_walk w = {
 		.l2_offset = l2_offset,
@@ -312,10 +322,10 @@ static int check_l2(struct ck *ck, uint64_t l2_offset, unsigned flags, unsigned 
 		.active = active,
 		.table = ck->buf,
 	};
-	int err = ck_read(ck, l2_offset, ck->buf, ck->g.cluster_bytes);
+	int err = qcow2_ck_read(ck, l2_offset, ck->buf, ck->g.cluster_bytes);
 
 	if (err) {
-		ck_msg(ck, "ERROR: I/O error in check_refcounts_l2");
+		qcow2_ck_msg(ck, "ERROR: I/O error in check_refcounts_l2");
 		ck->res->check_errors++;
 		return err;
 	}
@@ -329,13 +339,13 @@ static int check_l2(struct ck *ck, uint64_t l2_offset, unsigned flags, unsigned 
 
 /* ---- L1 tables -------------------------------------------------------------------- */
 
-static int l1_entry(struct ck *ck, uint64_t entry, unsigned flags, unsigned fix, bool active)
+static int l1_entry(struct qcow2_ck *ck, uint64_t entry, unsigned flags, unsigned fix, bool active)
 {
 	uint64_t l2_offset;
 	int err;
 
 	if (entry & QCOW2_L1E_RESERVED_MASK) {
-		ck_msg(ck, "ERROR found L1 entry with reserved bits set: %" PRIx64, entry);
+		qcow2_ck_msg(ck, "ERROR found L1 entry with reserved bits set: %" PRIx64, entry);
 		ck->res->corruptions++;
 	}
 	l2_offset = entry & QCOW2_L1E_OFFSET_MASK;
@@ -343,10 +353,10 @@ static int l1_entry(struct ck *ck, uint64_t entry, unsigned flags, unsigned fix,
 	if (err)
 		return err;
 	if (!is_aligned_u64(l2_offset, ck->g.cluster_bytes)) {
-		ck_msg(ck,
-		       "ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry "
-		       "corrupted",
-		       l2_offset);
+		qcow2_ck_msg(ck,
+			     "ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry "
+			     "corrupted",
+			     l2_offset);
 		ck->res->corruptions++;
 	}
 	return check_l2(ck, l2_offset, flags, fix, active);
@@ -356,7 +366,7 @@ static int l1_entry(struct ck *ck, uint64_t entry, unsigned flags, unsigned fix,
  * QEMU's check_refcounts_l1().  The table is read a cluster's worth of
  * entries at a time (at most 32 MiB in all, checked by the caller).
  */
-static int check_l1(struct ck *ck, uint64_t l1_offset, uint32_t l1_size, unsigned flags,
+static int check_l1(struct qcow2_ck *ck, uint64_t l1_offset, uint32_t l1_size, unsigned flags,
 		    unsigned fix, bool active)
 {
 	uint64_t per_chunk = ck->g.cluster_bytes / 8;
@@ -376,9 +386,9 @@ static int check_l1(struct ck *ck, uint64_t l1_offset, uint32_t l1_size, unsigne
 	for (uint64_t base = 0; base < l1_size && !err; base += per_chunk) {
 		uint64_t n = MIN(per_chunk, l1_size - base);
 
-		err = ck_read(ck, l1_offset + base * 8, chunk, n * 8);
+		err = qcow2_ck_read(ck, l1_offset + base * 8, chunk, n * 8);
 		if (err) {
-			ck_msg(ck, "ERROR: I/O error in check_refcounts_l1");
+			qcow2_ck_msg(ck, "ERROR: I/O error in check_refcounts_l1");
 			ck->res->check_errors++;
 			break;
 		}
@@ -395,30 +405,31 @@ static int check_l1(struct ck *ck, uint64_t l1_offset, uint32_t l1_size, unsigne
 
 /* ---- snapshots, bitmaps, refcount blocks ------------------------------------------ */
 
-static int check_snapshots(struct ck *ck, unsigned fix)
+static int check_snapshots(struct qcow2_ck *ck, unsigned fix)
 {
 	int err;
 
 	if (ck->g.data_file && ck->nb_sns) {
-		ck_msg(ck, "ERROR %" PRIu32 " snapshots in image with data file", ck->nb_sns);
+		qcow2_ck_msg(ck, "ERROR %" PRIu32 " snapshots in image with data file", ck->nb_sns);
 		ck->res->corruptions++;
 	}
 	for (uint32_t i = 0; i < ck->nb_sns; i++) {
 		const struct qcow2_snapshot *sn = &ck->sns[i];
 
 		if (!is_aligned_u64(sn->l1_table_offset, ck->g.cluster_bytes)) {
-			ck_msg(ck,
-			       "ERROR snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table is not "
-			       "cluster aligned; snapshot table entry corrupted",
-			       sn->id, sn->name, sn->l1_table_offset);
+			qcow2_ck_msg(ck,
+				     "ERROR snapshot %s (%s) l1_offset=%#" PRIx64
+				     ": L1 table is not "
+				     "cluster aligned; snapshot table entry corrupted",
+				     sn->id, sn->name, sn->l1_table_offset);
 			ck->res->corruptions++;
 			continue;
 		}
 		if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
-			ck_msg(ck,
-			       "ERROR snapshot %s (%s) l1_size=%#" PRIx32 ": L1 table is too "
-			       "large; snapshot table entry corrupted",
-			       sn->id, sn->name, sn->l1_size);
+			qcow2_ck_msg(ck,
+				     "ERROR snapshot %s (%s) l1_size=%#" PRIx32 ": L1 table is too "
+				     "large; snapshot table entry corrupted",
+				     sn->id, sn->name, sn->l1_size);
 			ck->res->corruptions++;
 			continue;
 		}
@@ -434,7 +445,7 @@ static int check_snapshots(struct ck *ck, unsigned fix)
  * each data cluster.  A table with an invalid entry stops the check
  * (QEMU cannot load it).  Tables are at most 8 MiB (bitmap-fmt.h limits).
  */
-static int check_bitmap_table(struct ck *ck, const struct qcow2_bitmap *bm)
+static int check_bitmap_table(struct qcow2_ck *ck, const struct qcow2_bitmap *bm)
 {
 	uint64_t bytes = (uint64_t)bm->table_size * 8;
 	uint64_t *t = malloc(MAX(bytes, (uint64_t)8));
@@ -444,7 +455,7 @@ static int check_bitmap_table(struct ck *ck, const struct qcow2_bitmap *bm)
 		ck->res->check_errors++;
 		return -ENOMEM;
 	}
-	err = ck_read(ck, bm->table_offset, t, bytes);
+	err = qcow2_ck_read(ck, bm->table_offset, t, bytes);
 	for (uint32_t i = 0; !err && i < bm->table_size; i++) {
 		uint64_t off;
 		bool ones;
@@ -465,7 +476,7 @@ static int check_bitmap_table(struct ck *ck, const struct qcow2_bitmap *bm)
 	return err;
 }
 
-static int check_bitmaps(struct ck *ck)
+static int check_bitmaps(struct qcow2_ck *ck)
 {
 	int err;
 
@@ -489,7 +500,7 @@ static int check_bitmaps(struct ck *ck)
  * and a block further out is handled like a failed resize: the refcount
  * structure is rebuilt instead.
  */
-static int refblock_outside(struct ck *ck, uint64_t offset, uint64_t cluster)
+static int refblock_outside(struct qcow2_ck *ck, uint64_t offset, uint64_t cluster)
 {
 	uint64_t end, clusters;
 	int err;
@@ -498,19 +509,19 @@ static int refblock_outside(struct ck *ck, uint64_t offset, uint64_t cluster)
 		return -EINVAL;
 	if (end - ck->file_bytes > QCOW2_CHECK_MAX_GROW_BYTES)
 		return -EFBIG; /* the rebuild that follows needs no such block */
-	clusters = ck_clusters(ck, end);
+	clusters = qcow2_ck_clusters(ck, end);
 	if (clusters > QCOW2_CHECK_MAX_CLUSTERS || !imrt_bytes(ck, clusters))
 		return -EFBIG;
 	if (ftruncate(ck->file->fd, (off_t)end) < 0)
 		return neg_errno();
 	ck->file_bytes = end;
-	err = ck_imrt_resize(ck, MAX(clusters, ck->imrt_clusters));
+	err = qcow2_ck_imrt_resize(ck, MAX(clusters, ck->imrt_clusters));
 	if (err)
 		return err;
 	return cluster < ck->imrt_clusters ? 0 : -EINVAL;
 }
 
-static int check_refblock(struct ck *ck, uint64_t i, unsigned fix, bool *rebuild)
+static int check_refblock(struct qcow2_ck *ck, uint64_t i, unsigned fix, bool *rebuild)
 {
 	uint64_t entry = ck->reftable[i];
 	uint64_t offset = entry & QCOW2_REFT_OFFSET_MASK;
@@ -518,30 +529,31 @@ static int check_refblock(struct ck *ck, uint64_t i, unsigned fix, bool *rebuild
 	int err;
 
 	if (entry & QCOW2_REFT_RESERVED_MASK) {
-		ck_msg(ck, "ERROR refcount table entry %" PRIu64 " has reserved bits set", i);
+		qcow2_ck_msg(ck, "ERROR refcount table entry %" PRIu64 " has reserved bits set", i);
 		ck->res->corruptions++;
 		*rebuild = true;
 		return 0;
 	}
 	if (!is_aligned_u64(offset, ck->g.cluster_bytes)) {
-		ck_msg(ck,
-		       "ERROR refcount block %" PRIu64 " is not cluster aligned; refcount table "
-		       "entry corrupted",
-		       i);
+		qcow2_ck_msg(ck,
+			     "ERROR refcount block %" PRIu64
+			     " is not cluster aligned; refcount table "
+			     "entry corrupted",
+			     i);
 		ck->res->corruptions++;
 		*rebuild = true;
 		return 0;
 	}
 	if (cluster >= ck->imrt_clusters) {
 		ck->res->corruptions++;
-		ck_msg(ck, "%s refcount block %" PRIu64 " is outside image",
-		       fix & QCOW2_CHECK_FIX_ERRORS ? "Repairing" : "ERROR", i);
+		qcow2_ck_msg(ck, "%s refcount block %" PRIu64 " is outside image",
+			     fix & QCOW2_CHECK_FIX_ERRORS ? "Repairing" : "ERROR", i);
 		if (!(fix & QCOW2_CHECK_FIX_ERRORS))
 			return 0;
 		err = refblock_outside(ck, offset, cluster);
 		if (err) {
 			*rebuild = true;
-			ck_msg(ck, "ERROR could not resize image: %s", err_str(err));
+			qcow2_ck_msg(ck, "ERROR could not resize image: %s", err_str(err));
 			return 0;
 		}
 		ck->res->corruptions--;
@@ -554,16 +566,16 @@ static int check_refblock(struct ck *ck, uint64_t i, unsigned fix, bool *rebuild
 	err = ck_inc(ck, offset, ck->g.cluster_bytes);
 	if (err)
 		return err;
-	if (ck_imrt_get(ck, cluster) != 1) {
-		ck_msg(ck, "ERROR refcount block %" PRIu64 " refcount=%" PRIu64, i,
-		       ck_imrt_get(ck, cluster));
+	if (qcow2_ck_imrt_get(ck, cluster) != 1) {
+		qcow2_ck_msg(ck, "ERROR refcount block %" PRIu64 " refcount=%" PRIu64, i,
+			     qcow2_ck_imrt_get(ck, cluster));
 		ck->res->corruptions++;
 		*rebuild = true;
 	}
 	return 0;
 }
 
-int ck_calculate(struct ck *ck, unsigned fix, bool *rebuild)
+int qcow2_ck_calculate(struct qcow2_ck *ck, unsigned fix, bool *rebuild)
 {
 	int err;
 

@@ -22,20 +22,21 @@
 
 /* ---- the refcount block cache --------------------------------------------------- */
 
-int ck_rc_flush(struct ck *ck)
+int qcow2_ck_rc_flush(struct qcow2_ck *ck)
 {
 	int err;
 
 	if (!ck->rb_dirty)
 		return 0;
-	err = ck_write_checked(ck, CK_META_REFBLOCK, ck->rb_offset, ck->rb, ck->g.cluster_bytes);
+	err = qcow2_ck_write_checked(ck, CK_META_REFBLOCK, ck->rb_offset, ck->rb,
+				     ck->g.cluster_bytes);
 	if (err)
 		return err;
 	ck->rb_dirty = false;
 	return 0;
 }
 
-void ck_rc_drop(struct ck *ck)
+void qcow2_ck_rc_drop(struct qcow2_ck *ck)
 {
 	ck->rb_index = UINT64_MAX;
 	ck->rb_dirty = false;
@@ -45,7 +46,7 @@ void ck_rc_drop(struct ck *ck)
  * The refcount block of reftable index @ti into ck->rb.  0 with
  * *@present false when there is none (every refcount in its range is 0).
  */
-static int rb_load(struct ck *ck, uint64_t ti, bool *present)
+static int rb_load(struct qcow2_ck *ck, uint64_t ti, bool *present)
 {
 	uint64_t offset;
 	int err;
@@ -58,22 +59,23 @@ static int rb_load(struct ck *ck, uint64_t ti, bool *present)
 		return 0;
 	if (!is_aligned_u64(offset, ck->g.cluster_bytes)) {
 		if (!ck->corruption_reported)
-			ck_msg(ck,
-			       "qcow2: Image is corrupt: Refblock offset %#" PRIx64 " unaligned "
-			       "(reftable index: %#" PRIx64 "); further non-fatal corruption "
-			       "events will be suppressed",
-			       offset, ti);
+			qcow2_ck_msg(ck,
+				     "qcow2: Image is corrupt: Refblock offset %#" PRIx64
+				     " unaligned "
+				     "(reftable index: %#" PRIx64 "); further non-fatal corruption "
+				     "events will be suppressed",
+				     offset, ti);
 		ck->corruption_reported = true;
 		return -EIO;
 	}
 	*present = true;
 	if (ck->rb_index == ti)
 		return 0;
-	err = ck_rc_flush(ck);
+	err = qcow2_ck_rc_flush(ck);
 	if (!err)
-		err = ck_read(ck, offset, ck->rb, ck->g.cluster_bytes);
+		err = qcow2_ck_read(ck, offset, ck->rb, ck->g.cluster_bytes);
 	if (err) {
-		ck_rc_drop(ck);
+		qcow2_ck_rc_drop(ck);
 		return err;
 	}
 	ck->rb_index = ti;
@@ -81,7 +83,7 @@ static int rb_load(struct ck *ck, uint64_t ti, bool *present)
 	return 0;
 }
 
-int ck_rc_get(struct ck *ck, uint64_t cluster, uint64_t *refcount)
+int qcow2_ck_rc_get(struct qcow2_ck *ck, uint64_t cluster, uint64_t *refcount)
 {
 	bool present;
 	int err = rb_load(ck, cluster >> ck->g.refblock_bits, &present);
@@ -98,7 +100,7 @@ int ck_rc_get(struct ck *ck, uint64_t cluster, uint64_t *refcount)
  * Set the on-disk refcount of @cluster (its refcount block must exist).
  * A cluster freed here is punched out of the file, as QEMU discards it.
  */
-static int rc_set(struct ck *ck, uint64_t cluster, uint64_t refcount)
+static int rc_set(struct qcow2_ck *ck, uint64_t cluster, uint64_t refcount)
 {
 	bool present;
 	int err = rb_load(ck, cluster >> ck->g.refblock_bits, &present);
@@ -119,7 +121,7 @@ static int rc_set(struct ck *ck, uint64_t cluster, uint64_t refcount)
 
 /* ---- compare ---------------------------------------------------------------------- */
 
-void ck_compare(struct ck *ck, unsigned fix, bool *rebuild, uint64_t *highest)
+void qcow2_ck_compare(struct qcow2_ck *ck, unsigned fix, bool *rebuild, uint64_t *highest)
 {
 	struct qcow2_check_result *res = ck->res;
 
@@ -127,15 +129,15 @@ void ck_compare(struct ck *ck, unsigned fix, bool *rebuild, uint64_t *highest)
 	for (uint64_t i = 0; i < ck->imrt_clusters; i++) {
 		uint64_t *num_fixed = NULL;
 		uint64_t r1, r2;
-		int err = ck_rc_get(ck, i, &r1);
+		int err = qcow2_ck_rc_get(ck, i, &r1);
 
 		if (err) {
-			ck_msg(ck, "Can't get refcount for cluster %" PRIu64 ": %s", i,
-			       err_str(err));
+			qcow2_ck_msg(ck, "Can't get refcount for cluster %" PRIu64 ": %s", i,
+				     err_str(err));
 			res->check_errors++;
 			continue;
 		}
-		r2 = ck_imrt_get(ck, i);
+		r2 = qcow2_ck_imrt_get(ck, i);
 		if (r1 || r2)
 			*highest = i;
 		if (r1 == r2)
@@ -146,11 +148,11 @@ void ck_compare(struct ck *ck, unsigned fix, bool *rebuild, uint64_t *highest)
 			num_fixed = &res->leaks_fixed;
 		else if (r1 < r2 && (fix & QCOW2_CHECK_FIX_ERRORS))
 			num_fixed = &res->corruptions_fixed;
-		ck_msg(ck, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
-		       num_fixed ? "Repairing"
-		       : r1 < r2 ? "ERROR"
-				 : "Leaked",
-		       i, r1, r2);
+		qcow2_ck_msg(ck, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
+			     num_fixed ? "Repairing"
+			     : r1 < r2 ? "ERROR"
+				       : "Leaked",
+			     i, r1, r2);
 		if (num_fixed && rc_set(ck, i, r2) == 0) {
 			(*num_fixed)++;
 			continue;
@@ -164,28 +166,28 @@ void ck_compare(struct ck *ck, unsigned fix, bool *rebuild, uint64_t *highest)
 
 /* ---- COPIED flags ------------------------------------------------------------------- */
 
-static int copied_l1(struct ck *ck, uint64_t i, bool repair)
+static int copied_l1(struct qcow2_ck *ck, uint64_t i, bool repair)
 {
 	uint64_t entry = ck->l1[i], fixed, refcount;
 	uint8_t be[8];
 	int err;
 
-	if (ck_rc_get(ck, (entry & QCOW2_L1E_OFFSET_MASK) >> ck->g.cluster_bits, &refcount))
+	if (qcow2_ck_rc_get(ck, (entry & QCOW2_L1E_OFFSET_MASK) >> ck->g.cluster_bits, &refcount))
 		return 1; /* reported by the compare already */
 	if ((refcount == 1) == !!(entry & QCOW2_OFLAG_COPIED))
 		return 0;
 	ck->res->corruptions++;
-	ck_msg(ck,
-	       "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu64 " l1_entry=%" PRIx64
-	       " refcount=%" PRIu64,
-	       repair ? "Repairing" : "ERROR", i, entry, refcount);
+	qcow2_ck_msg(ck,
+		     "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu64 " l1_entry=%" PRIx64
+		     " refcount=%" PRIu64,
+		     repair ? "Repairing" : "ERROR", i, entry, refcount);
 	if (!repair)
 		return 0;
 	fixed = refcount == 1 ? entry | QCOW2_OFLAG_COPIED : entry & ~QCOW2_OFLAG_COPIED;
 	qcow2_put_be64(be, fixed);
-	err = ck_write_checked(ck, CK_META_ACTIVE_L1, ck->hdr.l1_table_offset + i * 8, be, 8);
+	err = qcow2_ck_write_checked(ck, CK_META_ACTIVE_L1, ck->hdr.l1_table_offset + i * 8, be, 8);
 	if (!err)
-		err = ck_sync(ck);
+		err = qcow2_ck_sync(ck);
 	if (err) {
 		ck->res->check_errors++;
 		return err;
@@ -197,7 +199,7 @@ static int copied_l1(struct ck *ck, uint64_t i, bool repair)
 }
 
 /* The COPIED flags of one active L2 table; returns the entries changed. */
-static uint64_t copied_l2_entries(struct ck *ck, bool repair)
+static uint64_t copied_l2_entries(struct qcow2_ck *ck, bool repair)
 {
 	uint64_t dirty = 0;
 
@@ -210,13 +212,15 @@ static uint64_t copied_l2_entries(struct ck *ck, bool repair)
 		if (d.type != QCOW2_CLUSTER_NORMAL && d.type != QCOW2_CLUSTER_ZERO_ALLOC)
 			continue;
 		if (!ck->g.data_file &&
-		    ck_rc_get(ck, (entry & QCOW2_L2E_OFFSET_MASK) >> ck->g.cluster_bits, &refcount))
+		    qcow2_ck_rc_get(ck, (entry & QCOW2_L2E_OFFSET_MASK) >> ck->g.cluster_bits,
+				    &refcount))
 			continue;
 		if ((refcount == 1) == !!(entry & QCOW2_OFLAG_COPIED))
 			continue;
 		ck->res->corruptions++;
-		ck_msg(ck, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64,
-		       repair ? "Repairing" : "ERROR", entry, refcount);
+		qcow2_ck_msg(ck,
+			     "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64,
+			     repair ? "Repairing" : "ERROR", entry, refcount);
 		if (!repair)
 			continue;
 		qcow2_put_be64(p, refcount == 1 ? entry | QCOW2_OFLAG_COPIED
@@ -226,28 +230,29 @@ static uint64_t copied_l2_entries(struct ck *ck, bool repair)
 	return dirty;
 }
 
-static int copied_l2(struct ck *ck, uint64_t l2_offset, bool repair)
+static int copied_l2(struct qcow2_ck *ck, uint64_t l2_offset, bool repair)
 {
 	uint64_t dirty;
-	int err = ck_read(ck, l2_offset, ck->buf, ck->g.cluster_bytes);
+	int err = qcow2_ck_read(ck, l2_offset, ck->buf, ck->g.cluster_bytes);
 
 	if (err) {
-		ck_msg(ck, "ERROR: Could not read L2 table: %s", err_str(err));
+		qcow2_ck_msg(ck, "ERROR: Could not read L2 table: %s", err_str(err));
 		ck->res->check_errors++;
 		return err;
 	}
 	dirty = copied_l2_entries(ck, repair);
 	if (!dirty)
 		return 0;
-	if (ck_overlap(ck, CK_META_ACTIVE_L2, l2_offset, ck->g.cluster_bytes)) {
-		ck_msg(ck, "ERROR: Could not write L2 table; metadata overlap check failed: %s",
-		       err_str(-EIO));
+	if (qcow2_ck_overlap(ck, CK_META_ACTIVE_L2, l2_offset, ck->g.cluster_bytes)) {
+		qcow2_ck_msg(ck,
+			     "ERROR: Could not write L2 table; metadata overlap check failed: %s",
+			     err_str(-EIO));
 		ck->res->check_errors++;
 		return -EIO;
 	}
-	err = ck_write(ck, l2_offset, ck->buf, ck->g.cluster_bytes);
+	err = qcow2_ck_write(ck, l2_offset, ck->buf, ck->g.cluster_bytes);
 	if (err) {
-		ck_msg(ck, "ERROR: Could not write L2 table: %s", err_str(err));
+		qcow2_ck_msg(ck, "ERROR: Could not write L2 table: %s", err_str(err));
 		ck->res->check_errors++;
 		return err;
 	}
@@ -256,7 +261,7 @@ static int copied_l2(struct ck *ck, uint64_t l2_offset, bool repair)
 	return 0;
 }
 
-int ck_check_copied(struct ck *ck, unsigned fix)
+int qcow2_ck_check_copied(struct qcow2_ck *ck, unsigned fix)
 {
 	const struct qcow2_check_result *r = ck->res;
 	bool repair;
@@ -296,44 +301,45 @@ int ck_check_copied(struct ck *ck, unsigned fix)
  * the first cluster of the range nothing references.  Synced before its
  * table entry, which is synced too.  The table does not grow here.
  */
-static int new_refblock(struct ck *ck, uint64_t ti)
+static int new_refblock(struct qcow2_ck *ck, uint64_t ti)
 {
 	uint64_t c = ti << ck->g.refblock_bits, end = c + ck->g.refblock_entries, off;
 	uint8_t be[8];
 	int err;
 
-	while (c < end && ck_imrt_get(ck, c))
+	while (c < end && qcow2_ck_imrt_get(ck, c))
 		c++;
 	if (c == end)
 		return -ENOSPC; /* the IMRT and the disk disagree: do not guess */
 	off = c << ck->g.cluster_bits;
-	err = ck_rc_flush(ck);
+	err = qcow2_ck_rc_flush(ck);
 	if (err)
 		return err;
-	ck_rc_drop(ck);
+	qcow2_ck_rc_drop(ck);
 	memset(ck->rb, 0, ck->g.cluster_bytes);
 	(void)qcow2_refcount_set(ck->rb, ck->g.refcount_order, c & (ck->g.refblock_entries - 1), 1);
-	err = ck_write_checked(ck, 0, off, ck->rb, ck->g.cluster_bytes);
+	err = qcow2_ck_write_checked(ck, 0, off, ck->rb, ck->g.cluster_bytes);
 	if (!err)
-		err = ck_sync(ck);
+		err = qcow2_ck_sync(ck);
 	qcow2_put_be64(be, off);
 	if (!err)
-		err = ck_write_checked(ck, CK_META_REFTABLE, ck->reftable_offset + ti * 8, be, 8);
+		err = qcow2_ck_write_checked(ck, CK_META_REFTABLE, ck->reftable_offset + ti * 8, be,
+					     8);
 	if (!err)
-		err = ck_sync(ck);
+		err = qcow2_ck_sync(ck);
 	if (err)
 		return err;
 	ck->reftable[ti] = off;
 	ck->sorted_valid = false;
 	if (c >= ck->imrt_clusters)
-		err = ck_imrt_resize(ck, c + 1);
+		err = qcow2_ck_imrt_resize(ck, c + 1);
 	if (!err)
-		ck_imrt_set(ck, c, 1);
+		qcow2_ck_imrt_set(ck, c, 1);
 	return err;
 }
 
 /* Make sure [@start, @start + @n) has refcount blocks; *@added if one was made. */
-static int ensure_refblocks(struct ck *ck, uint64_t start, uint64_t n, bool *added)
+static int ensure_refblocks(struct qcow2_ck *ck, uint64_t start, uint64_t n, bool *added)
 {
 	uint64_t first = start >> ck->g.refblock_bits,
 		 last = (start + n - 1) >> ck->g.refblock_bits;
@@ -351,7 +357,7 @@ static int ensure_refblocks(struct ck *ck, uint64_t start, uint64_t n, bool *add
 }
 
 /* First fit of @n clusters free both on disk and in the IMRT. */
-static int find_free(struct ck *ck, uint64_t n, uint64_t *start)
+static int find_free(struct qcow2_ck *ck, uint64_t n, uint64_t *start)
 {
 	uint64_t run = 0;
 	int err;
@@ -361,10 +367,10 @@ static int find_free(struct ck *ck, uint64_t n, uint64_t *start)
 
 		if (c >= QCOW2_CHECK_MAX_CLUSTERS)
 			return -EFBIG;
-		err = ck_rc_get(ck, c, &rc);
+		err = qcow2_ck_rc_get(ck, c, &rc);
 		if (err)
 			return err;
-		if (rc || ck_imrt_get(ck, c)) {
+		if (rc || qcow2_ck_imrt_get(ck, c)) {
 			run = 0;
 			*start = c + 1;
 		} else {
@@ -375,7 +381,7 @@ static int find_free(struct ck *ck, uint64_t n, uint64_t *start)
 }
 
 /* Drop one reference to every cluster [@off, @off + @len) touches. */
-static int free_clusters(struct ck *ck, uint64_t off, uint64_t len)
+static int free_clusters(struct qcow2_ck *ck, uint64_t off, uint64_t len)
 {
 	uint64_t first = off >> ck->g.cluster_bits, last;
 	int err;
@@ -384,15 +390,15 @@ static int free_clusters(struct ck *ck, uint64_t off, uint64_t len)
 		return 0;
 	last = (off + len - 1) >> ck->g.cluster_bits;
 	for (uint64_t c = first; c <= last; c++) {
-		uint64_t rc, irc = ck_imrt_get(ck, c);
+		uint64_t rc, irc = qcow2_ck_imrt_get(ck, c);
 
-		err = ck_rc_get(ck, c, &rc);
+		err = qcow2_ck_rc_get(ck, c, &rc);
 		if (!err && rc)
 			err = rc_set(ck, c, rc - 1);
 		if (err)
 			return err;
 		if (irc)
-			ck_imrt_set(ck, c, irc - 1);
+			qcow2_ck_imrt_set(ck, c, irc - 1);
 	}
 	return 0;
 }
@@ -403,7 +409,7 @@ static int free_clusters(struct ck *ck, uint64_t off, uint64_t len)
  * use, switch to it, and free the old one.  (QEMU grows the table in
  * place; either way the image gains a larger table.)
  */
-static int grow_by_rebuild(struct ck *ck, uint64_t start, uint64_t n)
+static int grow_by_rebuild(struct qcow2_ck *ck, uint64_t start, uint64_t n)
 {
 	uint64_t old_offset = ck->reftable_offset, old_nb = ck->reftable_entries;
 	uint64_t *old = malloc(MAX(old_nb, (uint64_t)1) * 8);
@@ -413,11 +419,11 @@ static int grow_by_rebuild(struct ck *ck, uint64_t start, uint64_t n)
 		return -ENOMEM;
 	memcpy(old, ck->reftable, old_nb * 8);
 	if (start + n > ck->imrt_clusters)
-		err = ck_imrt_resize(ck, start + n);
+		err = qcow2_ck_imrt_resize(ck, start + n);
 	for (uint64_t c = start; !err && c < start + n; c++)
-		ck_imrt_set(ck, c, 1);
+		qcow2_ck_imrt_set(ck, c, 1);
 	if (!err)
-		err = ck_rebuild(ck);
+		err = qcow2_ck_rebuild(ck);
 	if (!err)
 		err = free_clusters(ck, old_offset, old_nb * 8);
 	for (uint64_t i = 0; !err && i < old_nb; i++) {
@@ -430,7 +436,7 @@ static int grow_by_rebuild(struct ck *ck, uint64_t start, uint64_t n)
 	return err;
 }
 
-static int alloc_clusters(struct ck *ck, uint64_t n, uint64_t *offset)
+static int alloc_clusters(struct qcow2_ck *ck, uint64_t n, uint64_t *offset)
 {
 	uint64_t start = 0;
 	bool added = true;
@@ -449,7 +455,7 @@ static int alloc_clusters(struct ck *ck, uint64_t n, uint64_t *offset)
 			return err;
 	}
 	if (start + n > ck->imrt_clusters) {
-		err = ck_imrt_resize(ck, start + n);
+		err = qcow2_ck_imrt_resize(ck, start + n);
 		if (err)
 			return err;
 	}
@@ -457,13 +463,13 @@ static int alloc_clusters(struct ck *ck, uint64_t n, uint64_t *offset)
 		err = rc_set(ck, c, 1);
 		if (err)
 			return err;
-		ck_imrt_set(ck, c, 1);
+		qcow2_ck_imrt_set(ck, c, 1);
 	}
 	*offset = start << ck->g.cluster_bits;
 	return 0;
 }
 
-static int write_snapshot_table(struct ck *ck, uint64_t offset, uint64_t bytes)
+static int write_snapshot_table(struct qcow2_ck *ck, uint64_t offset, uint64_t bytes)
 {
 	uint8_t *buf = calloc(1, MAX(bytes, (uint64_t)1));
 	uint8_t hdr[12];
@@ -473,18 +479,18 @@ static int write_snapshot_table(struct ck *ck, uint64_t offset, uint64_t bytes)
 		return -ENOMEM;
 	err = qcow2_snapshot_table_serialise(ck->sns, ck->nb_sns, buf, bytes);
 	if (!err && bytes)
-		err = ck_write_checked(ck, 0, offset, buf, bytes);
+		err = qcow2_ck_write_checked(ck, 0, offset, buf, bytes);
 	free(buf);
 	if (!err)
-		err = ck_rc_flush(ck);
+		err = qcow2_ck_rc_flush(ck);
 	if (!err)
-		err = ck_sync(ck);
+		err = qcow2_ck_sync(ck);
 	if (err)
 		return err;
 	qcow2_put_be32(hdr, ck->nb_sns);
 	qcow2_put_be64(hdr + 4, offset);
-	err = ck_write(ck, QCOW2_HDR_OFF(nb_snapshots), hdr, sizeof(hdr));
-	return err ? err : ck_sync(ck);
+	err = qcow2_ck_write(ck, QCOW2_HDR_OFF(nb_snapshots), hdr, sizeof(hdr));
+	return err ? err : qcow2_ck_sync(ck);
 }
 
 /*
@@ -493,7 +499,7 @@ static int write_snapshot_table(struct ck *ck, uint64_t offset, uint64_t bytes)
  * then the header's nb_snapshots and snapshots_offset in one synced
  * write, then the old table is freed.
  */
-int ck_write_snapshots(struct ck *ck)
+int qcow2_ck_write_snapshots(struct qcow2_ck *ck)
 {
 	uint64_t bytes = qcow2_snapshot_table_bytes(ck->sns, ck->nb_sns), offset = 0;
 	int err = 0;
@@ -501,13 +507,13 @@ int ck_write_snapshots(struct ck *ck)
 	if (bytes > QCOW2_MAX_SNAPSHOTS_BYTES)
 		return -EFBIG;
 	if (bytes)
-		err = alloc_clusters(ck, ck_clusters(ck, bytes), &offset);
+		err = alloc_clusters(ck, qcow2_ck_clusters(ck, bytes), &offset);
 	if (!err)
 		err = write_snapshot_table(ck, offset, bytes);
 	if (err) {
 		if (offset)
 			(void)free_clusters(ck, offset, bytes);
-		(void)ck_rc_flush(ck);
+		(void)qcow2_ck_rc_flush(ck);
 		return err;
 	}
 	err = free_clusters(ck, ck->sns_offset, ck->sns_bytes);
@@ -517,8 +523,8 @@ int ck_write_snapshots(struct ck *ck)
 	ck->hdr.nb_snapshots = ck->nb_sns;
 	ck->sorted_valid = false;
 	if (!err)
-		err = ck_rc_flush(ck);
-	return err ? err : ck_sync(ck);
+		err = qcow2_ck_rc_flush(ck);
+	return err ? err : qcow2_ck_sync(ck);
 }
 
 /* ---- overlap checks ------------------------------------------------------------- */
@@ -550,7 +556,8 @@ static int sorted_offsets(const uint64_t *v, uint64_t n, uint64_t mask, uint64_t
 }
 
 /* Does one cluster at an offset in the sorted @v lie in [@lo, @hi)? */
-static bool sorted_hit(const struct ck *ck, const uint64_t *v, uint64_t n, uint64_t lo, uint64_t hi)
+static bool sorted_hit(const struct qcow2_ck *ck, const uint64_t *v, uint64_t n, uint64_t lo,
+		       uint64_t hi)
 {
 	uint64_t a = 0, b = n;
 
@@ -571,7 +578,7 @@ static bool region_hit(uint64_t lo, uint64_t len, uint64_t off, uint64_t bytes)
 	return ranges_overlap(lo, len, off, bytes);
 }
 
-static const char *overlap_tables(struct ck *ck, unsigned chk, uint64_t lo, uint64_t len)
+static const char *overlap_tables(struct qcow2_ck *ck, unsigned chk, uint64_t lo, uint64_t len)
 {
 	if ((chk & CK_META_HEADER) && lo < ck->g.cluster_bytes)
 		return "qcow2_header";
@@ -594,7 +601,7 @@ static const char *overlap_tables(struct ck *ck, unsigned chk, uint64_t lo, uint
 	return NULL;
 }
 
-int ck_overlap_prepare(struct ck *ck)
+int qcow2_ck_overlap_prepare(struct qcow2_ck *ck)
 {
 	if (ck->sorted_valid)
 		return 0;
@@ -607,7 +614,7 @@ int ck_overlap_prepare(struct ck *ck)
 	return 0;
 }
 
-const char *ck_overlap(struct ck *ck, unsigned ignore, uint64_t off, uint64_t len)
+const char *qcow2_ck_overlap(struct qcow2_ck *ck, unsigned ignore, uint64_t off, uint64_t len)
 {
 	unsigned chk = ~ignore;
 	uint64_t lo = ALIGN_DOWN(off, ck->g.cluster_bytes), hi, end;
@@ -620,7 +627,7 @@ const char *ck_overlap(struct ck *ck, unsigned ignore, uint64_t off, uint64_t le
 	what = overlap_tables(ck, chk, lo, hi - lo);
 	if (what)
 		return what;
-	if (ck_overlap_prepare(ck))
+	if (qcow2_ck_overlap_prepare(ck))
 		return "(out of memory)";
 	if ((chk & CK_META_ACTIVE_L2) && sorted_hit(ck, ck->l2_sorted, ck->nb_l2_sorted, lo, hi))
 		return "active L2 table";
@@ -629,7 +636,7 @@ const char *ck_overlap(struct ck *ck, unsigned ignore, uint64_t off, uint64_t le
 	return NULL;
 }
 
-bool ck_refblock_at(const struct ck *ck, uint64_t cluster)
+bool qcow2_ck_refblock_at(const struct qcow2_ck *ck, uint64_t cluster)
 {
 	uint64_t lo = cluster << ck->g.cluster_bits;
 
@@ -637,15 +644,17 @@ bool ck_refblock_at(const struct ck *ck, uint64_t cluster)
 	       sorted_hit(ck, ck->rb_sorted, ck->nb_rb_sorted, lo, lo + ck->g.cluster_bytes);
 }
 
-int ck_write_checked(struct ck *ck, unsigned ignore, uint64_t off, const void *buf, uint64_t len)
+int qcow2_ck_write_checked(struct qcow2_ck *ck, unsigned ignore, uint64_t off, const void *buf,
+			   uint64_t len)
 {
-	const char *what = ck_overlap(ck, ignore, off, len);
+	const char *what = qcow2_ck_overlap(ck, ignore, off, len);
 
 	if (what) {
-		ck_msg(ck,
-		       "ERROR: refusing to write 0x%" PRIx64 "+0x%" PRIx64 ": it overlaps the %s",
-		       off, len, what);
+		qcow2_ck_msg(ck,
+			     "ERROR: refusing to write 0x%" PRIx64 "+0x%" PRIx64
+			     ": it overlaps the %s",
+			     off, len, what);
 		return -EIO;
 	}
-	return ck_write(ck, off, buf, len);
+	return qcow2_ck_write(ck, off, buf, len);
 }

@@ -29,7 +29,7 @@
 
 /* ---- messages and I/O ----------------------------------------------------------- */
 
-void ck_msg(struct ck *ck, const char *fmt, ...)
+void qcow2_ck_msg(struct qcow2_ck *ck, const char *fmt, ...)
 {
 	char *line;
 	va_list ap;
@@ -47,12 +47,12 @@ void ck_msg(struct ck *ck, const char *fmt, ...)
 	free(line);
 }
 
-int ck_read(struct ck *ck, uint64_t off, void *buf, uint64_t len)
+int qcow2_ck_read(struct qcow2_ck *ck, uint64_t off, void *buf, uint64_t len)
 {
 	return qcow2_pread(ck->file, off, buf, len);
 }
 
-static int refresh_size(struct ck *ck)
+static int refresh_size(struct qcow2_ck *ck)
 {
 	struct stat st;
 
@@ -62,14 +62,14 @@ static int refresh_size(struct ck *ck)
 	return 0;
 }
 
-int ck_write(struct ck *ck, uint64_t off, const void *buf, uint64_t len)
+int qcow2_ck_write(struct qcow2_ck *ck, uint64_t off, const void *buf, uint64_t len)
 {
 	int err = qcow2_pwrite(ck->file, off, buf, len);
 
 	return err ? err : refresh_size(ck);
 }
 
-int ck_sync(struct ck *ck)
+int qcow2_ck_sync(struct qcow2_ck *ck)
 {
 	return qcow2_fsync(ck->file);
 }
@@ -93,14 +93,14 @@ static void add_result(struct qcow2_check_result *to, const struct qcow2_check_r
 
 /* ---- loading ----------------------------------------------------------------------- */
 
-static int load_header(struct ck *ck)
+static int load_header(struct qcow2_ck *ck)
 {
 	uint8_t probe[QCOW2_HEADER_PROBE_BYTES];
 	uint64_t cluster_bytes;
 	uint8_t *buf;
 	int err;
 
-	err = ck_read(ck, 0, probe, sizeof(probe));
+	err = qcow2_ck_read(ck, 0, probe, sizeof(probe));
 	if (err) {
 		log_err("qcow2 %s: read of the header: %s", ck->path, err_str(err));
 		return err;
@@ -112,7 +112,7 @@ static int load_header(struct ck *ck)
 	buf = malloc(cluster_bytes);
 	if (!buf)
 		return -ENOMEM;
-	err = ck_read(ck, 0, buf, cluster_bytes);
+	err = qcow2_ck_read(ck, 0, buf, cluster_bytes);
 	if (err)
 		log_err("qcow2 %s: read of cluster 0: %s", ck->path, err_str(err));
 	else
@@ -122,7 +122,7 @@ static int load_header(struct ck *ck)
 }
 
 /* A table of @entries big-endian u64 (bounded by the header parse). */
-static int load_table(struct ck *ck, const char *what, uint64_t off, uint64_t entries,
+static int load_table(struct qcow2_ck *ck, const char *what, uint64_t off, uint64_t entries,
 		      uint64_t **out)
 {
 	uint64_t *t = malloc(MAX(entries, (uint64_t)1) * 8);
@@ -130,7 +130,7 @@ static int load_table(struct ck *ck, const char *what, uint64_t off, uint64_t en
 
 	if (!t)
 		return -ENOMEM;
-	err = ck_read(ck, off, t, entries * 8);
+	err = qcow2_ck_read(ck, off, t, entries * 8);
 	if (err) {
 		log_err("qcow2 %s: read of the %s at offset 0x%" PRIx64 ": %s", ck->path, what, off,
 			err_str(err));
@@ -148,7 +148,7 @@ static int load_table(struct ck *ck, const char *what, uint64_t off, uint64_t en
  * does not have exactly the size the disk needs or holds an invalid entry;
  * a check of such an image does not start either.
  */
-static int loadable_bitmap(struct ck *ck, const struct qcow2_bitmap *bm)
+static int loadable_bitmap(struct qcow2_ck *ck, const struct qcow2_bitmap *bm)
 {
 	uint64_t want = qcow2_bitmap_table_entries(ck->disk_bytes, bm->granularity_bits,
 						   ck->g.cluster_bits);
@@ -161,7 +161,7 @@ static int loadable_bitmap(struct ck *ck, const struct qcow2_bitmap *bm)
 	t = malloc((uint64_t)bm->table_size * 8); /* at most 8 MiB: bitmap-fmt.h */
 	if (!t)
 		return -ENOMEM;
-	err = ck_read(ck, bm->table_offset, t, (uint64_t)bm->table_size * 8);
+	err = qcow2_ck_read(ck, bm->table_offset, t, (uint64_t)bm->table_size * 8);
 	for (uint32_t i = 0; !err && i < bm->table_size; i++) {
 		if (qcow2_bitmap_table_entry_decode(be64toh(t[i]), ck->g.cluster_bits, &off, &ones,
 						    NULL))
@@ -182,7 +182,7 @@ static int loadable_bitmap(struct ck *ck, const struct qcow2_bitmap *bm)
  * The bitmap directory, when autoclear bit 0 vouches for it; QEMU fails
  * the open when it is broken, and so does this.
  */
-static int load_bitmaps(struct ck *ck)
+static int load_bitmaps(struct qcow2_ck *ck)
 {
 	const struct qcow2_bitmaps_ext *b = &ck->hdr.bitmaps;
 	uint8_t *dir;
@@ -193,7 +193,7 @@ static int load_bitmaps(struct ck *ck)
 	dir = malloc(MAX(b->dir_bytes, (uint64_t)1)); /* at most 64 MiB: checked by the parse */
 	if (!dir)
 		return -ENOMEM;
-	err = ck_read(ck, b->dir_offset, dir, b->dir_bytes);
+	err = qcow2_ck_read(ck, b->dir_offset, dir, b->dir_bytes);
 	if (!err)
 		err = qcow2_bitmap_dir_parse(dir, b->dir_bytes, &ck->hdr, ck->path, &ck->bms);
 	free(dir);
@@ -204,7 +204,7 @@ static int load_bitmaps(struct ck *ck)
 	return err;
 }
 
-static int ck_load(struct ck *ck)
+static int ck_load(struct qcow2_ck *ck)
 {
 	int err = refresh_size(ck);
 
@@ -231,7 +231,7 @@ static int ck_load(struct ck *ck)
 	return err;
 }
 
-static void ck_fini(struct ck *ck)
+static void ck_fini(struct qcow2_ck *ck)
 {
 	qcow2_snapshot_table_free(ck->sns, ck->nb_sns);
 	qcow2_bitmap_dir_free(ck->bms, ck->nb_bms);
@@ -257,14 +257,15 @@ struct sn_reader {
 };
 
 /* Bytes [@off, @off + @len) of the file into @dst. */
-static int sn_read(struct ck *ck, uint64_t off, void *dst, uint64_t len)
+static int sn_read(struct qcow2_ck *ck, uint64_t off, void *dst, uint64_t len)
 {
-	int err = len ? ck_read(ck, off, dst, len) : 0;
+	int err = len ? qcow2_ck_read(ck, off, dst, len) : 0;
 
 	if (err)
-		ck_msg(ck,
-		       "ERROR failed to read the snapshot table: Failed to read snapshot table: %s",
-		       err_str(err));
+		qcow2_ck_msg(ck,
+			     "ERROR failed to read the snapshot table: Failed to read snapshot "
+			     "table: %s",
+			     err_str(err));
 	return err;
 }
 
@@ -273,7 +274,7 @@ static int sn_read(struct ck *ck, uint64_t off, void *dst, uint64_t len)
  * over 1 KiB is refused, or cut with a repair.  Returns 0, 1 when the
  * table is too big (the caller stops there), or -errno (reported).
  */
-static int read_snapshot(struct ck *ck, struct sn_reader *r, uint32_t i, uint32_t nb,
+static int read_snapshot(struct qcow2_ck *ck, struct sn_reader *r, uint32_t i, uint32_t nb,
 			 struct qcow2_snapshot *sn)
 {
 	uint8_t *e = r->entry;
@@ -293,18 +294,20 @@ static int read_snapshot(struct ck *ck, struct sn_reader *r, uint32_t i, uint32_
 	kept = MIN(extra, QCOW2_MAX_SNAPSHOT_EXTRA_BYTES);
 	if (extra > QCOW2_MAX_SNAPSHOT_EXTRA_BYTES) {
 		if (!r->repair) {
-			ck_msg(ck,
-			       "ERROR failed to read the snapshot table: Too much extra metadata "
-			       "in snapshot table entry %" PRIu32,
-			       i);
-			ck_msg(ck, "You can force-remove this extra metadata with qemu-img check "
-				   "-r all");
+			qcow2_ck_msg(
+				ck,
+				"ERROR failed to read the snapshot table: Too much extra metadata "
+				"in snapshot table entry %" PRIu32,
+				i);
+			qcow2_ck_msg(ck,
+				     "You can force-remove this extra metadata with qemu-img check "
+				     "-r all");
 			return -EFBIG;
 		}
-		ck_msg(ck,
-		       "Discarding too much extra metadata in snapshot table entry %" PRIu32
-		       " (%" PRIu32 " > %u)",
-		       i, extra, QCOW2_MAX_SNAPSHOT_EXTRA_BYTES);
+		qcow2_ck_msg(ck,
+			     "Discarding too much extra metadata in snapshot table entry %" PRIu32
+			     " (%" PRIu32 " > %u)",
+			     i, extra, QCOW2_MAX_SNAPSHOT_EXTRA_BYTES);
 		r->dropped++;
 		qcow2_put_be32(e + offsetof(struct qcow2_disk_snapshot, extra_data_size),
 			       (uint32_t)kept);
@@ -326,20 +329,22 @@ static int read_snapshot(struct ck *ck, struct sn_reader *r, uint32_t i, uint32_
 		return 0;
 	qcow2_snapshot_fini(sn);
 	if (!r->repair) {
-		ck_msg(ck, "ERROR failed to read the snapshot table: Snapshot table is too big");
-		ck_msg(ck,
-		       "You can force-remove all %" PRIu32 " overhanging snapshots with qemu-img "
-		       "check -r all",
-		       nb - i);
+		qcow2_ck_msg(ck,
+			     "ERROR failed to read the snapshot table: Snapshot table is too big");
+		qcow2_ck_msg(ck,
+			     "You can force-remove all %" PRIu32
+			     " overhanging snapshots with qemu-img "
+			     "check -r all",
+			     nb - i);
 		return -EFBIG;
 	}
-	ck_msg(ck, "Discarding %" PRIu32 " overhanging snapshots (snapshot table is too big)",
-	       nb - i);
+	qcow2_ck_msg(ck, "Discarding %" PRIu32 " overhanging snapshots (snapshot table is too big)",
+		     nb - i);
 	r->reduced += nb - i;
 	return 1;
 }
 
-static int read_snapshot_entries(struct ck *ck, struct sn_reader *r, uint32_t nb)
+static int read_snapshot_entries(struct qcow2_ck *ck, struct sn_reader *r, uint32_t nb)
 {
 	uint64_t pre = 0;
 	int ret = 0;
@@ -367,25 +372,25 @@ static int read_snapshot_entries(struct ck *ck, struct sn_reader *r, uint32_t nb
 }
 
 /* The table's place and size, as qcow2_validate_table() accepts them. */
-static int snapshot_table_valid(struct ck *ck, uint32_t nb)
+static int snapshot_table_valid(struct qcow2_ck *ck, uint32_t nb)
 {
 	uint64_t max = (uint64_t)QCOW2_SNAPSHOT_HEADER_BYTES * QCOW2_MAX_SNAPSHOTS;
 	uint64_t off = ck->hdr.snapshots_offset;
 
 	if ((uint64_t)nb * QCOW2_SNAPSHOT_HEADER_BYTES > max) {
-		ck_msg(ck, "ERROR snapshot table too large");
+		qcow2_ck_msg(ck, "ERROR snapshot table too large");
 		return -EFBIG;
 	}
 	if (INT64_MAX - (uint64_t)nb * QCOW2_SNAPSHOT_HEADER_BYTES < off ||
 	    !is_aligned_u64(off, ck->g.cluster_bytes)) {
-		ck_msg(ck, "ERROR snapshot table offset invalid");
+		qcow2_ck_msg(ck, "ERROR snapshot table offset invalid");
 		return -EINVAL;
 	}
 	return 0;
 }
 
 /* QEMU's qcow2_check_read_snapshot_table(). */
-static int read_snapshots(struct ck *ck)
+static int read_snapshots(struct qcow2_ck *ck)
 {
 	struct sn_reader r = { .repair = ck->fix & QCOW2_CHECK_FIX_ERRORS };
 	uint32_t nb = ck->hdr.nb_snapshots;
@@ -393,18 +398,19 @@ static int read_snapshots(struct ck *ck)
 	int err;
 
 	if (nb > QCOW2_MAX_SNAPSHOTS && r.repair) {
-		ck_msg(ck, "Discarding %" PRIu32 " overhanging snapshots",
-		       nb - QCOW2_MAX_SNAPSHOTS);
+		qcow2_ck_msg(ck, "Discarding %" PRIu32 " overhanging snapshots",
+			     nb - QCOW2_MAX_SNAPSHOTS);
 		r.reduced += nb - QCOW2_MAX_SNAPSHOTS;
 		nb = QCOW2_MAX_SNAPSHOTS;
 	}
 	err = snapshot_table_valid(ck, nb);
 	if (err) {
 		if (nb > QCOW2_MAX_SNAPSHOTS)
-			ck_msg(ck,
-			       "You can force-remove all %" PRIu32 " overhanging snapshots with "
-			       "qemu-img check -r all",
-			       nb - QCOW2_MAX_SNAPSHOTS);
+			qcow2_ck_msg(ck,
+				     "You can force-remove all %" PRIu32
+				     " overhanging snapshots with "
+				     "qemu-img check -r all",
+				     nb - QCOW2_MAX_SNAPSHOTS);
 		ck->res->check_errors++;
 		return err;
 	}
@@ -417,14 +423,15 @@ static int read_snapshots(struct ck *ck)
 	ck->res->corruptions += r.reduced + r.dropped;
 	if (r.reduced) {
 		qcow2_put_be32(be, ck->nb_sns);
-		err = ck_write(ck, QCOW2_HDR_OFF(nb_snapshots), be, sizeof(be));
+		err = qcow2_ck_write(ck, QCOW2_HDR_OFF(nb_snapshots), be, sizeof(be));
 		if (!err)
-			err = ck_sync(ck);
+			err = qcow2_ck_sync(ck);
 		if (err) {
 			ck->res->check_errors++;
-			ck_msg(ck,
-			       "ERROR failed to update the snapshot count in the image header: %s",
-			       err_str(err));
+			qcow2_ck_msg(
+				ck,
+				"ERROR failed to update the snapshot count in the image header: %s",
+				err_str(err));
 			return err;
 		}
 		ck->hdr.nb_snapshots = ck->nb_sns;
@@ -435,23 +442,23 @@ static int read_snapshots(struct ck *ck)
 		if (ck->sns[i].extra_data_size >= QCOW2_SNAPSHOT_V3_MIN_EXTRA_BYTES)
 			continue;
 		ck->res->corruptions++;
-		ck_msg(ck, "%s snapshot table entry %" PRIu32 " is incomplete",
-		       ck->fix & QCOW2_CHECK_FIX_ERRORS ? "Repairing" : "ERROR", i);
+		qcow2_ck_msg(ck, "%s snapshot table entry %" PRIu32 " is incomplete",
+			     ck->fix & QCOW2_CHECK_FIX_ERRORS ? "Repairing" : "ERROR", i);
 	}
 	return 0;
 }
 
 /* QEMU's qcow2_check_fix_snapshot_table(). */
-static int fix_snapshots(struct ck *ck)
+static int fix_snapshots(struct qcow2_ck *ck)
 {
 	int err;
 
 	if (!ck->res->corruptions || !(ck->fix & QCOW2_CHECK_FIX_ERRORS))
 		return 0;
-	err = ck_write_snapshots(ck);
+	err = qcow2_ck_write_snapshots(ck);
 	if (err) {
 		ck->res->check_errors++;
-		ck_msg(ck, "ERROR failed to update snapshot table: %s", err_str(err));
+		qcow2_ck_msg(ck, "ERROR failed to update snapshot table: %s", err_str(err));
 		return err;
 	}
 	ck->res->corruptions_fixed += ck->res->corruptions;
@@ -466,7 +473,7 @@ static int fix_snapshots(struct ck *ck)
  * the old one leaves leaked.  Counters as QEMU keeps them: what the first
  * pass found and is now gone counts as fixed.
  */
-static int recount_after_rebuild(struct ck *ck, uint64_t *highest)
+static int recount_after_rebuild(struct qcow2_ck *ck, uint64_t *highest)
 {
 	struct qcow2_check_result *res = ck->res, old = *res, saved;
 	uint64_t fresh_leaks = 0;
@@ -476,15 +483,15 @@ static int recount_after_rebuild(struct ck *ck, uint64_t *highest)
 	res->corruptions = 0;
 	res->leaks = 0;
 	memset(ck->imrt, 0, ck->imrt_alloc_bytes);
-	err = ck_calculate(ck, 0, &rebuild);
+	err = qcow2_ck_calculate(ck, 0, &rebuild);
 	if (err)
 		return err;
 	if (ck->fix & QCOW2_CHECK_FIX_LEAKS) {
 		saved = *res;
 		*res = (struct qcow2_check_result){ 0 };
-		ck_compare(ck, QCOW2_CHECK_FIX_LEAKS, &rebuild, highest);
+		qcow2_ck_compare(ck, QCOW2_CHECK_FIX_LEAKS, &rebuild, highest);
 		if (rebuild)
-			ck_msg(ck, "ERROR rebuilt refcount structure is still broken");
+			qcow2_ck_msg(ck, "ERROR rebuilt refcount structure is still broken");
 		fresh_leaks = res->leaks;
 		*res = saved;
 	}
@@ -497,10 +504,10 @@ static int recount_after_rebuild(struct ck *ck, uint64_t *highest)
 }
 
 /* QEMU's qcow2_check_refcounts(). */
-static int check_refcounts(struct ck *ck)
+static int check_refcounts(struct qcow2_ck *ck)
 {
 	struct qcow2_check_result *res = ck->res, pre;
-	uint64_t nb_clusters = ck_clusters(ck, ck->file_bytes), highest = 0;
+	uint64_t nb_clusters = qcow2_ck_clusters(ck, ck->file_bytes), highest = 0;
 	bool rebuild = false;
 	int err;
 
@@ -508,37 +515,37 @@ static int check_refcounts(struct ck *ck)
 		res->check_errors++;
 		return -EFBIG;
 	}
-	res->total_clusters = ck_clusters(ck, ck->disk_bytes);
-	err = ck_imrt_resize(ck, nb_clusters);
+	res->total_clusters = qcow2_ck_clusters(ck, ck->disk_bytes);
+	err = qcow2_ck_imrt_resize(ck, nb_clusters);
 	if (err) {
 		res->check_errors++;
 		return err;
 	}
-	err = ck_calculate(ck, ck->fix, &rebuild);
+	err = qcow2_ck_calculate(ck, ck->fix, &rebuild);
 	if (err)
 		return err;
 	pre = *res;
-	ck_compare(ck, 0, &rebuild, &highest);
+	qcow2_ck_compare(ck, 0, &rebuild, &highest);
 	if (rebuild && (ck->fix & QCOW2_CHECK_FIX_ERRORS)) {
-		ck_msg(ck, "Rebuilding refcount structure");
-		err = ck_rebuild(ck);
+		qcow2_ck_msg(ck, "Rebuilding refcount structure");
+		err = qcow2_ck_rebuild(ck);
 		if (!err)
 			err = recount_after_rebuild(ck, &highest);
 	} else if (ck->fix && rebuild) {
-		ck_msg(ck, "ERROR need to rebuild refcount structures");
+		qcow2_ck_msg(ck, "ERROR need to rebuild refcount structures");
 		res->check_errors++;
 		err = -EIO;
 	} else if (ck->fix && (res->leaks || res->corruptions)) {
 		*res = pre;
-		ck_compare(ck, ck->fix, &rebuild, &highest);
+		qcow2_ck_compare(ck, ck->fix, &rebuild, &highest);
 	}
 	if (!err)
-		err = ck_rc_flush(ck);
+		err = qcow2_ck_rc_flush(ck);
 	if (!err && ck->fix)
-		err = ck_sync(ck);
+		err = qcow2_ck_sync(ck);
 	if (err)
 		return err;
-	err = ck_check_copied(ck, ck->fix);
+	err = qcow2_ck_check_copied(ck, ck->fix);
 	if (err)
 		return err;
 	res->image_end_offset = (highest + 1) << ck->g.cluster_bits;
@@ -548,7 +555,7 @@ static int check_refcounts(struct ck *ck)
 /* ---- the whole check ------------------------------------------------------------- */
 
 /* QEMU's qcow2_mark_clean() and qcow2_mark_consistent(), as one synced field write. */
-static int mark_clean(struct ck *ck)
+static int mark_clean(struct qcow2_ck *ck)
 {
 	uint64_t bits = QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT;
 	uint8_t be[8];
@@ -557,11 +564,11 @@ static int mark_clean(struct ck *ck)
 	if (ck->hdr.version < 3 || !(ck->hdr.incompatible_features & bits))
 		return 0;
 	qcow2_put_be64(be, ck->hdr.incompatible_features & ~bits);
-	err = ck_sync(ck);
+	err = qcow2_ck_sync(ck);
 	if (!err)
-		err = ck_write(ck, QCOW2_HDR_OFF(incompatible_features), be, sizeof(be));
+		err = qcow2_ck_write(ck, QCOW2_HDR_OFF(incompatible_features), be, sizeof(be));
 	if (!err)
-		err = ck_sync(ck);
+		err = qcow2_ck_sync(ck);
 	if (!err)
 		ck->hdr.incompatible_features &= ~bits;
 	return err;
@@ -574,7 +581,7 @@ static int mark_clean(struct ck *ck)
  * with the snapshot count it has not read yet, which drops every internal
  * snapshot of the image; this changes the one field, synced.
  */
-static int clear_unknown_autoclear(struct ck *ck)
+static int clear_unknown_autoclear(struct qcow2_ck *ck)
 {
 	uint64_t known = ck->hdr.autoclear_features & QCOW2_AUTOCLEAR_KNOWN;
 	uint8_t be[8];
@@ -583,9 +590,9 @@ static int clear_unknown_autoclear(struct ck *ck)
 	if (!ck->fix || ck->hdr.autoclear_features == known)
 		return 0;
 	qcow2_put_be64(be, known);
-	err = ck_write(ck, QCOW2_HDR_OFF(autoclear_features), be, sizeof(be));
+	err = qcow2_ck_write(ck, QCOW2_HDR_OFF(autoclear_features), be, sizeof(be));
 	if (!err)
-		err = ck_sync(ck);
+		err = qcow2_ck_sync(ck);
 	if (err)
 		log_err("qcow2 %s: clearing unknown autoclear feature bits: %s", ck->path,
 			err_str(err));
@@ -594,7 +601,7 @@ static int clear_unknown_autoclear(struct ck *ck)
 	return err;
 }
 
-static int ck_run(struct ck *ck, struct qcow2_check_result *res)
+static int ck_run(struct qcow2_ck *ck, struct qcow2_check_result *res)
 {
 	struct qcow2_check_result snap = { 0 }, refs = { 0 };
 	int err;
@@ -630,7 +637,7 @@ static int ck_run(struct ck *ck, struct qcow2_check_result *res)
 int qcow2_check_file(struct aio_file *f, const char *path, const struct qcow2_check_opts *opts,
 		     struct qcow2_check_result *res)
 {
-	struct ck ck = {
+	struct qcow2_ck ck = {
 		.file = f,
 		.path = path,
 		.fix = opts ? opts->flags & QCOW2_CHECK_REPAIR_ALL : 0,

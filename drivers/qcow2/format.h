@@ -327,7 +327,10 @@ struct qcow2_header {
 	(1u << 0) /* opened for check/repair: as QEMU's
 				     * BDRV_O_CHECK, accept a zero-sized
 				     * reftable and skip the snapshot table
-				     * bounds, which check repairs */
+				     * bounds, which check repairs; tables
+				     * may overlap (check reports it); the
+				     * backing name may lie in the header
+				     * or hold a NUL (check never uses it) */
 
 /*
  * qcow2_header_parse - decode and validate cluster 0.
@@ -345,7 +348,8 @@ struct qcow2_header {
  * the fixed header, names must not contain NUL bytes, a known extension
  * may appear only once, and the header, L1 table, refcount table,
  * snapshot table, bitmap directory and encryption header must not overlap
- * (QEMU checks overlaps only before writing).
+ * (QEMU checks overlaps only before writing; a QCOW2_PARSE_CHECK parse
+ * accepts them).
  */
 #define QCOW2_HEADER_PROBE_BYTES QCOW2_V3_HEADER_BYTES
 int qcow2_header_parse(const void *buf, size_t len, const char *path, unsigned flags,

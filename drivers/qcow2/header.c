@@ -337,7 +337,9 @@ struct region {
  * QEMU only checks overlaps before writes; refusing them at open costs
  * nothing for sane images and keeps a hostile one from making the driver
  * update one table through another.  The snapshot table counts with its
- * minimum size (its entries are variable-length).
+ * minimum size (its entries are variable-length).  A check open skips
+ * this: overlapping tables are what a check reports (as refcount errors),
+ * and its repairs make their own overlap checks before each write.
  */
 static int check_overlaps(const struct qcow2_header *h, const char *path, unsigned flags)
 {
@@ -345,13 +347,14 @@ static int check_overlaps(const struct qcow2_header *h, const char *path, unsign
 	struct region r[6];
 	unsigned n = 0;
 
+	if (flags & QCOW2_PARSE_CHECK)
+		return 0;
 	r[n++] = (struct region){ "header", 0, cluster_bytes };
 	r[n++] = (struct region){ "L1 table", h->l1_table_offset, (uint64_t)h->l1_size * 8 };
 	r[n++] = (struct region){ "refcount table", h->refcount_table_offset,
 				  (uint64_t)h->refcount_table_clusters << h->cluster_bits };
-	if (!(flags & QCOW2_PARSE_CHECK))
-		r[n++] = (struct region){ "snapshot table", h->snapshots_offset,
-					  (uint64_t)h->nb_snapshots * QCOW2_SNAPSHOT_HEADER_BYTES };
+	r[n++] = (struct region){ "snapshot table", h->snapshots_offset,
+				  (uint64_t)h->nb_snapshots * QCOW2_SNAPSHOT_HEADER_BYTES };
 	if (h->bitmaps.present && (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS))
 		r[n++] = (struct region){ "bitmap directory", h->bitmaps.dir_offset,
 					  h->bitmaps.dir_bytes };
@@ -488,17 +491,20 @@ static int parse_unknown_fields(const struct qcow2_in *in, struct qcow2_header *
  * The name must lie in cluster 0 after the fixed header (QEMU only checks
  * the cluster; a name over the header fields is never legitimate) and, as
  * in QEMU, be at most 1023 bytes.  A NUL inside would make the name differ
- * between readers, so it is refused.
+ * between readers, so it is refused.  A check open, which never uses the
+ * name, accepts both as QEMU does (the name then ends at the NUL).
  */
-static int parse_backing_name(const struct qcow2_in *in, const char *path, struct qcow2_header *h)
+static int parse_backing_name(const struct qcow2_in *in, const char *path, unsigned flags,
+			      struct qcow2_header *h)
 {
+	bool check = flags & QCOW2_PARSE_CHECK;
 	uint64_t cluster_bytes = UINT64_C(1) << h->cluster_bits;
 	uint64_t max =
 		MIN((uint64_t)QCOW2_MAX_BACKING_NAME_BYTES, cluster_bytes - h->backing_file_offset);
 
 	if (h->backing_file_offset == 0)
 		return 0;
-	if (h->backing_file_offset < h->header_length) {
+	if (h->backing_file_offset < h->header_length && !check) {
 		log_err("qcow2: %s: backing_file_offset 0x%" PRIx64 " is inside the %" PRIu32
 			"-byte header",
 			path, h->backing_file_offset, h->header_length);
@@ -512,7 +518,7 @@ static int parse_backing_name(const struct qcow2_in *in, const char *path, struc
 	}
 	qcow2_in_copy(in, h->backing_file_offset, h->backing_file, h->backing_file_size);
 	h->backing_file[h->backing_file_size] = '\0';
-	if (strlen(h->backing_file) != h->backing_file_size) {
+	if (strlen(h->backing_file) != h->backing_file_size && !check) {
 		log_err("qcow2: %s: backing file name contains a NUL byte", path);
 		return -EINVAL;
 	}
@@ -552,7 +558,7 @@ int qcow2_header_parse(const void *buf, size_t len, const char *path, unsigned f
 	if (!ret)
 		ret = qcow2_fmt_parse_extensions(&in, path, false, h);
 	if (!ret)
-		ret = parse_backing_name(&in, path, h);
+		ret = parse_backing_name(&in, path, flags, h);
 	if (!ret)
 		ret = qcow2_header_validate(h, path, flags);
 	if (ret == -ENOMEM)

@@ -26,6 +26,7 @@
 #include "errors.h"
 #include "log.h"
 #include "qcow2/create.h"
+#include "qcow2/check.h"
 #include "qcow2/internal.h"
 #include "qcow2/qcow2.h"
 #include "qcow2/sync-io.h"
@@ -109,9 +110,10 @@ static int check_features(struct drv_image *img, unsigned flags)
 		log_err("qcow2 %s: image is corrupt; cannot be opened read/write", img->path);
 		return -EACCES;
 	}
-	if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY)
-		log_warn("qcow2 %s: dirty bit set: refcounts may be stale (reads are unaffected)",
-			 img->path);
+	if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && (flags & DRV_OPEN_RDONLY))
+		log_dbg(LOG_F_QCOW2,
+			"%s: dirty bit set: refcounts may be stale (reads are unaffected)",
+			img->path);
 	return 0;
 }
 
@@ -235,6 +237,18 @@ static int open_image(struct drv_image *img, const char *path, unsigned flags)
 		qi->file = NULL;
 		qcow2_header_fini(&qi->hdr);
 		err = open_file(img, path, flags | DRV_OPEN_BUFFERED);
+		if (!err)
+			err = read_header(img);
+	}
+	if (!err && !(flags & DRV_OPEN_RDONLY) &&
+	    (qi->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
+		/*
+		 * Lazy refcounts and a crash: the refcounts are stale.  Repair
+		 * them before anything allocates, as QEMU's writable open does.
+		 */
+		log_warn("qcow2 %s: dirty bit set: repairing the refcounts", path);
+		qcow2_header_fini(&qi->hdr);
+		err = qcow2_check_repair_dirty(qi->file, path);
 		if (!err)
 			err = read_header(img);
 	}

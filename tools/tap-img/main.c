@@ -19,6 +19,7 @@ static const struct {
 	{ "create", img_cmd_create, "create a new image" },
 	{ "convert", img_cmd_convert, "copy an image and its backing chain into a new image" },
 	{ "info", img_cmd_info, "show what qemu-img info shows about an image" },
+	{ "check", img_cmd_check, "check an image for consistency, and repair it" },
 	{ "io", img_cmd_io, "read, write, discard and verify an image (qemu-io's commands)" },
 	{ "bench", img_cmd_bench, "run a load against an image and report IOPS and latency" },
 };

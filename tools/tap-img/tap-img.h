@@ -19,6 +19,7 @@
 int img_cmd_create(int argc, char **argv);
 int img_cmd_convert(int argc, char **argv);
 int img_cmd_info(int argc, char **argv);
+int img_cmd_check(int argc, char **argv);
 int img_cmd_io(int argc, char **argv);
 int img_cmd_bench(int argc, char **argv);
 

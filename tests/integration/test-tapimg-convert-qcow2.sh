@@ -117,7 +117,8 @@ fi
 # Errors name what is wrong.
 out=$($TAPIMG convert -O qcow2 -o cluster_size=3k sparse.raw bad.qcow2 2>&1) &&
 	die "cluster_size=3k accepted"
-echo "$out" | grep -q 'cluster_size' || die "bad cluster_size: $out"
+# qemu-img's own wording, which names the option by its meaning
+echo "$out" | grep -qi 'cluster.size' || die "bad cluster_size: $out"
 out=$($TAPIMG convert -O qcow2 -o no_such_option=1 sparse.raw bad.qcow2 2>&1) &&
 	die "no_such_option accepted"
 echo "$out" | grep -q 'no_such_option' || die "unknown option: $out"

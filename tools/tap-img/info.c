@@ -128,6 +128,20 @@ static int probe_format(const char *filename, const char **fmt)
 	return 0;
 }
 
+static bool has_qcow2_magic(const char *filename)
+{
+	uint8_t buf[4];
+	int fd = open(filename, O_RDONLY | O_CLOEXEC);
+	bool yes;
+
+	if (fd < 0)
+		return false;
+	yes = pread(fd, buf, sizeof(buf), 0) == (ssize_t)sizeof(buf) &&
+	      qcow2_get_be32(buf) == QCOW2_MAGIC;
+	close(fd);
+	return yes;
+}
+
 /* A raw image's size as QEMU's block layer reports it: whole sectors. */
 static int raw_size(struct info_image *im)
 {
@@ -179,7 +193,9 @@ static int info_read_image(const char *filename, const char *fmt, struct info_im
 			err_str(err));
 		return err;
 	}
-	if (fmt && strcmp(fmt, "qcow2") == 0 && strcmp(probed, "qcow2") != 0) {
+	/* a qcow2 magic with a header the probe refuses: the parse says what is wrong */
+	if (fmt && strcmp(fmt, "qcow2") == 0 && strcmp(probed, "qcow2") != 0 &&
+	    !has_qcow2_magic(filename)) {
 		img_err("info", "Could not open '%s': Image is not in qcow2 format", filename);
 		return -EINVAL;
 	}

@@ -174,7 +174,8 @@ struct cr_req {
 struct cr_round {
 	uint64_t round;
 	uint64_t nblocks;
-	uint64_t cluster_blocks;
+	uint64_t cluster_blocks; /* 1 for clusters of 4 KiB or less */
+	uint64_t unit_bytes;	 /* the atom of a crash: min(cluster, 4 KiB) */
 	struct cr_req *reqs;
 	uint64_t nreqs;
 	uint64_t flush_fence; /* the latest ISSUE position of a completed flush; 0: none */
@@ -182,6 +183,10 @@ struct cr_round {
 	 * last zero write or discard; 0: none */
 	uint64_t *durable_pos;
 	uint64_t *zero_pos;
+	/* per block: the requests that change it, in ISSUE order, as
+	 * by_blk[first[b]] .. by_blk[first[b + 1] - 1] */
+	uint64_t *first;
+	uint32_t *by_blk;
 	/* counts for the report */
 	uint64_t done, flushes_done, durable;
 	bool truncated; /* a partial record at the end (the kill hit a write(2)) */
@@ -192,6 +197,8 @@ static void cr_round_free(struct cr_round *r)
 	free(r->reqs);
 	free(r->durable_pos);
 	free(r->zero_pos);
+	free(r->first);
+	free(r->by_blk);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -254,6 +261,32 @@ static const char *cr_round_add(struct cr_round *r, const struct cr_rec *rec, ui
 	return NULL;
 }
 
+/* Each block's requests, in ISSUE order. */
+static void cr_round_lists(struct cr_round *r)
+{
+	uint64_t i, b, total = 0, *fill;
+
+	r->first = calloc(r->nblocks + 1, sizeof(uint64_t));
+	fill = calloc(r->nblocks, sizeof(uint64_t));
+	if (!r->first || !fill)
+		abort();
+	for (i = 0; i < r->nreqs; i++) {
+		for (b = r->reqs[i].eff; b < r->reqs[i].eff + r->reqs[i].neff; b++)
+			r->first[b + 1]++;
+		total += r->reqs[i].neff;
+	}
+	for (b = 0; b < r->nblocks; b++)
+		r->first[b + 1] += r->first[b];
+	r->by_blk = malloc((total ? total : 1) * sizeof(uint32_t));
+	if (!r->by_blk)
+		abort();
+	for (i = 0; i < r->nreqs; i++) {
+		for (b = r->reqs[i].eff; b < r->reqs[i].eff + r->reqs[i].neff; b++)
+			r->by_blk[r->first[b] + fill[b]++] = (uint32_t)i;
+	}
+	free(fill);
+}
+
 /* Durability, then the per-block positions the rules need. */
 static void cr_round_index(struct cr_round *r)
 {
@@ -277,11 +310,12 @@ static void cr_round_index(struct cr_round *r)
 				r->zero_pos[b] = q->issue_pos;
 		}
 	}
+	cr_round_lists(r);
 }
 
 /*
  * Parse @len bytes of log into @r (zeroed by the caller but for round,
- * nblocks and cluster_blocks).  Returns NULL, or what is wrong with it.
+ * nblocks, cluster_blocks and unit_bytes).  Returns NULL, or what is wrong with it.
  */
 static const char *cr_round_parse(struct cr_round *r, const uint8_t *log, size_t len)
 {
@@ -312,8 +346,8 @@ static bool cr_covers(const struct cr_req *q, uint64_t b)
  * at the start of the round) one of the values the rules allow?  When it
  * is, *@now is the value it holds, for the next round.
  */
-static bool cr_judge(const struct cr_round *r, uint64_t blk, const uint8_t *b, const uint8_t *orig,
-		     struct cr_val base, struct cr_val *now)
+static bool cr_judge_block(const struct cr_round *r, uint64_t blk, const uint8_t *b,
+			   const uint8_t *orig, struct cr_val base, struct cr_val *now)
 {
 	uint64_t dpos = r->durable_pos[blk], zpos = r->zero_pos[blk], gen = 0;
 	enum cr_seen seen = cr_parse(b, blk, &gen);
@@ -342,6 +376,75 @@ static bool cr_judge(const struct cr_round *r, uint64_t blk, const uint8_t *b, c
 		       (base.kind == CR_V_ORIG || (base.kind == CR_V_ZERO && orig_zero));
 	}
 	return false;
+}
+
+/* The bytes value @v gives block @blk (original content @orig), into @out. */
+static void cr_val_bytes(struct cr_val v, uint64_t blk, const uint8_t *orig, uint8_t *out)
+{
+	if (v.kind == CR_V_DATA)
+		cr_fill(out, blk, v.gen);
+	else if (v.kind == CR_V_ZERO)
+		memset(out, 0, CR_BLK);
+	else
+		memcpy(out, orig, CR_BLK);
+}
+
+/* Unit @k of block @blk against every value the rules allow it. */
+static bool cr_judge_unit(const struct cr_round *r, uint64_t blk, unsigned k, const uint8_t *b,
+			  const uint8_t *orig, struct cr_val base, struct cr_val *now)
+{
+	uint64_t u = r->unit_bytes, dpos = r->durable_pos[blk], j;
+	uint8_t want[CR_BLK];
+
+	if (!dpos) {
+		cr_val_bytes(base, blk, orig, want);
+		if (!memcmp(want + k * u, b + k * u, u)) {
+			*now = base;
+			return true;
+		}
+	}
+	for (j = r->first[blk]; j < r->first[blk + 1]; j++) {
+		uint32_t id = r->by_blk[j];
+		struct cr_val v = { .kind = CR_V_ZERO };
+
+		if (r->reqs[id].issue_pos < dpos)
+			continue;
+		if (r->reqs[id].op == CR_OP_WRITE)
+			v = (struct cr_val){ .kind = CR_V_DATA, .gen = cr_gen(r->round, id) };
+		cr_val_bytes(v, blk, orig, want);
+		if (!memcmp(want + k * u, b + k * u, u)) {
+			*now = v;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Is @b, block @blk, allowed?  @base and @now hold one value per unit
+ * (CR_BLK / unit_bytes of them): with clusters smaller than a block, an
+ * unfinished write may have landed on some of a block's clusters and not
+ * on others, so each unit is judged on its own; a unit is never torn.
+ */
+static bool cr_judge(const struct cr_round *r, uint64_t blk, const uint8_t *b, const uint8_t *orig,
+		     const struct cr_val *base, struct cr_val *now)
+{
+	unsigned upb = (unsigned)(CR_BLK / r->unit_bytes), k;
+	bool same = true;
+	struct cr_val v;
+
+	for (k = 1; k < upb; k++)
+		same &= base[k].kind == base[0].kind && base[k].gen == base[0].gen;
+	if (same && cr_judge_block(r, blk, b, orig, base[0], &v)) {
+		for (k = 0; k < upb; k++)
+			now[k] = v;
+		return true;
+	}
+	for (k = 0; k < upb && upb > 1; k++) {
+		if (!cr_judge_unit(r, blk, k, b, orig, base[k], &now[k]))
+			return false;
+	}
+	return upb > 1;
 }
 
 /* A description of @b for a failure message. */
@@ -381,33 +484,35 @@ static void cr_describe_val(struct cr_val v, char *out, size_t size)
 }
 
 /* Everything the round did to block @blk, for a failure message (malloc'ed). */
-static char *cr_describe_history(const struct cr_round *r, uint64_t blk, struct cr_val base)
+static char *cr_describe_history(const struct cr_round *r, uint64_t blk, const struct cr_val *base)
 {
-	size_t size = 4096, used = 0;
+	unsigned upb = (unsigned)(CR_BLK / r->unit_bytes), k;
+	size_t size = 8192, used = 0;
 	char *s = malloc(size), v[96];
-	uint64_t i, listed = 0;
+	uint64_t j, listed = 0;
 
 	if (!s)
 		abort();
-	cr_describe_val(base, v, sizeof(v));
-	used += (size_t)snprintf(s, size,
-				 "held %s at the start of round %" PRIu64
+	for (k = 0; k < upb; k++) {
+		cr_describe_val(base[k], v, sizeof(v));
+		used += (size_t)snprintf(s + used, size - used, "%s%s", k ? ", " : "held ", v);
+	}
+	used += (size_t)snprintf(s + used, size - used,
+				 " at the start of round %" PRIu64
 				 "; flush fence at record %" PRIu64 "\n",
-				 v, r->round, r->flush_fence);
-	for (i = 0; i < r->nreqs && used < size - 200; i++) {
-		const struct cr_req *q = &r->reqs[i];
+				 r->round, r->flush_fence);
+	for (j = r->first[blk]; j < r->first[blk + 1] && used < size - 200; j++) {
+		const struct cr_req *q = &r->reqs[r->by_blk[j]];
 
-		if (!cr_covers(q, blk))
-			continue;
-		if (++listed > 16) {
+		if (++listed > 24) {
 			used += (size_t)snprintf(s + used, size - used, "  ...\n");
 			break;
 		}
 		used += (size_t)snprintf(s + used, size - used,
-					 "  request %" PRIu64 ": %s%s blocks %" PRIu64 "+%" PRIu64
+					 "  request %" PRIu32 ": %s%s blocks %" PRIu64 "+%" PRIu64
 					 ", issued at record %" PRIu64 ", %s%s\n",
-					 i, cr_op_name(q->op), q->fua ? " (FUA)" : "", q->blk,
-					 q->nblk, q->issue_pos,
+					 r->by_blk[j], cr_op_name(q->op), q->fua ? " (FUA)" : "",
+					 q->blk, q->nblk, q->issue_pos,
 					 q->done ? "completed" : "in flight at the kill",
 					 q->durable ? ", durable" : "");
 	}

@@ -59,241 +59,18 @@
 #include "qcow2-test-util.h"
 #include "qcow2-drv-test-util.h"
 #include "crash-oracle.h"
+#include "crash-writer.h"
 
 #define MiB (1024ull * 1024)
-#define DEPTH 24u
-#define WRITE_MAX_BLOCKS 64u
-#define ROUNDS_DEFAULT 30u
+#define ROUNDS_DEFAULT 20u
 #define ROUNDS_VALGRIND 2u
 #define SNAPSHOT_EVERY 10u
-#define CHILD_MAX_NS (30ull * 1000 * 1000 * 1000)
-
-/* A writer's exit status when it ends by itself (it should be killed). */
-enum child_exit {
-	CHILD_EXIT_OPEN = 10,	    /* the image did not open read-write */
-	CHILD_EXIT_IO = 11,	    /* a request failed */
-	CHILD_EXIT_LOG = 12,	    /* the log could not be written */
-	CHILD_EXIT_NOT_KILLED = 13, /* ran CHILD_MAX_NS without being killed */
-	CHILD_EXIT_SETUP = 14,
-};
-
-struct crash_cfg {
-	const char *name;
-	const char *opts; /* qemu-img create -o */
-	uint64_t size;
-	bool backing;  /* over a qcow2 backing file (shorter than the image) */
-	bool snapshot; /* data and an internal snapshot first, another every SNAPSHOT_EVERY rounds */
-	bool lazy;     /* lazy refcounts: repaired with qemu-img check -r all each round */
-	unsigned open_flags;
-	enum aio_engine engine;
-};
 
 static bool under_valgrind(void)
 {
 	const char *vg = getenv("QTAP_VALGRIND");
 
 	return vg && strcmp(vg, "1") == 0;
-}
-
-/* ---- the writer (a child process) --------------------------------------------------- */
-
-struct cw;
-
-struct cw_slot {
-	struct drv_req req;
-	struct iovec iov;
-	uint8_t *buf;
-	bool busy;
-	uint32_t id;
-	struct cw *w;
-};
-
-struct cw {
-	int log_fd;
-	uint64_t round;
-	uint64_t rng;
-	uint64_t nblocks;
-	uint64_t cluster_blocks;
-	uint8_t *busy; /* per block: a request on it is in flight */
-	uint32_t next_id;
-	struct drv_image *top;
-	struct drv_queue *q;
-	struct cw_slot slot[DEPTH];
-};
-
-static void cw_log(struct cw *w, const struct drv_req *req, enum cr_kind kind, unsigned op,
-		   uint32_t id, int err)
-{
-	struct cr_rec rec = { .magic = CR_REC_MAGIC,
-			      .kind = (uint8_t)kind,
-			      .op = (uint8_t)op,
-			      .fua = (req->flags & DRV_REQ_FUA) != 0,
-			      .id = id,
-			      .err = err,
-			      .blk = req->offset / CR_BLK,
-			      .nblk = req->len / CR_BLK };
-
-	if (write(w->log_fd, &rec, sizeof(rec)) != (ssize_t)sizeof(rec))
-		_exit(CHILD_EXIT_LOG);
-}
-
-static unsigned cw_op(const struct drv_req *req)
-{
-	switch (req->op) {
-	case DRV_OP_WRITE:
-		return CR_OP_WRITE;
-	case DRV_OP_WRITE_ZEROES:
-		return CR_OP_ZERO;
-	case DRV_OP_DISCARD:
-		return CR_OP_DISCARD;
-	default:
-		return CR_OP_FLUSH;
-	}
-}
-
-static void cw_done(struct drv_req *req, int err)
-{
-	struct cw_slot *s = req->opaque;
-	struct cw *w = s->w;
-
-	cw_log(w, req, CR_DONE, cw_op(req), s->id, err);
-	if (err) {
-		fprintf(stderr,
-			"writer: round %" PRIu64 " request %u (%s at %" PRIu64 "+%" PRIu64
-			"): %s\n",
-			w->round, s->id, cr_op_name(cw_op(req)), req->offset, req->len,
-			strerror(-err));
-		_exit(CHILD_EXIT_IO);
-	}
-	if (req->op != DRV_OP_FLUSH)
-		memset(w->busy + req->offset / CR_BLK, 0, req->len / CR_BLK);
-	s->busy = false;
-}
-
-/* A range for @op: small writes mostly, half of them in a hot eighth of the disk. */
-static void cw_pick(struct cw *w, unsigned op, uint64_t *blk, uint64_t *n)
-{
-	uint64_t r = qd_rand(&w->rng) % 10, cb = w->cluster_blocks, region;
-
-	if (op == CR_OP_WRITE)
-		*n = 1 + qd_rand(&w->rng) % (r < 7 ? 4 : r < 9 ? cb + 2 : WRITE_MAX_BLOCKS);
-	else if (op == CR_OP_ZERO)
-		*n = 1 + qd_rand(&w->rng) % (2 * cb);
-	else
-		*n = cb * (1 + qd_rand(&w->rng) % 4) + (r % 2 ? qd_rand(&w->rng) % cb : 0);
-	*n = MIN(*n, op == CR_OP_WRITE ? (uint64_t)WRITE_MAX_BLOCKS : w->nblocks);
-	region = qd_rand(&w->rng) % 2 ? w->nblocks / 8 : w->nblocks;
-	region = MAX(region, *n);
-	*blk = qd_rand(&w->rng) % (region - *n + 1);
-	if (op == CR_OP_DISCARD && r < 5)
-		*blk = ALIGN_DOWN(*blk, cb);
-}
-
-static bool cw_busy(const struct cw *w, uint64_t blk, uint64_t n)
-{
-	uint64_t i;
-
-	for (i = 0; i < n; i++) {
-		if (w->busy[blk + i])
-			return true;
-	}
-	return false;
-}
-
-/* Issue one random request on @s; false when it would overlap one in flight. */
-static bool cw_issue(struct cw *w, struct cw_slot *s)
-{
-	uint64_t k = qd_rand(&w->rng) % 100, blk = 0, n = 0, i;
-	unsigned op = k < 62   ? CR_OP_WRITE
-		      : k < 78 ? CR_OP_ZERO
-		      : k < 88 ? CR_OP_DISCARD
-			       : CR_OP_FLUSH;
-	static const enum drv_op ops[] = { 0, DRV_OP_WRITE, DRV_OP_WRITE_ZEROES, DRV_OP_DISCARD,
-					   DRV_OP_FLUSH };
-	void *priv = s->req.priv;
-
-	if (op != CR_OP_FLUSH) {
-		cw_pick(w, op, &blk, &n);
-		if (cw_busy(w, blk, n))
-			return false;
-		memset(w->busy + blk, 1, n);
-	}
-	s->id = w->next_id++;
-	s->req = (struct drv_req){ .op = ops[op],
-				   .offset = blk * CR_BLK,
-				   .len = n * CR_BLK,
-				   .q = w->q,
-				   .done = cw_done,
-				   .opaque = s,
-				   .priv = priv };
-	if (op == CR_OP_WRITE) {
-		for (i = 0; i < n; i++)
-			cr_fill(s->buf + i * CR_BLK, blk + i, cr_gen(w->round, s->id));
-		s->iov = (struct iovec){ .iov_base = s->buf, .iov_len = n * CR_BLK };
-		s->req.iov = &s->iov;
-		s->req.iovcnt = 1;
-		s->req.flags = k < 6 ? DRV_REQ_FUA : 0;
-	} else if (op == CR_OP_ZERO) {
-		s->req.flags = (k % 2 ? DRV_REQ_MAY_UNMAP : 0) | (k < 64 ? DRV_REQ_FUA : 0);
-	}
-	s->busy = true;
-	cw_log(w, &s->req, CR_ISSUE, op, s->id, 0);
-	drv_submit(w->top, &s->req);
-	return true;
-}
-
-static void __attribute__((noreturn)) cw_run(struct cw *w)
-{
-	uint64_t start = evloop_now_ns();
-	unsigned i, busy;
-
-	for (;;) {
-		for (busy = 0, i = 0; i < DEPTH; i++) {
-			if (!w->slot[i].busy)
-				cw_issue(w, &w->slot[i]);
-			busy += w->slot[i].busy;
-		}
-		if (busy && evloop_run_once(w->q->loop, -1) < 0 && errno != EINTR)
-			_exit(CHILD_EXIT_SETUP);
-		if (evloop_now_ns() - start > CHILD_MAX_NS)
-			_exit(CHILD_EXIT_NOT_KILLED);
-	}
-}
-
-/*
- * The writer: open @img read-write, say so on @ready_fd, write until killed.
- * Never returns, and never touches cmocka's state.
- */
-static void __attribute__((noreturn))
-child_main(const struct crash_cfg *c, const char *img, uint64_t cluster_blocks, int log_fd,
-	   int ready_fd, uint64_t round, uint64_t seed)
-{
-	struct aio_ctx_opts aopts = { .engine = c->engine };
-	struct cw w = {
-		.log_fd = log_fd, .round = round, .rng = seed | 1, .cluster_blocks = cluster_blocks
-	};
-	char spec[PATH_MAX + 8];
-	struct drv_sync *s;
-	unsigned i;
-
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	snprintf(spec, sizeof(spec), "qcow2:%s", img);
-	if (drv_chain_open(spec, c->open_flags, &w.top) || drv_sync_new(w.top, &aopts, &s))
-		_exit(CHILD_EXIT_OPEN);
-	w.q = drv_sync_queue(s);
-	w.nblocks = w.top->size_bytes / CR_BLK;
-	w.busy = calloc(w.nblocks, 1);
-	for (i = 0; i < DEPTH; i++) {
-		w.slot[i].w = &w;
-		w.slot[i].buf = buf_alloc(WRITE_MAX_BLOCKS * CR_BLK, 4096);
-		w.slot[i].req.priv = calloc(1, drv_chain_req_priv_bytes(w.top));
-		if (!w.slot[i].buf || !w.slot[i].req.priv)
-			_exit(CHILD_EXIT_SETUP);
-	}
-	if (!w.busy || write(ready_fd, "r", 1) != 1)
-		_exit(CHILD_EXIT_SETUP);
-	close(ready_fd);
-	cw_run(&w);
 }
 
 /* ---- the parent: set-up ------------------------------------------------------------------ */
@@ -306,15 +83,16 @@ struct crash_stats {
 	uint64_t reqs, done, flushes, durable, exact_blocks;
 	uint64_t delay_min_ms, delay_max_ms;
 	int64_t leaks_end;
+	uint32_t reftable_start, reftable_end; /* refcount_table_clusters */
 };
 
 struct crash_run {
 	const struct crash_cfg *cfg;
 	char img[PATH_MAX], spec[PATH_MAX + 8], log[PATH_MAX], raw[PATH_MAX];
-	uint64_t size, nblocks, cluster_blocks;
+	uint64_t size, nblocks, cluster_blocks, unit_bytes, upb;
 	uint64_t seed, rng;
 	uint8_t *orig;	     /* what the image read before the first round */
-	struct cr_val *base; /* per block: what it read after the last kill */
+	struct cr_val *base; /* per unit (upb per block): what it read after the last kill */
 	uint8_t *buf;	     /* the driver's read of the whole disk */
 	struct crash_stats st;
 };
@@ -351,7 +129,7 @@ static void make_image(struct crash_run *cr)
 
 static void convert_raw(struct crash_run *cr, uint8_t **out)
 {
-	int rc = qt_run("qemu-img", "convert", "-O", "raw", cr->img, cr->raw, NULL);
+	int rc = qt_run("qemu-img", "convert", "-t", "unsafe", "-O", "raw", cr->img, cr->raw, NULL);
 
 	if (rc != 0)
 		fail_msg("%s: qemu-img convert -O raw exits %d", cr->cfg->name, rc);
@@ -359,8 +137,19 @@ static void convert_raw(struct crash_run *cr, uint8_t **out)
 	*out = qt_read(cr->raw, 0, cr->size);
 }
 
+/* The header's refcount_table_clusters: grows with the file. */
+static uint32_t reftable_clusters(const struct crash_run *cr)
+{
+	uint8_t *be = qt_read(cr->img, 56, 4);
+	uint32_t v = (uint32_t)be[0] << 24 | (uint32_t)be[1] << 16 | (uint32_t)be[2] << 8 | be[3];
+
+	free(be);
+	return v;
+}
+
 static void crash_setup(struct crash_run *cr, const struct crash_cfg *c, uint64_t seed)
 {
+	uint64_t cluster_bytes;
 	char name[64];
 	json_t *info;
 
@@ -377,14 +166,17 @@ static void crash_setup(struct crash_run *cr, const struct crash_cfg *c, uint64_
 	snprintf(cr->raw, sizeof(cr->raw), "%s", qt_path(name));
 	make_image(cr);
 	info = qt_info(cr->img);
-	cr->cluster_blocks =
-		(uint64_t)json_integer_value(qt_json_get(info, "cluster-size")) / CR_BLK;
+	cluster_bytes = (uint64_t)json_integer_value(qt_json_get(info, "cluster-size"));
 	json_decref(info);
-	assert_true(cr->cluster_blocks >= 1);
+	assert_true(cluster_bytes >= 512);
+	cr->cluster_blocks = MAX(cluster_bytes / CR_BLK, 1);
+	cr->unit_bytes = MIN(cluster_bytes, (uint64_t)CR_BLK);
+	cr->upb = CR_BLK / cr->unit_bytes;
 	cr->size = c->size;
 	cr->nblocks = c->size / CR_BLK;
+	cr->st.reftable_start = reftable_clusters(cr);
 	convert_raw(cr, &cr->orig);
-	cr->base = calloc(cr->nblocks, sizeof(*cr->base)); /* all CR_V_ORIG */
+	cr->base = calloc(cr->nblocks * cr->upb, sizeof(*cr->base)); /* all CR_V_ORIG */
 	cr->buf = buf_alloc(cr->size, 4096);
 	assert_non_null(cr->base);
 	assert_non_null(cr->buf);
@@ -544,7 +336,8 @@ static void parse_log(struct crash_run *cr, struct cr_round *r, uint64_t round)
 
 	*r = (struct cr_round){ .round = round,
 				.nblocks = cr->nblocks,
-				.cluster_blocks = cr->cluster_blocks };
+				.cluster_blocks = cr->cluster_blocks,
+				.unit_bytes = cr->unit_bytes };
 	why = cr_round_parse(r, log, len);
 	free(log);
 	if (why)
@@ -555,7 +348,7 @@ static void fail_block(struct crash_run *cr, const struct cr_round *r, uint64_t 
 		       const char *reader, const uint8_t *got)
 {
 	char seen[128];
-	char *hist = cr_describe_history(r, b, cr->base[b]);
+	char *hist = cr_describe_history(r, b, cr->base + b * cr->upb);
 
 	cr_describe_seen(got, b, cr->orig + b * CR_BLK, seen, sizeof(seen));
 	fail_msg("%s round %" PRIu64 " (seed %" PRIu64 ", image %s): block %" PRIu64
@@ -568,22 +361,23 @@ static void fail_block(struct crash_run *cr, const struct cr_round *r, uint64_t 
 /* Every block against the rules; what it holds is its value for the next round. */
 static void judge_blocks(struct crash_run *cr, const struct cr_round *r, const uint8_t *qemu)
 {
+	struct cr_val now[CR_BLK / 512];
 	uint64_t b;
 
 	for (b = 0; b < cr->nblocks; b++) {
 		const uint8_t *got = cr->buf + b * CR_BLK, *orig = cr->orig + b * CR_BLK;
-		struct cr_val now;
+		struct cr_val *base = cr->base + b * cr->upb;
 
 		if (memcmp(got, qemu + b * CR_BLK, CR_BLK)) {
-			if (!cr_judge(r, b, got, orig, cr->base[b], &now))
+			if (!cr_judge(r, b, got, orig, base, now))
 				fail_block(cr, r, b, "qtap", got);
 			fail_block(cr, r, b, "qemu-img convert (qtap reads otherwise)",
 				   qemu + b * CR_BLK);
 		}
-		if (!cr_judge(r, b, got, orig, cr->base[b], &now))
+		if (!cr_judge(r, b, got, orig, base, now))
 			fail_block(cr, r, b, "qtap and qemu-img convert", got);
 		cr->st.exact_blocks += r->durable_pos[b] != 0;
-		cr->base[b] = now;
+		memcpy(base, now, cr->upb * sizeof(*base));
 	}
 }
 
@@ -629,17 +423,79 @@ static void crash_round(struct crash_run *cr, uint64_t round)
 
 /* ---- the configurations --------------------------------------------------------------------- */
 
+#define BUF DRV_OPEN_BUFFERED
+
+/*
+ * Engines: see the top of the file.  "queues" runs the writer on four
+ * queue threads; "4k-spread" dirties more L2 slices than the cache lets
+ * stay dirty between its rare flushes, so write-back also happens under
+ * cache pressure; "512-refcount64" grows the refcount table every few
+ * rounds (64 refcounts to a block, 64 blocks to the first table).
+ */
 static const struct crash_cfg configs[] = {
-	{ "64k", "cluster_size=65536", 32 * MiB, false, false, false, 0, AIO_ENGINE_LIBAIO },
-	{ "4k", "cluster_size=4096", 8 * MiB, false, false, false, DRV_OPEN_BUFFERED,
-	  AIO_ENGINE_URING },
-	{ "extl2-backing", "cluster_size=65536,extended_l2=on", 16 * MiB, true, false, false, 0,
-	  AIO_ENGINE_SYNC },
-	{ "snapshot", "cluster_size=65536", 16 * MiB, false, true, false, 0, AIO_ENGINE_LIBAIO },
-	{ "lazy", "lazy_refcounts=on,cluster_size=16384", 16 * MiB, false, false, true,
-	  DRV_OPEN_BUFFERED, AIO_ENGINE_URING },
-	{ "refcount1", "refcount_bits=1,cluster_size=4096", 8 * MiB, false, false, false,
-	  DRV_OPEN_BUFFERED, AIO_ENGINE_SYNC },
+	{ .name = "64k",
+	  .opts = "cluster_size=65536",
+	  .size = 32 * MiB,
+	  .engine = AIO_ENGINE_LIBAIO,
+	  .queues = 1,
+	  .flush_pct = 10 },
+	{ .name = "4k",
+	  .opts = "cluster_size=4096",
+	  .size = 8 * MiB,
+	  .open_flags = BUF,
+	  .engine = AIO_ENGINE_URING,
+	  .queues = 1,
+	  .flush_pct = 10 },
+	{ .name = "extl2-backing",
+	  .opts = "cluster_size=65536,extended_l2=on",
+	  .size = 16 * MiB,
+	  .backing = true,
+	  .engine = AIO_ENGINE_SYNC,
+	  .queues = 1,
+	  .flush_pct = 10 },
+	{ .name = "snapshot",
+	  .opts = "cluster_size=65536",
+	  .size = 16 * MiB,
+	  .snapshot = true,
+	  .engine = AIO_ENGINE_LIBAIO,
+	  .queues = 1,
+	  .flush_pct = 10 },
+	{ .name = "lazy",
+	  .opts = "lazy_refcounts=on,cluster_size=16384",
+	  .size = 16 * MiB,
+	  .lazy = true,
+	  .open_flags = BUF,
+	  .engine = AIO_ENGINE_URING,
+	  .queues = 1,
+	  .flush_pct = 10 },
+	{ .name = "refcount1",
+	  .opts = "refcount_bits=1,cluster_size=4096",
+	  .size = 8 * MiB,
+	  .open_flags = BUF,
+	  .engine = AIO_ENGINE_SYNC,
+	  .queues = 1,
+	  .flush_pct = 10 },
+	{ .name = "queues",
+	  .opts = "cluster_size=16384",
+	  .size = 16 * MiB,
+	  .engine = AIO_ENGINE_LIBAIO,
+	  .queues = 4,
+	  .flush_pct = 6 },
+	{ .name = "4k-spread",
+	  .opts = "cluster_size=4096",
+	  .size = 64 * MiB,
+	  .open_flags = BUF,
+	  .engine = AIO_ENGINE_URING,
+	  .queues = 2,
+	  .flush_pct = 1,
+	  .spread = true },
+	{ .name = "512-refcount64",
+	  .opts = "cluster_size=512,refcount_bits=64",
+	  .size = 4 * MiB,
+	  .open_flags = BUF,
+	  .engine = AIO_ENGINE_SYNC,
+	  .queues = 1,
+	  .flush_pct = 5 },
 };
 
 static uint64_t env_u64(const char *name, uint64_t dflt)
@@ -658,20 +514,22 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 static void report(const struct crash_run *cr)
 {
 	const struct crash_stats *st = &cr->st;
+	const char *name = cr->cfg->name;
 
 	print_message("%s: %u rounds, %u kills (%u during a flush, %u with writes in flight), "
-		      "kill delays %" PRIu64 "-%" PRIu64 " ms, seed %" PRIu64 "\n",
-		      cr->cfg->name, st->rounds, st->kills, st->kills_in_flush, st->kills_in_writes,
-		      st->delay_min_ms, st->delay_max_ms, cr->seed);
+		      "kill delays %" PRIu64 "-%" PRIu64 " ms, %u queue(s), %s, seed %" PRIu64 "\n",
+		      name, st->rounds, st->kills, st->kills_in_flush, st->kills_in_writes,
+		      st->delay_min_ms, st->delay_max_ms, cr->cfg->queues,
+		      aio_engine_name(cr->cfg->engine), cr->seed);
 	print_message("%s: %" PRIu64 " requests issued, %" PRIu64 " completed, %" PRIu64
 		      " flushes completed, %" PRIu64 " requests durable, %" PRIu64
 		      " block checks exact\n",
-		      cr->cfg->name, st->reqs, st->done, st->flushes, st->durable,
-		      st->exact_blocks);
+		      name, st->reqs, st->done, st->flushes, st->durable, st->exact_blocks);
 	print_message("%s: qemu-img check: %u clean, %u leaks only, %u dirty lazy-refcount "
-		      "images (repaired with -r all); %" PRId64 " leaked clusters at the end\n",
-		      cr->cfg->name, st->check_clean, st->check_leaks, st->check_dirty,
-		      st->leaks_end);
+		      "images (repaired with -r all); %" PRId64 " leaked clusters at the end; "
+		      "refcount table %" PRIu32 " -> %" PRIu32 " clusters\n",
+		      name, st->check_clean, st->check_leaks, st->check_dirty, st->leaks_end,
+		      st->reftable_start, st->reftable_end);
 }
 
 static void test_config(void **state)
@@ -687,6 +545,7 @@ static void test_config(void **state)
 	crash_setup(&cr, c, seed);
 	for (round = 1; round <= rounds; round++)
 		crash_round(&cr, round);
+	cr.st.reftable_end = reftable_clusters(&cr);
 	report(&cr);
 	crash_teardown(&cr);
 }
@@ -721,7 +580,7 @@ static bool judge_data(const struct cr_round *r, uint64_t blk, uint64_t gen, con
 	struct cr_val now;
 
 	cr_fill(b, blk, gen);
-	return cr_judge(r, blk, b, orig, base, &now);
+	return cr_judge(r, blk, b, orig, &base, &now);
 }
 
 static bool judge_bytes(const struct cr_round *r, uint64_t blk, const uint8_t *b,
@@ -729,7 +588,7 @@ static bool judge_bytes(const struct cr_round *r, uint64_t blk, const uint8_t *b
 {
 	struct cr_val now;
 
-	return cr_judge(r, blk, b, orig, base, &now);
+	return cr_judge(r, blk, b, orig, &base, &now);
 }
 
 static void make_oracle_log(struct log_maker *m)
@@ -753,7 +612,9 @@ static void make_oracle_log(struct log_maker *m)
 
 static void test_oracle(void **state)
 {
-	struct cr_round r = { .round = 1, .nblocks = 64, .cluster_blocks = 16 };
+	struct cr_round r = {
+		.round = 1, .nblocks = 64, .cluster_blocks = 16, .unit_bytes = CR_BLK
+	};
 	struct cr_val orig_v = { .kind = CR_V_ORIG }, old = { .kind = CR_V_DATA, .gen = 7 };
 	uint8_t orig[CR_BLK], zero[CR_BLK] = { 0 }, torn[CR_BLK];
 	struct log_maker m = { .len = 0 };
@@ -796,22 +657,75 @@ static void test_oracle(void **state)
 	assert_false(judge_bytes(&r, 1, torn, orig, orig_v));
 	cr_round_free(&r);
 	/* an impossible log is refused */
-	r = (struct cr_round){ .round = 1, .nblocks = 64, .cluster_blocks = 16 };
+	r = (struct cr_round){
+		.round = 1, .nblocks = 64, .cluster_blocks = 16, .unit_bytes = CR_BLK
+	};
 	m.len = 0;
 	rec(&m, CR_DONE, CR_OP_WRITE, false, 0, 0, 1);
 	assert_non_null(cr_round_parse(&r, m.buf, m.len));
 	cr_round_free(&r);
 }
 
+/* Clusters smaller than a block: an unfinished write may land on some of its clusters. */
+static void test_oracle_units(void **state)
+{
+	struct cr_round r = { .round = 2, .nblocks = 8, .cluster_blocks = 1, .unit_bytes = 512 };
+	struct cr_val base[8], now[8];
+	uint8_t orig[CR_BLK], b[CR_BLK], w[CR_BLK];
+	struct log_maker m = { .len = 0 };
+	unsigned k;
+
+	memset(orig, 0x5a, sizeof(orig));
+	for (k = 0; k < 8; k++)
+		base[k] = (struct cr_val){ .kind = CR_V_ORIG };
+	rec(&m, CR_ISSUE, CR_OP_WRITE, false, 0, 0, 2); /* in flight at the kill */
+	rec(&m, CR_ISSUE, CR_OP_WRITE, false, 1, 4, 1); /* durable */
+	rec(&m, CR_DONE, CR_OP_WRITE, false, 1, 4, 1);
+	rec(&m, CR_ISSUE, CR_OP_FLUSH, false, 2, 0, 0);
+	rec(&m, CR_DONE, CR_OP_FLUSH, false, 2, 0, 0);
+	assert_null(cr_round_parse(&r, m.buf, m.len));
+	/* block 1: the write's first clusters landed, the rest did not */
+	cr_fill(w, 1, cr_gen(2, 0));
+	memcpy(b, w, 1536);
+	memcpy(b + 1536, orig + 1536, CR_BLK - 1536);
+	assert_true(cr_judge(&r, 1, b, orig, base, now));
+	assert_int_equal(now[0].kind, CR_V_DATA);
+	assert_int_equal(now[3].kind, CR_V_ORIG);
+	/* next round, untouched: exactly that mixture */
+	memcpy(base, now, sizeof(base));
+	cr_round_free(&r);
+	r = (struct cr_round){ .round = 3, .nblocks = 8, .cluster_blocks = 1, .unit_bytes = 512 };
+	assert_null(cr_round_parse(&r, m.buf, 0));
+	assert_true(cr_judge(&r, 1, b, orig, base, now));
+	assert_false(cr_judge(&r, 1, orig, orig, base, now));
+	assert_false(cr_judge(&r, 1, w, orig, base, now));
+	/* a unit is never torn */
+	b[1536 + 100] ^= 1;
+	assert_false(cr_judge(&r, 1, b, orig, base, now));
+	cr_round_free(&r);
+	/* a durable write is whole */
+	r = (struct cr_round){ .round = 2, .nblocks = 8, .cluster_blocks = 1, .unit_bytes = 512 };
+	assert_null(cr_round_parse(&r, m.buf, m.len));
+	for (k = 0; k < 8; k++)
+		base[k] = (struct cr_val){ .kind = CR_V_ORIG };
+	cr_fill(w, 4, cr_gen(2, 1));
+	assert_true(cr_judge(&r, 4, w, orig, base, now));
+	memcpy(b, w, 512);
+	memcpy(b + 512, orig + 512, CR_BLK - 512);
+	assert_false(cr_judge(&r, 4, b, orig, base, now));
+	cr_round_free(&r);
+}
+
 int main(void)
 {
-	struct CMUnitTest tests[ARRAY_SIZE(configs) + 1];
+	struct CMUnitTest tests[ARRAY_SIZE(configs) + 2];
 	unsigned i;
 
 	log_init("test-qcow2-crash");
 	tests[0] = (struct CMUnitTest){ .name = "oracle", .test_func = test_oracle };
+	tests[1] = (struct CMUnitTest){ .name = "oracle-units", .test_func = test_oracle_units };
 	for (i = 0; i < ARRAY_SIZE(configs); i++) {
-		tests[i + 1] = (struct CMUnitTest){ .name = configs[i].name,
+		tests[i + 2] = (struct CMUnitTest){ .name = configs[i].name,
 						    .test_func = test_config,
 						    .initial_state = (void *)&configs[i] };
 	}

@@ -54,7 +54,7 @@ struct crash_cfg {
 	enum aio_engine engine;
 	unsigned queues;    /* writer queue threads, 1..QUEUES_MAX */
 	unsigned flush_pct; /* flushes among requests, in percent */
-	bool spread;	    /* no hot region: dirty as many L2 slices as possible */
+	bool spread;	    /* no hot region, no FUA: dirty as many L2 slices as possible */
 };
 
 struct cw;
@@ -210,9 +210,10 @@ static bool cw_issue(struct cwq *wq, struct cw_slot *s)
 		s->iov = (struct iovec){ .iov_base = s->buf, .iov_len = n * CR_BLK };
 		s->req.iov = &s->iov;
 		s->req.iovcnt = 1;
-		s->req.flags = f % 16 == 0 ? DRV_REQ_FUA : 0;
+		s->req.flags = f % 16 == 0 && !wq->w->cfg->spread ? DRV_REQ_FUA : 0;
 	} else if (op == CR_OP_ZERO) {
-		s->req.flags = (k % 2 ? DRV_REQ_MAY_UNMAP : 0) | (f % 8 == 0 ? DRV_REQ_FUA : 0);
+		s->req.flags = (k % 2 ? DRV_REQ_MAY_UNMAP : 0) |
+			       (f % 8 == 0 && !wq->w->cfg->spread ? DRV_REQ_FUA : 0);
 	}
 	if (!cw_claim(wq->w, s, op))
 		return false;

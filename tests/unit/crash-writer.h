@@ -14,6 +14,12 @@
  * completes, under one lock, so ISSUE records appear in id order and a
  * DONE record precedes anything issued after it on any thread.
  *
+ * SIGUSR1 asks it to stop instead: it issues nothing more, lets what is in
+ * flight complete, closes the image (a clean close, which writes
+ * everything back: logged as a flush) and exits 0, so that the last round
+ * of each configuration checks the close path, and so that valgrind and
+ * ASan see a writer exit and report on it.
+ *
  * The writer never returns and never touches cmocka's state: on an
  * unexpected failure it exits with a CHILD_EXIT_* status the parent reports.
  */
@@ -94,6 +100,18 @@ struct cw {
 	struct drv_queue queues[QUEUES_MAX];
 	struct cwq wq[QUEUES_MAX];
 };
+
+static int cw_stopping; /* lock-free atomics: async-signal-safe */
+
+static void cw_on_stop(int sig)
+{
+	__atomic_store_n(&cw_stopping, 1, __ATOMIC_RELAXED);
+}
+
+static bool cw_stop_asked(void)
+{
+	return __atomic_load_n(&cw_stopping, __ATOMIC_RELAXED);
+}
 
 /* Append one record; the caller holds w->lock. */
 static void cw_log(struct cw *w, const struct drv_req *req, enum cr_kind kind, unsigned op,
@@ -224,6 +242,7 @@ static bool cw_issue(struct cwq *wq, struct cw_slot *s)
 	return true;
 }
 
+/* Keep the queue's slots busy until killed, or until asked to stop and drained. */
 static void *cwq_main(void *arg)
 {
 	struct cwq *wq = arg;
@@ -231,16 +250,18 @@ static void *cwq_main(void *arg)
 
 	for (;;) {
 		for (busy = 0, i = 0; i < wq->depth; i++) {
-			if (!wq->slot[i].busy)
+			if (!wq->slot[i].busy && !cw_stop_asked())
 				cw_issue(wq, &wq->slot[i]);
 			busy += wq->slot[i].busy;
 		}
-		if (busy && evloop_run_once(wq->q->loop, -1) < 0 && errno != EINTR)
+		if (!busy && cw_stop_asked())
+			return NULL;
+		/* a stop signal interrupts the wait: 0 callbacks, go round */
+		if (busy && evloop_run_once(wq->q->loop, -1) < 0)
 			_exit(CHILD_EXIT_SETUP);
 		if (evloop_now_ns() - wq->w->start_ns > CHILD_MAX_NS)
 			_exit(CHILD_EXIT_NOT_KILLED);
 	}
-	return NULL;
 }
 
 /* Queues, their loops and aio contexts, and each queue's slots. */
@@ -274,19 +295,48 @@ static int cw_setup_queues(struct cw *w, uint64_t seed)
 	return 0;
 }
 
+/* Asked to stop and drained: close cleanly, logged as a flush, free everything, exit 0. */
+static void __attribute__((noreturn)) cw_close(struct cw *w)
+{
+	struct drv_req flush = { .op = DRV_OP_FLUSH };
+	unsigned i, j;
+
+	pthread_mutex_lock(&w->lock);
+	cw_log(w, &flush, CR_ISSUE, CR_OP_FLUSH, w->next_id, 0);
+	pthread_mutex_unlock(&w->lock);
+	drv_queues_fini(w->top);
+	for (i = 0; i < w->cfg->queues; i++) {
+		aio_ctx_free(w->queues[i].aio);
+		evloop_free(w->queues[i].loop);
+		for (j = 0; j < w->wq[i].depth; j++) {
+			buf_free(w->wq[i].slot[j].buf);
+			free(w->wq[i].slot[j].req.priv);
+		}
+	}
+	drv_image_close(w->top);
+	pthread_mutex_lock(&w->lock);
+	cw_log(w, &flush, CR_DONE, CR_OP_FLUSH, w->next_id, 0);
+	pthread_mutex_unlock(&w->lock);
+	free(w->busy);
+	pthread_mutex_destroy(&w->lock);
+	exit(0); /* not _exit: LeakSanitizer checks at exit() */
+}
+
 /*
  * The writer: open @img read-write, say so on @ready_fd, write through
- * cfg->queues threads until killed.  Appends its log to @log_fd.
+ * cfg->queues threads until killed (or stopped).  Appends its log to @log_fd.
  */
 static void __attribute__((noreturn))
 child_main(const struct crash_cfg *c, const char *img, uint64_t cluster_blocks, int log_fd,
 	   int ready_fd, uint64_t round, uint64_t seed)
 {
 	static struct cw w; /* the threads' shared state outlives this frame anyway */
+	struct sigaction sa = { .sa_handler = cw_on_stop }; /* no SA_RESTART */
 	char spec[PATH_MAX + 8];
 	unsigned i;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	sigaction(SIGUSR1, &sa, NULL);
 	w = (struct cw){
 		.cfg = c, .log_fd = log_fd, .round = round, .cluster_blocks = cluster_blocks
 	};
@@ -307,7 +357,9 @@ child_main(const struct crash_cfg *c, const char *img, uint64_t cluster_blocks, 
 			_exit(CHILD_EXIT_SETUP);
 	}
 	cwq_main(&w.wq[0]);
-	_exit(CHILD_EXIT_SETUP);
+	for (i = 1; i < c->queues; i++)
+		pthread_join(w.wq[i].tid, NULL);
+	cw_close(&w);
 }
 
 #endif

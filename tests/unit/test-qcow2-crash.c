@@ -76,7 +76,7 @@ static bool under_valgrind(void)
 /* ---- the parent: set-up ------------------------------------------------------------------ */
 
 struct crash_stats {
-	unsigned rounds, kills;
+	unsigned rounds, kills, stops;
 	unsigned kills_in_flush;  /* a flush was in flight at the kill */
 	unsigned kills_in_writes; /* a write, zero write or discard was */
 	unsigned check_clean, check_leaks, check_dirty;
@@ -231,26 +231,34 @@ static const char *child_exit_why(int code)
 	}
 }
 
-/* Reap @pid, which must have died of SIGKILL. */
-static void reap(struct crash_run *cr, pid_t pid, uint64_t round)
+/*
+ * Reap @pid: it must have died of SIGKILL, or with @stopped, exited 0
+ * (under valgrind, a memory error or leak in the writer exits 119).
+ */
+static void reap(struct crash_run *cr, pid_t pid, uint64_t round, bool stopped)
 {
 	int status = 0;
 
 	while (waitpid(pid, &status, 0) < 0)
 		assert_int_equal(errno, EINTR);
-	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+	if (!stopped && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+		return;
+	if (stopped && WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return;
 	if (WIFEXITED(status))
-		fail_msg("%s round %" PRIu64 ": the writer exited %d by itself: %s (its stderr is "
-			 "above)",
+		fail_msg("%s round %" PRIu64 ": the writer exited %d %s: %s (its stderr is above)",
 			 cr->cfg->name, round, WEXITSTATUS(status),
+			 stopped ? "when asked to stop" : "by itself",
 			 child_exit_why(WEXITSTATUS(status)));
 	fail_msg("%s round %" PRIu64 ": the writer died of signal %d", cr->cfg->name, round,
 		 WIFSIGNALED(status) ? WTERMSIG(status) : -1);
 }
 
-/* Fork the writer, wait until the image is open, let it run, kill it. */
-static void run_writer(struct crash_run *cr, uint64_t round)
+/*
+ * Fork the writer, wait until the image is open, let it run, then kill it
+ * (or, with @stop, ask it to stop and close the image cleanly).
+ */
+static void run_writer(struct crash_run *cr, uint64_t round, bool stop)
 {
 	int log_fd = open(cr->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
 	uint64_t ns = pick_delay_ns(cr);
@@ -283,12 +291,12 @@ static void run_writer(struct crash_run *cr, uint64_t round)
 			;
 	}
 	close(ready[0]);
-	kill(pid, SIGKILL);
-	reap(cr, pid, round);
-	cr->st.kills++;
+	kill(pid, stop && r == 1 ? SIGUSR1 : SIGKILL);
+	reap(cr, pid, round, stop && r == 1);
+	cr->st.kills += !stop;
+	cr->st.stops += stop;
 }
 
-/* qemu-img check: 0 or 3 (lazy images: anything but 1, then -r all must clean up). */
 /*
  * Run qemu-img with its stderr (a line per leaked cluster) dropped; stdout
  * in *@out.  Returns the exit status.
@@ -321,10 +329,11 @@ static void fail_check(struct crash_run *cr, uint64_t round, int rc, const char 
 }
 
 /*
- * qemu-img check: 0 or 3.  Lazy refcounts: 2 as well while the dirty bit
- * is set (refcounts too low by design), then -r all must leave it clean.
+ * qemu-img check: 0 or 3.  Lazy refcounts after a kill: 2 as well while
+ * the dirty bit is set (refcounts too low by design), then -r all must
+ * leave it clean.  After a clean close (@closed): 0 or 3, lazy or not.
  */
-static void check_image(struct crash_run *cr, uint64_t round)
+static void check_image(struct crash_run *cr, uint64_t round, bool closed)
 {
 	char *out = NULL, *text = NULL;
 	json_t *j;
@@ -338,7 +347,7 @@ static void check_image(struct crash_run *cr, uint64_t round)
 	if (rc == 0 || rc == 3) {
 		cr->st.check_clean += rc == 0;
 		cr->st.check_leaks += rc == 3;
-	} else if (cr->cfg->lazy && rc == 2) {
+	} else if (cr->cfg->lazy && rc == 2 && !closed) {
 		if (!(header_field(cr, 72, 8) & 1))
 			fail_check(cr, round, rc, " with the dirty bit clear");
 		cr->st.check_dirty++;
@@ -424,7 +433,7 @@ static void judge_blocks(struct crash_run *cr, const struct cr_round *r, const u
 	}
 }
 
-static void count_round(struct crash_run *cr, const struct cr_round *r)
+static void count_round(struct crash_run *cr, const struct cr_round *r, bool stop)
 {
 	bool flush = false, write = false;
 	uint64_t i;
@@ -433,6 +442,10 @@ static void count_round(struct crash_run *cr, const struct cr_round *r)
 		flush |= !r->reqs[i].done && r->reqs[i].op == CR_OP_FLUSH;
 		write |= !r->reqs[i].done && r->reqs[i].op != CR_OP_FLUSH;
 	}
+	if (stop && (flush || write))
+		fail_msg("%s round %" PRIu64
+			 ": the writer closed the image with requests in flight",
+			 cr->cfg->name, r->round);
 	cr->st.kills_in_flush += flush;
 	cr->st.kills_in_writes += write;
 	cr->st.reqs += r->nreqs;
@@ -441,18 +454,19 @@ static void count_round(struct crash_run *cr, const struct cr_round *r)
 	cr->st.durable += r->durable;
 }
 
-static void crash_round(struct crash_run *cr, uint64_t round)
+/* One round; with @stop, the writer closes the image instead of being killed. */
+static void crash_round(struct crash_run *cr, uint64_t round, bool stop)
 {
 	struct cr_round r;
 	uint8_t *qemu = NULL;
 
-	run_writer(cr, round);
+	run_writer(cr, round, stop);
 	parse_log(cr, &r, round);
-	check_image(cr, round);
+	check_image(cr, round, stop);
 	read_driver(cr);
 	convert_raw(cr, &qemu);
 	judge_blocks(cr, &r, qemu);
-	count_round(cr, &r);
+	count_round(cr, &r, stop);
 	free(qemu);
 	cr_round_free(&r);
 	cr->st.rounds++;
@@ -559,10 +573,11 @@ static void report(const struct crash_run *cr)
 	const struct crash_stats *st = &cr->st;
 	const char *name = cr->cfg->name;
 
-	print_message("%s: %u rounds, %u kills (%u during a flush, %u with writes in flight), "
+	print_message("%s: %u rounds: %u kills (%u during a flush, %u with writes in flight) and "
+		      "%u clean close, "
 		      "kill delays %" PRIu64 "-%" PRIu64 " ms, %u queue(s), %s, seed %" PRIu64 "\n",
 		      name, st->rounds, st->kills, st->kills_in_flush, st->kills_in_writes,
-		      st->delay_min_ms, st->delay_max_ms, cr->cfg->queues,
+		      st->stops, st->delay_min_ms, st->delay_max_ms, cr->cfg->queues,
 		      aio_engine_name(cr->cfg->engine), cr->seed);
 	print_message("%s: %" PRIu64 " requests issued, %" PRIu64 " completed, %" PRIu64
 		      " flushes completed, %" PRIu64 " requests durable, %" PRIu64
@@ -587,7 +602,7 @@ static void test_config(void **state)
 	QT_REQUIRE_QEMU();
 	crash_setup(&cr, c, seed);
 	for (round = 1; round <= rounds; round++)
-		crash_round(&cr, round);
+		crash_round(&cr, round, round == rounds);
 	cr.st.reftable_end = reftable_clusters(&cr);
 	report(&cr);
 	crash_teardown(&cr);

@@ -6,9 +6,10 @@
  * It runs one or more queue threads (the driver's multi-queue mode, as
  * tapdisk runs it), each keeping its share of DEPTH requests in flight:
  * writes of self-describing blocks (some FUA), zero writes (with and
- * without MAY_UNMAP, some FUA), discards and flushes, at random places,
- * half of them in a hot eighth of the disk unless the configuration
- * spreads them out.  Two requests on one block are never in flight at
+ * without MAY_UNMAP, some FUA), discards and flushes, at random places: a
+ * quarter in a stretch of the disk that is this round's own (fresh
+ * clusters to allocate), of the rest half in a hot eighth of the disk
+ * unless the configuration spreads them out.  Two requests on one block are never in flight at
  * once, so the requests on a block are ordered (crash-oracle.h relies on
  * it).  Every request is logged before it is submitted and when it
  * completes, under one lock, so ISSUE records appear in id order and a
@@ -63,6 +64,18 @@ struct crash_cfg {
 	bool spread;	    /* no hot region, no FUA: dirty as many L2 slices as possible */
 };
 
+/* What the parent tells one round's writer. */
+struct cw_args {
+	uint64_t round;
+	uint64_t seed;
+	uint64_t cluster_blocks;
+	/* a stretch of the disk no earlier round aimed at, so that every
+	 * round allocates fresh clusters (and L2 tables) */
+	uint64_t fresh_blk, fresh_nblk;
+	int log_fd;
+	int ready_fd; /* written once the image is open */
+};
+
 struct cw;
 struct cwq;
 
@@ -92,6 +105,7 @@ struct cw {
 	uint64_t round;
 	uint64_t nblocks;
 	uint64_t cluster_blocks;
+	uint64_t fresh_blk, fresh_nblk;
 	uint64_t start_ns;
 	struct drv_image *top;
 	pthread_mutex_t lock; /* busy, next_id, and the log's order */
@@ -165,11 +179,14 @@ static void cw_done(struct drv_req *req, int err)
 	s->busy = false;
 }
 
-/* A range for @op: small writes mostly, half of them in a hot eighth of the disk. */
+/*
+ * A range for @op: small writes mostly; a quarter in the round's fresh
+ * stretch, of the rest half in a hot eighth of the disk.
+ */
 static void cw_pick(struct cwq *wq, unsigned op, uint64_t *blk, uint64_t *n)
 {
 	const struct cw *w = wq->w;
-	uint64_t r = qd_rand(&wq->rng) % 10, cb = w->cluster_blocks, region;
+	uint64_t r = qd_rand(&wq->rng) % 10, cb = w->cluster_blocks, region, where, start = 0;
 
 	if (op == CR_OP_WRITE)
 		*n = 1 + qd_rand(&wq->rng) % (r < 7 ? 4 : r < 9 ? cb + 2 : WRITE_MAX_BLOCKS);
@@ -178,9 +195,15 @@ static void cw_pick(struct cwq *wq, unsigned op, uint64_t *blk, uint64_t *n)
 	else
 		*n = cb * (1 + qd_rand(&wq->rng) % 4) + (r % 2 ? qd_rand(&wq->rng) % cb : 0);
 	*n = MIN(*n, op == CR_OP_WRITE ? (uint64_t)WRITE_MAX_BLOCKS : w->nblocks);
-	region = !w->cfg->spread && qd_rand(&wq->rng) % 2 ? w->nblocks / 8 : w->nblocks;
+	where = qd_rand(&wq->rng) % 8;
+	region = !w->cfg->spread && where < 3 ? w->nblocks / 8 : w->nblocks;
+	if (where >= 6 && w->fresh_nblk) {
+		start = w->fresh_blk;
+		region = w->fresh_nblk;
+	}
 	region = MAX(region, *n);
-	*blk = qd_rand(&wq->rng) % (region - *n + 1);
+	start = MIN(start, w->nblocks - region);
+	*blk = start + qd_rand(&wq->rng) % (region - *n + 1);
 	if (op == CR_OP_DISCARD && r < 5)
 		*blk = ALIGN_DOWN(*blk, cb);
 }
@@ -327,8 +350,7 @@ static void __attribute__((noreturn)) cw_close(struct cw *w)
  * cfg->queues threads until killed (or stopped).  Appends its log to @log_fd.
  */
 static void __attribute__((noreturn))
-child_main(const struct crash_cfg *c, const char *img, uint64_t cluster_blocks, int log_fd,
-	   int ready_fd, uint64_t round, uint64_t seed)
+child_main(const struct crash_cfg *c, const char *img, const struct cw_args *a)
 {
 	static struct cw w; /* the threads' shared state outlives this frame anyway */
 	struct sigaction sa = { .sa_handler = cw_on_stop }; /* no SA_RESTART */
@@ -337,20 +359,23 @@ child_main(const struct crash_cfg *c, const char *img, uint64_t cluster_blocks, 
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	sigaction(SIGUSR1, &sa, NULL);
-	w = (struct cw){
-		.cfg = c, .log_fd = log_fd, .round = round, .cluster_blocks = cluster_blocks
-	};
+	w = (struct cw){ .cfg = c,
+			 .log_fd = a->log_fd,
+			 .round = a->round,
+			 .cluster_blocks = a->cluster_blocks,
+			 .fresh_blk = a->fresh_blk,
+			 .fresh_nblk = a->fresh_nblk };
 	pthread_mutex_init(&w.lock, NULL);
 	snprintf(spec, sizeof(spec), "qcow2:%s", img);
 	if (drv_chain_open(spec, c->open_flags, &w.top))
 		_exit(CHILD_EXIT_OPEN);
 	w.nblocks = w.top->size_bytes / CR_BLK;
 	w.busy = calloc(w.nblocks, 1);
-	if (!w.busy || cw_setup_queues(&w, seed))
+	if (!w.busy || w.fresh_blk + w.fresh_nblk > w.nblocks || cw_setup_queues(&w, a->seed))
 		_exit(CHILD_EXIT_SETUP);
-	if (write(ready_fd, "r", 1) != 1)
+	if (write(a->ready_fd, "r", 1) != 1)
 		_exit(CHILD_EXIT_SETUP);
-	close(ready_fd);
+	close(a->ready_fd);
 	w.start_ns = evloop_now_ns();
 	for (i = 1; i < c->queues; i++) {
 		if (pthread_create(&w.wq[i].tid, NULL, cwq_main, &w.wq[i]))

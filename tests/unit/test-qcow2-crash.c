@@ -90,7 +90,7 @@ struct crash_run {
 	const struct crash_cfg *cfg;
 	char img[PATH_MAX], spec[PATH_MAX + 8], log[PATH_MAX], raw[PATH_MAX];
 	uint64_t size, nblocks, cluster_blocks, unit_bytes, upb;
-	uint64_t seed, rng;
+	uint64_t seed, rng, rounds;
 	uint8_t *orig;	     /* what the image read before the first round */
 	struct cr_val *base; /* per unit (upb per block): what it read after the last kill */
 	uint8_t *buf;	     /* the driver's read of the whole disk */
@@ -299,9 +299,17 @@ static void run_writer(struct crash_run *cr, uint64_t round, bool stop)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
+		struct cw_args a = { .round = round,
+				     .seed = cr->seed * 1000003 + round,
+				     .cluster_blocks = cr->cluster_blocks,
+				     .fresh_blk =
+					     (round - 1) % cr->rounds * cr->nblocks / cr->rounds,
+				     .fresh_nblk = cr->nblocks / cr->rounds,
+				     .log_fd = log_fd,
+				     .ready_fd = ready[1] };
+
 		close(ready[0]);
-		child_main(cr->cfg, cr->img, cr->cluster_blocks, log_fd, ready[1], round,
-			   cr->seed * 1000003 + round);
+		child_main(cr->cfg, cr->img, &a);
 	}
 	close(log_fd);
 	close(ready[1]);
@@ -631,6 +639,7 @@ static void test_config(void **state)
 
 	QT_REQUIRE_QEMU();
 	crash_setup(&cr, c, seed);
+	cr.rounds = rounds;
 	for (round = 1; round <= rounds; round++)
 		crash_round(&cr, round, round == rounds);
 	cr.st.reftable_end = reftable_clusters(&cr);

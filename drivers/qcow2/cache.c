@@ -431,6 +431,27 @@ int qcow2_l2_cache_get(struct qcow2_l2_cache *c, uint64_t offset, struct aio_ctx
 	return err;
 }
 
+/*
+ * A load of @s ended (write lock just dropped): wake the metadata thread if
+ * it waits for it, hand the slice (or @err) to the waiters @w, and on
+ * failure retry the lookups parked on a full cache.
+ */
+static void load_finished(struct qcow2_l2_cache *c, struct qcow2_l2_slice *s,
+			  struct qcow2_l2_wait *w, int err)
+{
+	struct qcow2_l2_wait *next;
+
+	pthread_mutex_lock(&c->load_mutex);
+	pthread_cond_broadcast(&c->load_cond);
+	pthread_mutex_unlock(&c->load_mutex);
+	for (; w; w = next) {
+		next = w->next;
+		wait_post(w, err ? NULL : s, err);
+	}
+	if (err)
+		wake_full(c);
+}
+
 /* The read of @s finished: make it valid (or free it again) and wake its waiters. */
 static void load_done(struct aio_req *aio, int err)
 {
@@ -460,15 +481,7 @@ static void load_done(struct aio_req *aio, int err)
 				 __ATOMIC_RELAXED);
 	}
 	pthread_rwlock_unlock(&c->lock);
-	pthread_mutex_lock(&c->load_mutex);
-	pthread_cond_broadcast(&c->load_cond);
-	pthread_mutex_unlock(&c->load_mutex);
-	for (; w; w = next) {
-		next = w->next;
-		wait_post(w, err ? NULL : s, err);
-	}
-	if (err)
-		wake_full(c);
+	load_finished(c, s, w, err);
 }
 
 void qcow2_l2_cache_put(struct qcow2_l2_cache *c, struct qcow2_l2_slice *s)
@@ -619,15 +632,7 @@ static void finish_sync_load(struct qcow2_l2_cache *c, struct qcow2_l2_slice *s,
 		__atomic_store_n(&s->pins, nr, __ATOMIC_RELAXED);
 	}
 	pthread_rwlock_unlock(&c->lock);
-	pthread_mutex_lock(&c->load_mutex);
-	pthread_cond_broadcast(&c->load_cond);
-	pthread_mutex_unlock(&c->load_mutex);
-	for (; w; w = next) {
-		next = w->next;
-		wait_post(w, err ? NULL : s, err);
-	}
-	if (err)
-		wake_full(c);
+	load_finished(c, s, w, err);
 }
 
 static int get_blocking(struct qcow2_l2_cache *c, uint64_t offset, bool fresh,

@@ -28,35 +28,13 @@
 #include "errors.h"
 #include "log.h"
 #include "qcow2/internal.h"
-#include "qcow2/meta.h"
+#include "qcow2/meta-internal.h"
 #include "qcow2/refcount.h"
 #include "qcow2/sync-io.h"
 
 #define L1_CHUNK_BYTES 4096u
 #define L1_CHUNK_ENTRIES (L1_CHUNK_BYTES / 8)
-#define RUN_MAX_CLUSTERS 512u	/* clusters one ALLOC may take */
-#define ZERO_JOB_CLUSTERS 4096u /* clusters one ZERO or DISCARD job may change */
 #define GET_SLICE_TRIES 4
-
-struct qcow2_meta {
-	struct drv_image *img;
-	struct qcow2_image *qi;
-	struct qcow2_rc *rc;
-	struct evloop *loop;
-	pthread_t thread;
-	bool running;
-	struct evloop_call stop;
-	uint8_t *l1_dirty; /* one flag per L1_CHUNK_BYTES of the table */
-	uint64_t l1_chunks;
-	bool l1_any_dirty;
-	bool lazy;		/* lazy refcounts: dirty bit set before the first change */
-	bool dirty_bit;		/* the header's dirty bit is set (by us or found) */
-	bool corrupt;		/* marked corrupt: refuse every change */
-	bool cache_covers_disk; /* the L2 cache can hold every table at once */
-	/* guest range locks */
-	pthread_mutex_t range_mutex;
-	struct qcow2_range *held;
-};
 
 static struct qcow2_meta *meta_of(struct drv_image *img)
 {
@@ -108,7 +86,7 @@ mark_corrupt(struct qcow2_meta *m, const char *fmt, ...)
 }
 
 /* Before the first metadata change of a lazy-refcounts image: the dirty bit. */
-static int mark_dirty(struct qcow2_meta *m)
+int qcow2_mt_mark_dirty(struct qcow2_meta *m)
 {
 	if (!m->lazy || m->dirty_bit)
 		return 0;
@@ -129,7 +107,7 @@ static bool overlaps(uint64_t off, uint64_t len, uint64_t start, uint64_t bytes)
  * land on the header or the image's tables: if it would, the refcounts
  * lied, and the image is marked corrupt.
  */
-static int overlap_check(void *opaque, uint64_t off, uint64_t len, const char *what)
+int qcow2_mt_overlap_check(void *opaque, uint64_t off, uint64_t len, const char *what)
 {
 	struct qcow2_meta *m = opaque;
 	const struct qcow2_header *h = &m->qi->hdr;
@@ -157,7 +135,7 @@ static int overlap_check(void *opaque, uint64_t off, uint64_t len, const char *w
 
 static int l2_overlap_check(void *opaque, uint64_t off, uint64_t len)
 {
-	return overlap_check(opaque, off, len, "L2 table");
+	return qcow2_mt_overlap_check(opaque, off, len, "L2 table");
 }
 
 static void cluster_freed(void *opaque, uint64_t host_offset)
@@ -239,7 +217,7 @@ static int writeback(struct qcow2_meta *m)
  * unless the cache holds every table the disk can have: then nothing is
  * ever evicted, and dirty slices wait for a flush.
  */
-static int relieve_pressure(struct qcow2_meta *m)
+int qcow2_mt_relieve_pressure(struct qcow2_meta *m)
 {
 	struct qcow2_l2_cache *c = m->qi->l2_cache;
 
@@ -277,15 +255,7 @@ static int get_slice(struct qcow2_meta *m, uint64_t offset, bool fresh, struct q
 	return err;
 }
 
-/* One L2 entry of the image's own table, its slice pinned. */
-struct l2_ref {
-	struct qcow2_l2_slice *s;
-	uint64_t in_slice;
-	uint64_t raw[2]; /* entry, bitmap */
-	struct qcow2_l2_entry e;
-};
-
-static void ref_put(struct qcow2_meta *m, struct l2_ref *r)
+void qcow2_mt_ref_put(struct qcow2_meta *m, struct l2_ref *r)
 {
 	if (r->s)
 		qcow2_l2_cache_put(m->qi->l2_cache, r->s);
@@ -336,11 +306,11 @@ static int own_l2_table(struct qcow2_meta *m, uint64_t idx, uint64_t *l2_offset)
 		*l2_offset = old;
 		return 0;
 	}
-	err = mark_dirty(m);
+	err = qcow2_mt_mark_dirty(m);
 	if (!err)
 		err = qcow2_rc_alloc(m->rc, 1, &new);
 	if (!err)
-		err = overlap_check(m, new, qi->geom.cluster_bytes, "new L2 table");
+		err = qcow2_mt_overlap_check(m, new, qi->geom.cluster_bytes, "new L2 table");
 	if (err)
 		return err;
 	if (old) {
@@ -375,7 +345,7 @@ static int own_l2_table(struct qcow2_meta *m, uint64_t idx, uint64_t *l2_offset)
  * @own (else r->s is NULL and the entry reads 0 when no table exists).
  * Corrupt entries mark the image corrupt.
  */
-static int entry_get(struct qcow2_meta *m, uint64_t guest, bool own, struct l2_ref *r)
+int qcow2_mt_entry_get(struct qcow2_meta *m, uint64_t guest, bool own, struct l2_ref *r)
 {
 	struct qcow2_image *qi = m->qi;
 	const struct qcow2_geom *g = &qi->geom;
@@ -409,7 +379,7 @@ static int entry_get(struct qcow2_meta *m, uint64_t guest, bool own, struct l2_r
 	r->raw[0] = qcow2_get_be64(raw);
 	r->raw[1] = g->extended_l2 ? qcow2_get_be64(raw + 8) : 0;
 	if (qcow2_l2_entry_decode(g, r->raw[0], r->raw[1], &r->e, &why)) {
-		ref_put(m, r);
+		qcow2_mt_ref_put(m, r);
 		return mark_corrupt(
 			m, "L2 entry for guest offset 0x%" PRIx64 " (0x%016" PRIx64 "): %s", guest,
 			r->raw[0], why);
@@ -417,7 +387,7 @@ static int entry_get(struct qcow2_meta *m, uint64_t guest, bool own, struct l2_r
 	return 0;
 }
 
-static void entry_set(struct qcow2_meta *m, struct l2_ref *r, uint64_t entry, uint64_t bitmap)
+void qcow2_mt_entry_set(struct qcow2_meta *m, struct l2_ref *r, uint64_t entry, uint64_t bitmap)
 {
 	const struct qcow2_geom *g = &m->qi->geom;
 	uint8_t raw[16];
@@ -428,7 +398,7 @@ static void entry_set(struct qcow2_meta *m, struct l2_ref *r, uint64_t entry, ui
 }
 
 /* Queue the decrement of whatever host space entry @e held. */
-static int free_entry_host(struct qcow2_meta *m, const struct qcow2_l2_entry *e)
+int qcow2_mt_free_entry_host(struct qcow2_meta *m, const struct qcow2_l2_entry *e)
 {
 	switch (e->type) {
 	case QCOW2_CLUSTER_COMPRESSED:
@@ -439,356 +409,6 @@ static int free_entry_host(struct qcow2_meta *m, const struct qcow2_l2_entry *e)
 	default:
 		return 0;
 	}
-}
-
-/* Bits of the subclusters [@first, @last] (extended L2). */
-static uint32_t sc_bits(unsigned first, unsigned last)
-{
-	uint64_t n = (uint64_t)last - first + 1;
-
-	return (uint32_t)(((n >= 32 ? 0xffffffffull : (1ull << n) - 1)) << first);
-}
-
-/* ---- ALLOC -------------------------------------------------------------------------- */
-
-enum alloc_kind {
-	K_INPLACE,   /* every touched unit already holds data: write in place */
-	K_EXISTING,  /* our own host cluster, some touched unit not data yet */
-	K_NEW_SUB,   /* no host cluster (extended L2): allocate, unit = subcluster */
-	K_NEW_WHOLE, /* allocate, copy the whole cluster's view */
-};
-
-/* How the write of [@from, @to) within one cluster treats entry @e. */
-static enum alloc_kind classify(const struct qcow2_geom *g, const struct qcow2_l2_entry *e,
-				uint64_t from, uint64_t to)
-{
-	unsigned first = qcow2_sc_index(g, from), last = qcow2_sc_index(g, to - 1), sc;
-	bool all_data = true;
-
-	if (e->type == QCOW2_CLUSTER_COMPRESSED || (e->host_offset && !e->copied))
-		return K_NEW_WHOLE;
-	if (!e->host_offset)
-		return g->extended_l2 ? K_NEW_SUB : K_NEW_WHOLE;
-	for (sc = first; sc <= last; sc++)
-		all_data &= qcow2_subcluster_type(g, e, sc) == QCOW2_SUBCLUSTER_NORMAL;
-	return all_data ? K_INPLACE : K_EXISTING;
-}
-
-/* Where the guest's view of unit @sc of entry @e comes from for a COW. */
-static enum qcow2_cow cow_source(struct qcow2_meta *m, const struct qcow2_l2_entry *e,
-				 enum alloc_kind kind, unsigned sc)
-{
-	const struct qcow2_geom *g = &m->qi->geom;
-
-	if (kind == K_NEW_WHOLE && e->type == QCOW2_CLUSTER_NORMAL && !g->extended_l2)
-		return QCOW2_COW_READ;
-	switch (qcow2_subcluster_type(g, e, sc)) {
-	case QCOW2_SUBCLUSTER_NORMAL:
-		/* K_EXISTING: already there, nothing to copy; else old data */
-		return kind == K_EXISTING ? QCOW2_COW_NONE : QCOW2_COW_READ;
-	case QCOW2_SUBCLUSTER_COMPRESSED:
-		return QCOW2_COW_READ;
-	case QCOW2_SUBCLUSTER_ZERO_PLAIN:
-	case QCOW2_SUBCLUSTER_ZERO_ALLOC:
-		return QCOW2_COW_ZERO;
-	default:
-		return m->img->backing ? QCOW2_COW_READ : QCOW2_COW_ZERO;
-	}
-}
-
-struct alloc_ctx {
-	uint64_t pos, end;	  /* the request's remaining range */
-	enum alloc_kind kind;	  /* of the first cluster */
-	struct qcow2_l2_entry e0; /* its entry */
-	struct qcow2_l2_entry eN; /* the last cluster's entry */
-	uint64_t clusters;	  /* in the run */
-};
-
-/* Count the run of clusters from job->pos that one plan can cover. */
-static int alloc_scan(struct qcow2_meta *m, struct alloc_ctx *a)
-{
-	const struct qcow2_geom *g = &m->qi->geom;
-	uint64_t cs = ALIGN_DOWN(a->pos, g->cluster_bytes);
-	int err;
-
-	a->clusters = 0;
-	while (cs < a->end && a->clusters < RUN_MAX_CLUSTERS) {
-		uint64_t from = MAX(cs, a->pos), to = MIN(cs + g->cluster_bytes, a->end);
-		struct l2_ref r;
-		enum alloc_kind k;
-
-		err = entry_get(m, cs, true, &r);
-		if (err)
-			return err;
-		ref_put(m, &r);
-		k = classify(g, &r.e, from, to);
-		if (a->clusters == 0) {
-			a->kind = k;
-			a->e0 = r.e;
-		} else if (k != a->kind || from != cs) {
-			break;
-		}
-		a->eN = r.e;
-		a->clusters++;
-		if (k == K_INPLACE || k == K_EXISTING)
-			break;
-		cs += g->cluster_bytes;
-	}
-	return 0;
-}
-
-/* Fill the plan's guest range, host start and COW sources for a scanned run. */
-static void alloc_plan(struct qcow2_meta *m, const struct alloc_ctx *a, uint64_t host, bool fresh,
-		       struct qcow2_wplan *p)
-{
-	const struct qcow2_geom *g = &m->qi->geom;
-	uint64_t cs = ALIGN_DOWN(a->pos, g->cluster_bytes);
-	uint64_t run_end = cs + a->clusters * g->cluster_bytes;
-	uint64_t unit = a->kind == K_NEW_WHOLE ? g->cluster_bytes : g->subcluster_bytes;
-	uint64_t cap = ALIGN_DOWN(m->img->size_bytes, 512);
-
-	p->data_end = MIN(a->end, run_end);
-	p->guest_start = ALIGN_DOWN(a->pos, unit);
-	p->guest_end = MIN(ALIGN_UP(p->data_end, unit), MAX(cap, p->data_end));
-	p->head = p->guest_start < a->pos
-			  ? cow_source(m, &a->e0, a->kind, qcow2_sc_index(g, p->guest_start))
-			  : QCOW2_COW_NONE;
-	p->tail = p->data_end < p->guest_end
-			  ? cow_source(m, &a->eN, a->kind, qcow2_sc_index(g, p->data_end))
-			  : QCOW2_COW_NONE;
-	/* a unit already holding data is written from the request's own bytes */
-	if (p->head == QCOW2_COW_NONE)
-		p->guest_start = a->pos;
-	if (p->tail == QCOW2_COW_NONE)
-		p->guest_end = p->data_end;
-	if (fresh && p->head == QCOW2_COW_ZERO)
-		p->head = QCOW2_COW_SKIP;
-	if (fresh && p->tail == QCOW2_COW_ZERO)
-		p->tail = QCOW2_COW_SKIP;
-	p->host_start = host + (p->guest_start - cs);
-}
-
-static int job_alloc(struct qcow2_meta *m, struct qcow2_job *job)
-{
-	const struct qcow2_geom *g = &m->qi->geom;
-	struct alloc_ctx a = { .pos = job->pos, .end = job->end };
-	struct qcow2_wplan *p = &job->plan;
-	uint64_t host, before;
-	int err;
-
-	memset(p, 0, sizeof(*p));
-	err = alloc_scan(m, &a);
-	if (err)
-		return err;
-	if (a.kind == K_INPLACE || a.kind == K_EXISTING) {
-		p->inplace = a.kind == K_INPLACE;
-		alloc_plan(m, &a, a.e0.host_offset, false, p);
-		return 0;
-	}
-	before = __atomic_load_n(&m->qi->file_bytes, __ATOMIC_RELAXED);
-	err = qcow2_rc_alloc(m->rc, a.clusters, &host);
-	if (err)
-		return err;
-	err = overlap_check(m, host, a.clusters * g->cluster_bytes, "data");
-	if (err)
-		return err;
-	p->new_host = host;
-	p->new_clusters = a.clusters;
-	alloc_plan(m, &a, host, host >= before, p);
-	return 0;
-}
-
-/* ---- LINK and ABORT -------------------------------------------------------------------- */
-
-/* Point the entry of the cluster at guest @cs to its new home. */
-static int link_cluster(struct qcow2_meta *m, const struct qcow2_wplan *p, uint64_t cs)
-{
-	const struct qcow2_geom *g = &m->qi->geom;
-	uint64_t from = MAX(cs, p->guest_start), to = MIN(cs + g->cluster_bytes, p->guest_end);
-	uint64_t host, entry, bitmap = 0;
-	struct l2_ref r;
-	int err;
-
-	err = entry_get(m, cs, true, &r);
-	if (err)
-		return err;
-	host = r.e.host_offset;
-	if (p->new_host) {
-		host = p->new_host + (cs - ALIGN_DOWN(p->guest_start, g->cluster_bytes));
-		err = free_entry_host(m, &r.e);
-	}
-	if (!err)
-		err = qcow2_l2_entry_encode_normal(g, host, true, &entry);
-	if (!err && g->extended_l2) {
-		uint32_t touched = sc_bits(qcow2_sc_index(g, from), qcow2_sc_index(g, to - 1));
-		uint32_t alloc = r.e.alloc_bitmap, zero = r.e.zero_bitmap;
-
-		if (r.e.type == QCOW2_CLUSTER_COMPRESSED || (r.e.host_offset && !r.e.copied))
-			alloc = 0xffffffffu, zero = 0; /* the whole view was copied */
-		alloc |= touched;
-		zero &= ~touched;
-		bitmap = ((uint64_t)zero << 32) | alloc;
-	}
-	if (!err)
-		entry_set(m, &r, entry, bitmap);
-	ref_put(m, &r);
-	return err;
-}
-
-static int job_link(struct qcow2_meta *m, struct qcow2_job *job)
-{
-	const struct qcow2_geom *g = &m->qi->geom;
-	const struct qcow2_wplan *p = &job->plan;
-	uint64_t cs;
-	int err;
-
-	err = mark_dirty(m);
-	for (cs = ALIGN_DOWN(p->guest_start, g->cluster_bytes); !err && cs < p->guest_end;
-	     cs += g->cluster_bytes)
-		err = link_cluster(m, p, cs);
-	if (!err)
-		err = relieve_pressure(m);
-	return err;
-}
-
-static int job_abort(struct qcow2_meta *m, struct qcow2_job *job)
-{
-	const struct qcow2_wplan *p = &job->plan;
-
-	if (p->compressed)
-		return qcow2_rc_update(m->rc, p->host_start, p->compressed_bytes, -1);
-	if (!p->new_host)
-		return 0;
-	return qcow2_rc_update(m->rc, p->new_host, p->new_clusters * m->qi->geom.cluster_bytes, -1);
-}
-
-/* ---- compressed clusters --------------------------------------------------------------- */
-
-static int job_alloc_bytes(struct qcow2_meta *m, struct qcow2_job *job)
-{
-	struct qcow2_wplan *p = &job->plan;
-	int err;
-
-	err = qcow2_rc_alloc_bytes(m->rc, p->compressed_bytes, &p->host_start);
-	if (!err)
-		err = overlap_check(m, p->host_start, p->compressed_bytes, "compressed data");
-	if (!err)
-		p->compressed = true;
-	return err;
-}
-
-static int job_link_compressed(struct qcow2_meta *m, struct qcow2_job *job)
-{
-	const struct qcow2_wplan *p = &job->plan;
-	struct l2_ref r;
-	uint64_t entry;
-	int err;
-
-	err = mark_dirty(m);
-	if (!err)
-		err = entry_get(m, job->pos, true, &r);
-	if (err)
-		return err;
-	err = free_entry_host(m, &r.e);
-	if (!err)
-		err = qcow2_l2_entry_encode_compressed(&m->qi->geom, p->host_start,
-						       p->compressed_bytes, &entry);
-	if (!err)
-		entry_set(m, &r, entry, 0);
-	ref_put(m, &r);
-	return err ?: relieve_pressure(m);
-}
-
-/* ---- ZERO and DISCARD ------------------------------------------------------------------ */
-
-/*
- * The new entry for whole units [@from, @to) of the cluster at @cs that
- * must read as zeros (@zero) or be discarded.  Returns 0 with the new
- * entry, bitmap and whether the old host space is released.
- */
-static void zero_entry(struct qcow2_meta *m, const struct qcow2_l2_entry *e, uint64_t cs,
-		       uint64_t from, uint64_t to, bool zero, unsigned flags, uint64_t *entry,
-		       uint64_t *bitmap, bool *release)
-{
-	const struct qcow2_geom *g = &m->qi->geom;
-	bool whole = from == cs && to - from == g->cluster_bytes;
-	bool v3 = m->qi->hdr.version >= 3;
-	/* keep the cluster for in-place reuse: needs the zero flag (v3) */
-	bool keep = zero && v3 && !(flags & DRV_REQ_MAY_UNMAP) && e->host_offset && e->copied &&
-		    e->type != QCOW2_CLUSTER_COMPRESSED;
-
-	*release = false;
-	*bitmap = 0;
-	if (g->extended_l2) {
-		uint32_t bits = sc_bits(qcow2_sc_index(g, from), qcow2_sc_index(g, to - 1));
-
-		if (whole && !keep) {
-			*entry = 0;
-			*bitmap = QCOW2_SC_ALL_ZERO;
-			*release = e->host_offset != 0;
-			return;
-		}
-		*entry = e->host_offset ? (e->host_offset | QCOW2_OFLAG_COPIED * e->copied) : 0;
-		*bitmap = ((uint64_t)(e->zero_bitmap | bits) << 32) | (e->alloc_bitmap & ~bits);
-		return;
-	}
-	*release = !keep && e->host_offset;
-	if (!v3)
-		*entry = 0; /* v2: no zero flag; callers only get here without a backing file */
-	else if (keep)
-		*entry = qcow2_l2_entry_encode_zero(e->host_offset, true);
-	else if (!zero && !m->img->backing && e->type == QCOW2_CLUSTER_UNALLOCATED)
-		*entry = 0;
-	else
-		*entry = QCOW2_OFLAG_ZERO;
-}
-
-static int zero_cluster(struct qcow2_meta *m, struct qcow2_job *job, uint64_t cs, uint64_t from,
-			uint64_t to)
-{
-	bool zero = job->kind == QCOW2_JOB_ZERO;
-	uint64_t entry, bitmap;
-	struct l2_ref r;
-	bool release;
-	int err;
-
-	err = entry_get(m, cs, true, &r);
-	if (err)
-		return err;
-	if (r.e.type == QCOW2_CLUSTER_COMPRESSED && m->qi->geom.extended_l2 &&
-	    to - from != m->qi->geom.cluster_bytes) {
-		ref_put(m, &r);
-		return -ENOTSUP; /* subclusters of a compressed cluster: write zeros */
-	}
-	zero_entry(m, &r.e, cs, from, to, zero, job->flags, &entry, &bitmap, &release);
-	if (release)
-		err = free_entry_host(m, &r.e);
-	if (!err)
-		entry_set(m, &r, entry, bitmap);
-	ref_put(m, &r);
-	return err;
-}
-
-/* Whole units of [job->pos, job->end), at most ZERO_JOB_CLUSTERS clusters. */
-static int job_zero(struct qcow2_meta *m, struct qcow2_job *job)
-{
-	const struct qcow2_geom *g = &m->qi->geom;
-	uint64_t pos = job->pos, n = 0;
-	int err;
-
-	err = mark_dirty(m);
-	while (!err && pos < job->end && n++ < ZERO_JOB_CLUSTERS) {
-		uint64_t cs = ALIGN_DOWN(pos, g->cluster_bytes);
-		uint64_t to = MIN(cs + g->cluster_bytes, job->end);
-
-		err = zero_cluster(m, job, cs, pos, to);
-		if (!err)
-			err = relieve_pressure(m);
-		if (!err)
-			pos = to;
-	}
-	job->done_bytes = pos - job->pos;
-	return err;
 }
 
 /* ---- the thread ------------------------------------------------------------------------ */
@@ -813,20 +433,20 @@ static int job_dispatch(struct qcow2_meta *m, struct qcow2_job *job)
 		return -EIO;
 	switch (job->kind) {
 	case QCOW2_JOB_ALLOC:
-		return job_alloc(m, job);
+		return qcow2_mt_job_alloc(m, job);
 	case QCOW2_JOB_LINK:
-		return job_link(m, job);
+		return qcow2_mt_job_link(m, job);
 	case QCOW2_JOB_ABORT:
-		return job_abort(m, job);
+		return qcow2_mt_job_abort(m, job);
 	case QCOW2_JOB_ZERO:
 	case QCOW2_JOB_DISCARD:
-		return job_zero(m, job);
+		return qcow2_mt_job_zero(m, job);
 	case QCOW2_JOB_FLUSH:
 		return job_flush(m);
 	case QCOW2_JOB_ALLOC_BYTES:
-		return job_alloc_bytes(m, job);
+		return qcow2_mt_job_alloc_bytes(m, job);
 	case QCOW2_JOB_LINK_COMPRESSED:
-		return job_link_compressed(m, job);
+		return qcow2_mt_job_link_compressed(m, job);
 	}
 	return -EINVAL;
 }
@@ -941,7 +561,7 @@ static int meta_setup(struct drv_image *img, struct qcow2_meta *m)
 		.geom = &qi->geom,
 		.file_bytes = &qi->file_bytes,
 		.cluster_freed = cluster_freed,
-		.overlap_check = overlap_check,
+		.overlap_check = qcow2_mt_overlap_check,
 		.opaque = m,
 	};
 	int err;

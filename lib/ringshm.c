@@ -148,6 +148,28 @@ int ringshm_lookup(const struct ringshm_gnt *table, const struct ringshm_layout 
 	return 0;
 }
 
+int ringshm_map_frames(int fd, const uint32_t *frames, unsigned n, void **out)
+{
+	size_t bytes = (size_t)n * RINGSHM_PAGE_BYTES;
+	uint8_t *va =
+		mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (va == MAP_FAILED)
+		return neg_errno();
+	for (unsigned i = 0; i < n; i++) {
+		if (mmap(va + (size_t)i * RINGSHM_PAGE_BYTES, RINGSHM_PAGE_BYTES,
+			 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+			 (off_t)frames[i] * RINGSHM_PAGE_BYTES) == MAP_FAILED) {
+			int err = neg_errno();
+
+			munmap(va, bytes);
+			return err;
+		}
+	}
+	*out = va;
+	return 0;
+}
+
 void ringshm_grant(struct ringshm_gnt *table, uint32_t ref, uint32_t frame, bool readonly)
 {
 	struct ringshm_gnt e = {

@@ -98,6 +98,14 @@ int ringshm_lookup(const struct ringshm_gnt *table, const struct ringshm_layout 
 		   bool write, uint32_t *frame);
 
 /*
+ * ringshm_map_frames - map frames @frames[0..@n) of the memfd @fd into one
+ * contiguous read-write stretch of address space, in that order (how both
+ * ends see a ring whose pages are scattered).  0 and *@out (unmap @n
+ * pages with munmap), or -errno.
+ */
+int ringshm_map_frames(int fd, const uint32_t *frames, unsigned n, void **out);
+
+/*
  * ringshm_grant - frontend side: grant @frame to the backend under @ref
  * (read-only when @readonly), or revoke @ref with ringshm_revoke().
  */

@@ -34,7 +34,8 @@ struct td_ring {
 	size_t entry_bytes;
 	uint32_t nr_ents;
 	struct td_ring_limits lim;
-	unsigned max_segs; /* per request: max(11, indirect) */
+	uint64_t disk_sectors; /* td_ring_set_size's; atomic, read into lim per pass */
+	unsigned max_segs;     /* per request: max(11, indirect) */
 
 	/* private indices: the only ones we trust */
 	uint32_t req_cons;
@@ -63,7 +64,7 @@ struct td_ring {
 	struct evloop_watch watch;
 	struct evloop_hook push_hook;
 	struct evloop_timer storm_timer;
-	struct evloop_call start_call, stop_call;
+	struct evloop_call stop_call;
 	unsigned spurious_run;
 	bool watching, running, stopping, halted;
 	void (*stop_done)(void *opaque);
@@ -73,7 +74,7 @@ struct td_ring {
 };
 
 /* Single-writer counters that the control thread may read. */
-#define RING_STAT_INC(r, field)                                                                   \
+#define RING_STAT_INC(r, field)                                                                    \
 	__atomic_store_n(&(r)->stats.field, (r)->stats.field + 1, __ATOMIC_RELAXED)
 
 /* ring.c */

@@ -43,8 +43,8 @@ static int alloc_arrays(struct td_ring *r, unsigned pool_pages)
 	r->free_pages = calloc(pool_pages, sizeof(*r->free_pages));
 	r->pool = buf_alloc((size_t)pool_pages * RING_PAGE_BYTES, RING_PAGE_BYTES);
 	if (indirect_pages(r))
-		r->indirect = buf_alloc((size_t)indirect_pages(r) * RING_PAGE_BYTES,
-					RING_PAGE_BYTES);
+		r->indirect =
+			buf_alloc((size_t)indirect_pages(r) * RING_PAGE_BYTES, RING_PAGE_BYTES);
 	if (!r->reqs || !r->segs || !r->iovs || !r->copies || !r->free_pages || !r->pool ||
 	    (indirect_pages(r) && !r->indirect))
 		return -ENOMEM;
@@ -97,7 +97,8 @@ static void take_pages(struct td_ring *r, struct td_ring_req *req)
 		uint8_t *page = r->free_pages[--r->nr_free_pages];
 
 		req->iov[i].iov_base = page + (size_t)s->first_sect * RING_SECTOR_BYTES;
-		req->iov[i].iov_len = (size_t)(s->last_sect - s->first_sect + 1) * RING_SECTOR_BYTES;
+		req->iov[i].iov_len =
+			(size_t)(s->last_sect - s->first_sect + 1) * RING_SECTOR_BYTES;
 	}
 }
 
@@ -209,8 +210,7 @@ static void refuse(struct td_ring *r, const struct td_ring_msg *m, uint8_t rsp_o
 	RING_STAT_INC(r, bad_requests);
 	log_err_ratelimited("ring: refused request 0x%" PRIx64 " (operation %u, %u segments, "
 			    "sector %" PRIu64 "): %s",
-			    m->id, m->operation, m->nr_segments, m->sector_number,
-			    strerror(-err));
+			    m->id, m->operation, m->nr_segments, m->sector_number, strerror(-err));
 	td_ring_respond(r, m->id, rsp_op, err);
 }
 

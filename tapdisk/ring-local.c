@@ -19,6 +19,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "ring-abi.h"
 #include "ringshm.h"
 #include "tapdisk/ring-transport.h"
 
@@ -61,7 +62,8 @@ int td_local_mem_open(int memfd, struct td_local_mem **out)
 	mem->fd = memfd;
 	mem->base = p;
 	mem->layout = l;
-	mem->table = (const struct ringshm_gnt *)(mem->base + (size_t)l.gnt_first * RINGSHM_PAGE_BYTES);
+	mem->table =
+		(const struct ringshm_gnt *)(mem->base + (size_t)l.gnt_first * RINGSHM_PAGE_BYTES);
 	*out = mem;
 	return 0;
 
@@ -176,31 +178,22 @@ static bool is_eventfd(int fd)
 
 static int map_ring(struct td_local_mem *mem, const uint32_t *refs, unsigned nr_pages, void **out)
 {
-	size_t bytes = (size_t)nr_pages * RINGSHM_PAGE_BYTES;
-	uint8_t *va = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint32_t frames[RING_PAGES_MAX];
+	int err;
 
-	if (va == MAP_FAILED)
-		return neg_errno();
+	if (nr_pages == 0 || nr_pages > RING_PAGES_MAX)
+		return -EINVAL;
 	for (unsigned i = 0; i < nr_pages; i++) {
-		uint32_t frame;
-		int err = ringshm_lookup(mem->table, &mem->layout, refs[i], true, &frame);
-
+		err = ringshm_lookup(mem->table, &mem->layout, refs[i], true, &frames[i]);
 		if (err) {
 			log_err("ring: ring-ref%u %u does not grant a writable frame", i, refs[i]);
-			munmap(va, bytes);
-			return err;
-		}
-		if (mmap(va + (size_t)i * RINGSHM_PAGE_BYTES, RINGSHM_PAGE_BYTES,
-			 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, mem->fd,
-			 (off_t)frame * RINGSHM_PAGE_BYTES) == MAP_FAILED) {
-			err = neg_errno();
-			log_err("ring: cannot map frame %u of the memfd: %m", frame);
-			munmap(va, bytes);
 			return err;
 		}
 	}
-	*out = va;
-	return 0;
+	err = ringshm_map_frames(mem->fd, frames, nr_pages, out);
+	if (err)
+		log_err("ring: cannot map the %u ring pages: %s", nr_pages, strerror(-err));
+	return err;
 }
 
 int td_transport_local_new(struct td_local_mem *mem, const uint32_t *refs, unsigned nr_pages,
@@ -214,8 +207,9 @@ int td_transport_local_new(struct td_local_mem *mem, const uint32_t *refs, unsig
 		close(irq_fd);
 		return -ENOMEM;
 	}
-	lt->t = (struct td_transport){ .ops = &local_ops, .name = "local", .event_fd = kick_fd,
-				       .max_segs = max_segs };
+	lt->t = (struct td_transport){
+		.ops = &local_ops, .name = "local", .event_fd = kick_fd, .max_segs = max_segs
+	};
 	lt->mem = mem;
 	lt->irq_fd = irq_fd;
 	if (!is_eventfd(kick_fd) || !is_eventfd(irq_fd)) {

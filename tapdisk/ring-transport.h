@@ -61,11 +61,11 @@ struct td_transport_ops {
 
 struct td_transport {
 	const struct td_transport_ops *ops;
-	const char *name;   /* "local", "xen": for messages */
-	void *sring;	    /* the ring pages, one contiguous mapping */
-	unsigned nr_pages;  /* of the ring */
-	int event_fd;	    /* readable when the frontend notified */
-	unsigned max_segs;  /* the largest copy the transport was sized for */
+	const char *name;  /* "local", "xen": for messages */
+	void *sring;	   /* the ring pages, one contiguous mapping */
+	unsigned nr_pages; /* of the ring */
+	int event_fd;	   /* readable when the frontend notified */
+	unsigned max_segs; /* the largest copy the transport was sized for */
 };
 
 /* td_transport_free - NULL is a no-op. */

@@ -131,8 +131,8 @@ static int gntst_errno(int16_t st)
 	}
 }
 
-static void fill_seg(xengnttab_grant_copy_segment_t *x, const struct td_copy_seg *s,
-		     uint16_t domid, bool to_guest)
+static void fill_seg(xengnttab_grant_copy_segment_t *x, const struct td_copy_seg *s, uint16_t domid,
+		     bool to_guest)
 {
 	memset(x, 0, sizeof(*x));
 	x->len = s->len;
@@ -256,7 +256,7 @@ static int xen_connect(struct xen_transport *xt, const uint32_t *refs, unsigned 
 
 	memcpy(grefs, refs, nr_pages * sizeof(grefs[0]));
 	xt->t.sring = lib->gnttab_map_domain_grant_refs(xt->gnt, nr_pages, xt->domid, grefs,
-						       PROT_READ | PROT_WRITE);
+							PROT_READ | PROT_WRITE);
 	if (!xt->t.sring) {
 		err = neg_errno();
 		log_err("xen ring: cannot map the %u ring pages of domain %u: %m", nr_pages,
@@ -291,8 +291,9 @@ int td_transport_xen_new(uint16_t domid, const uint32_t *refs, unsigned nr_pages
 	xt = calloc(1, sizeof(*xt));
 	if (!xt)
 		return -ENOMEM;
-	xt->t = (struct td_transport){ .ops = &xen_ops, .name = "xen", .event_fd = -1,
-				       .max_segs = max_segs };
+	xt->t = (struct td_transport){
+		.ops = &xen_ops, .name = "xen", .event_fd = -1, .max_segs = max_segs
+	};
 	xt->domid = domid;
 	xt->segs = calloc(max_segs, sizeof(*xt->segs));
 	err = xt->segs ? xen_open_handles(xt) : -ENOMEM;
@@ -305,4 +306,3 @@ int td_transport_xen_new(uint16_t domid, const uint32_t *refs, unsigned nr_pages
 	*out = &xt->t;
 	return 0;
 }
-

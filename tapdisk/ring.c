@@ -116,6 +116,7 @@ void td_ring_consume(struct td_ring *r)
 
 		if (r->halted || r->stopping)
 			return;
+		r->lim.disk_sectors = __atomic_load_n(&r->disk_sectors, __ATOMIC_RELAXED);
 		req_prod = ring_peer_index(&r->sring->req_prod);
 		if (ring_back_prod_overflow(req_prod, r->rsp_prod_pvt, r->nr_ents)) {
 			halt(r, req_prod);
@@ -210,18 +211,20 @@ static void on_event(struct evloop_watch *w, uint32_t events)
 
 /* ---- life ----------------------------------------------------------------- */
 
-static void do_start(struct evloop_call *c)
+static int do_start(void *opaque)
 {
-	struct td_ring *r = c->opaque;
-	int err;
+	struct td_ring *r = opaque;
+	int err = evloop_watch_add(r->loop, &r->watch);
 
-	evloop_hook_add(r->loop, &r->push_hook);
-	err = evloop_watch_add(r->loop, &r->watch);
-	if (err)
+	if (err) {
 		log_err("ring: cannot watch the event channel: %s", strerror(-err));
-	r->watching = err == 0;
+		return err;
+	}
+	evloop_hook_add(r->loop, &r->push_hook);
+	r->watching = true;
 	r->running = true;
 	td_ring_consume(r);
+	return 0;
 }
 
 static void do_stop(struct evloop_call *c)
@@ -237,9 +240,9 @@ static void do_stop(struct evloop_call *c)
 		finish_stop(r);
 }
 
-void td_ring_start(struct td_ring *r)
+int td_ring_start(struct td_ring *r)
 {
-	evloop_post(r->loop, &r->start_call);
+	return td_queue_run(r->q, do_start, r);
 }
 
 void td_ring_stop(struct td_ring *r, void (*done)(void *opaque), void *opaque)
@@ -271,6 +274,7 @@ static int ring_init(struct td_ring *r, struct td_vbd *vbd, const struct td_ring
 		.can_discard = info.can_discard,
 		.max_indirect_segs = MIN(opts->max_indirect_segs, TD_RING_MAX_INDIRECT_SEGS),
 	};
+	r->disk_sectors = r->lim.disk_sectors;
 	r->max_segs = MAX(RING_SEGS_DIRECT, r->lim.max_indirect_segs);
 	if (r->tp->max_segs < MAX(r->max_segs, RING_INDIRECT_PAGES_MAX)) {
 		log_err("ring: the transport copies at most %u segments at once", r->tp->max_segs);
@@ -299,10 +303,10 @@ int td_ring_new(struct td_vbd *vbd, struct td_queue *q, struct td_transport *t,
 		td_ring_free(r);
 		return err;
 	}
-	r->watch = (struct evloop_watch){ .fd = t->event_fd, .events = EPOLLIN, .fn = on_event,
-					  .opaque = r };
+	r->watch = (struct evloop_watch){
+		.fd = t->event_fd, .events = EPOLLIN, .fn = on_event, .opaque = r
+	};
 	r->push_hook = (struct evloop_hook){ .fn = push_responses, .opaque = r };
-	r->start_call = (struct evloop_call){ .fn = do_start, .opaque = r };
 	r->stop_call = (struct evloop_call){ .fn = do_stop, .opaque = r };
 	evloop_timer_init(&r->storm_timer, storm_over, r);
 	*out = r;
@@ -317,6 +321,11 @@ void td_ring_free(struct td_ring *r)
 	td_ring_io_free(r);
 	td_transport_free(r->tp);
 	free(r);
+}
+
+void td_ring_set_size(struct td_ring *r, uint64_t size_bytes)
+{
+	__atomic_store_n(&r->disk_sectors, size_bytes / RING_SECTOR_BYTES, __ATOMIC_RELAXED);
 }
 
 void td_ring_get_stats(const struct td_ring *r, struct td_ring_stats *out)

@@ -23,9 +23,9 @@
  *  - survives event storms: after a run of notifications that brought no
  *    request it stops listening for a millisecond (XSA-332's concern).
  *
- * Threads: td_ring_new/td_ring_free on the control thread; everything else
- * happens on the queue thread, reached through td_ring_start/td_ring_stop,
- * which post to it.
+ * Threads: td_ring_new/td_ring_start/td_ring_free on the control thread;
+ * everything else happens on the queue thread, reached through
+ * td_ring_start (td_queue_run) and td_ring_stop (posted).
  */
 #ifndef QTAP_TAPDISK_RING_H
 #define QTAP_TAPDISK_RING_H
@@ -68,8 +68,11 @@ struct td_ring_stats {
 int td_ring_new(struct td_vbd *vbd, struct td_queue *q, struct td_transport *t,
 		const struct td_ring_opts *opts, struct td_ring **out);
 
-/* td_ring_start - from any thread: start serving on the queue thread. */
-void td_ring_start(struct td_ring *r);
+/*
+ * td_ring_start - control thread: start serving on the queue thread (runs
+ * there and waits).  0, or -errno when the event fd cannot be watched.
+ */
+int td_ring_start(struct td_ring *r);
 
 /*
  * td_ring_stop - from any thread: stop taking requests; once none is in
@@ -80,6 +83,9 @@ void td_ring_stop(struct td_ring *r, void (*done)(void *opaque), void *opaque);
 
 /* td_ring_free - a stopped (or never started) ring.  NULL is a no-op. */
 void td_ring_free(struct td_ring *r);
+
+/* td_ring_set_size - the disk was resized: check requests against this.  Any thread. */
+void td_ring_set_size(struct td_ring *r, uint64_t size_bytes);
 
 /* td_ring_get_stats - a snapshot; any thread. */
 void td_ring_get_stats(const struct td_ring *r, struct td_ring_stats *out);

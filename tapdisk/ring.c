@@ -5,6 +5,8 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -343,6 +345,17 @@ void td_ring_get_stats(const struct td_ring *r, struct td_ring_stats *out)
 unsigned td_ring_nr_ents(const struct td_ring *r)
 {
 	return r->nr_ents;
+}
+
+int td_ring_why(char *why, size_t len, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+	log_err("%s", why);
+	return err;
 }
 
 void td_transport_free(struct td_transport *t)

@@ -161,10 +161,11 @@ int td_blkif_connect(struct td_vbd *vbd, struct td_blkif_conf *c, struct td_blki
 
 	if (err)
 		goto fail_conf;
-	err = -ENOMEM;
 	b = calloc(1, sizeof(*b));
-	if (!b)
+	if (!b) {
+		err = -ENOMEM;
 		goto fail_conf;
+	}
 	b->vbd = vbd;
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->cond, NULL);

@@ -391,7 +391,8 @@ static void test_verified_over_fake_xen(void **state)
 	assert_int_equal(rig_connect(&r, &fc), 0);
 	assert_int_equal(fk.maps, 2);
 	assert_int_equal(fk.bound, 2);
-	r.load = (struct tf_load_conf){ .mix = TF_MIX_RW,
+	r.load = (struct tf_load_conf){ .fill = 0,
+					.mix = TF_MIX_RW,
 					.random = true,
 					.bs = 32768,
 					.depth = 8,
@@ -419,7 +420,8 @@ static void test_hostile_over_fake_xen(void **state)
 
 	rig_open(&r, &fc);
 	assert_int_equal(rig_connect(&r, &fc), 0);
-	r.load = (struct tf_load_conf){ .mix = TF_MIX_RW,
+	r.load = (struct tf_load_conf){ .fill = 0,
+					.mix = TF_MIX_RW,
 					.random = true,
 					.bs = 4096,
 					.depth = 4,

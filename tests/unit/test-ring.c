@@ -159,7 +159,8 @@ static void verified_run(const struct tf_conf *fc, uint64_t bs, uint64_t ops)
 
 	rig_open(&r, fc->nr_queues, false);
 	assert_int_equal(rig_attach(&r, fc), 0);
-	r.load = (struct tf_load_conf){ .mix = TF_MIX_RW,
+	r.load = (struct tf_load_conf){ .fill = 0,
+					.mix = TF_MIX_RW,
 					.random = true,
 					.bs = bs,
 					.depth = fc->depth,
@@ -239,7 +240,8 @@ static void hostile_run(enum tf_hostile mode, unsigned queues, struct rig *r)
 
 	rig_open(r, queues, false);
 	assert_int_equal(rig_attach(r, &fc), 0);
-	r->load = (struct tf_load_conf){ .mix = TF_MIX_RW,
+	r->load = (struct tf_load_conf){ .fill = 0,
+					 .mix = TF_MIX_RW,
 					 .random = true,
 					 .bs = 4096,
 					 .depth = 8,

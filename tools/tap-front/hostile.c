@@ -12,7 +12,7 @@
  *   change        a thread rewrites a published request (operation, segment
  *                 count, sector, segment bounds and references) while the
  *                 backend may be reading it; any answer is fine, a write may
- *                 land only in the 16 KiB after --span
+ *                 land only in the 16 KiB after the span
  *   storm         a thread notifies the backend without pause, with no request
  *   prod-overrun  queue 0 publishes a producer index beyond the ring after its
  *                 requests were answered; the ring must halt: no response
@@ -155,7 +155,7 @@ static int16_t make_bad(struct hostile *h, const struct tf_io *io, struct bad_re
 
 	memset(b, 0, sizeof(*b));
 	b->op = v & 1 ? RING_OP_WRITE : RING_OP_READ;
-	b->sector = (uint64_t)h->w->index * (c->bs / RING_SECTOR_BYTES);
+	b->sector = (c->offset + (uint64_t)h->w->index * c->bs) / RING_SECTOR_BYTES;
 	fill_segs(io, b, 2);
 	b->nr_segments = 2;
 	switch (h->mode) {
@@ -393,7 +393,7 @@ int tf_hostile_start(struct tf_worker *w)
 		return -ENOMEM;
 	h->w = w;
 	h->mode = c->hostile;
-	h->change_sector = c->span / RING_SECTOR_BYTES;
+	h->change_sector = (c->offset + c->span) / RING_SECTOR_BYTES;
 	w->hostile = h;
 	if (h->mode == TF_HOSTILE_CHANGE && w->index == 0)
 		fn = flipper;

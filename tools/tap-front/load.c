@@ -30,7 +30,7 @@ static void slot_done(struct tf_io *io);
 
 static uint64_t pos_offset(const struct tf_worker *w, uint64_t i)
 {
-	return (w->index + i * w->conf->nr_queues) * w->conf->bs;
+	return w->conf->offset + (w->index + i * w->conf->nr_queues) * w->conf->bs;
 }
 
 static bool report_allowed(struct tf_worker *w)
@@ -189,6 +189,15 @@ void tf_worker_resume(struct tf_worker *w)
 
 /* ---- completion ----------------------------------------------------------------- */
 
+/* The first byte of @buf that is not @byte, or @len. */
+static uint64_t check_fill(const uint8_t *buf, uint64_t len, uint8_t byte)
+{
+	for (uint64_t i = 0; i < len; i++)
+		if (buf[i] != byte)
+			return i;
+	return len;
+}
+
 static void verify_read(struct tf_worker *w, const struct tf_io *io, unsigned gen)
 {
 	uint64_t bad;
@@ -196,7 +205,12 @@ static void verify_read(struct tf_worker *w, const struct tf_io *io, unsigned ge
 
 	if (w->phase == PHASE_READBACK)
 		w->st.verified++;
-	bad = bench_check(io->buf, io->len, w->conf->seed, io->offset, gen, &want);
+	if (gen == 0) { /* never written in this run: --fill says what is there */
+		want = (uint8_t)w->conf->fill;
+		bad = check_fill(io->buf, io->len, want);
+	} else {
+		bad = bench_check(io->buf, io->len, w->conf->seed, io->offset, gen, &want);
+	}
 	if (bad == io->len)
 		return;
 	w->st.verify_errors++;
@@ -245,7 +259,7 @@ static void slot_done(struct tf_io *io)
 		account(w, io, now);
 	else if (w->phase == PHASE_FLUSH)
 		w->st.flushed = true;
-	if (ok && io->op == RING_OP_READ && s->gen)
+	if (ok && io->op == RING_OP_READ && (s->gen || (w->gens && w->conf->fill >= 0)))
 		verify_read(w, io, s->gen);
 	if (w->gens && w->phase == PHASE_MAIN) {
 		/* A failed write leaves the block's contents unknown. */

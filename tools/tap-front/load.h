@@ -6,7 +6,7 @@
  * records latencies, and with --verify writes seeded data and checks every
  * read of a block it wrote, then reads back everything it wrote.
  *
- * The disk's first @span bytes are cut into positions of @bs bytes; queue
+ * The disk's @span bytes from @offset are cut into positions of @bs bytes; queue
  * q owns the positions q, q + N, q + 2N ... (N queues), so the workers
  * share nothing while they run.  Under --verify a position is never the
  * target of two requests in flight (their result would be undefined).
@@ -49,7 +49,9 @@ struct tf_load_conf {
 	unsigned nr_queues;
 	uint64_t ops;	  /* in all; 0: until time_ns */
 	uint64_t time_ns; /* 0: until ops */
-	uint64_t span;	  /* bytes of the disk used, a multiple of bs */
+	uint64_t offset;  /* the first byte used, a multiple of bs */
+	uint64_t span;	  /* bytes of the disk used from there, a multiple of bs */
+	int fill;	  /* --verify: what blocks not written in this run hold; -1: unknown */
 	bool verify;
 	uint64_t seed;
 	bool flush; /* FLUSH once the load is done, before the read-back */

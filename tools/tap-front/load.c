@@ -311,8 +311,16 @@ static int run_phase(struct tf_worker *w, int phase)
 {
 	w->phase = phase;
 	w->issued = 0;
-	for (unsigned i = 0; i < w->conf->depth; i++)
-		slot_issue(w, w->eng->io(w->ctx, i));
+	for (unsigned i = 0; i < w->conf->depth; i++) {
+		struct tf_io *io = w->eng->io(w->ctx, i);
+
+		if (!io) {
+			fprintf(stderr, "tap-front: queue %u has fewer than %u slots\n", w->index,
+				w->conf->depth);
+			return -EINVAL;
+		}
+		slot_issue(w, io);
+	}
 	while (w->inflight) {
 		int n;
 

@@ -60,9 +60,8 @@ enum td_op {
 };
 
 /* Request flags. */
-#define TD_REQ_FUA (1u << 0) /* WRITE/WRITE_ZEROES: durable on completion */
-#define TD_REQ_BARRIER                                                                             \
-	(1u << 1)		     /* every earlier request on this queue completes
+#define TD_REQ_FUA (1u << 0)	     /* WRITE/WRITE_ZEROES: durable on completion */
+#define TD_REQ_BARRIER (1u << 1)     /* every earlier request on this queue completes
 				      * first and is made durable; then this one */
 #define TD_REQ_MAY_UNMAP (1u << 2)   /* WRITE_ZEROES: may deallocate */
 #define TD_REQ_NO_FALLBACK (1u << 3) /* WRITE_ZEROES: -ENOTSUP rather than slow */
@@ -92,10 +91,10 @@ struct td_request {
 };
 
 struct td_vbd_opts {
-	unsigned nr_queues;		/* 0: 1 */
-	unsigned queue_depth;		/* driver requests in flight per queue; 0: 128 */
-	bool readonly;			/* -R */
-	enum aio_engine engine;		/* AIO_ENGINE_AUTO by default */
+	unsigned nr_queues;	 /* 0: 1 */
+	unsigned queue_depth;	 /* driver requests in flight per queue; 0: 128 */
+	bool readonly;		 /* -R */
+	enum aio_engine engine;	 /* AIO_ENGINE_AUTO by default */
 	const struct drv_opt *drv_opts; /* -o key=value for the top image's driver */
 	unsigned nr_drv_opts;
 };

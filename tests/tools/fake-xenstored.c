@@ -394,8 +394,8 @@ static void do_directory(struct conn *c, const struct xsd_sockmsg *m, struct tre
 	conn_queue(c, m->type, m->req_id, m->tx_id, out, n);
 }
 
-static void do_watch(struct conn *c, const struct xsd_sockmsg *m, const char *path,
-		     const char *p, bool add)
+static void do_watch(struct conn *c, const struct xsd_sockmsg *m, const char *path, const char *p,
+		     bool add)
 {
 	const char *token = p + strlen(p) + 1; /* the payload is NUL-terminated */
 	struct watch **pp, *w;
@@ -426,8 +426,8 @@ static void do_watch(struct conn *c, const struct xsd_sockmsg *m, const char *pa
 	fire_one(c, path, token);
 }
 
-static void do_write(struct conn *c, const struct xsd_sockmsg *m, struct tree *t,
-		     struct txn *x, const char *path, const char *p)
+static void do_write(struct conn *c, const struct xsd_sockmsg *m, struct tree *t, struct txn *x,
+		     const char *path, const char *p)
 {
 	size_t plen = strlen(p) + 1;
 
@@ -545,7 +545,8 @@ static bool conn_read(struct conn *c)
 
 		memcpy(&m, c->in, sizeof(m));
 		if (m.len > XENSTORE_PAYLOAD_MAX) {
-			fprintf(stderr, "fake-xenstored: payload of %u bytes, dropping client\n", m.len);
+			fprintf(stderr, "fake-xenstored: payload of %u bytes, dropping client\n",
+				m.len);
 			return false;
 		}
 		if (c->in_len < HDR_BYTES + m.len)
@@ -693,7 +694,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: fake-xenstored [-v] [--eagain N] [--pidfile FILE] SOCKET\n");
+		fprintf(stderr,
+			"usage: fake-xenstored [-v] [--eagain N] [--pidfile FILE] SOCKET\n");
 		return 2;
 	}
 	sigaction(SIGTERM, &sa, NULL);

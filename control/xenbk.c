@@ -107,11 +107,15 @@ static void dev_error(struct xbk_dev *d, const char *fmt, ...)
 
 static void dev_error(struct xbk_dev *d, const char *fmt, ...)
 {
+	char msg[sizeof(d->error)];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(d->error, sizeof(d->error), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (strcmp(msg, d->error) == 0 && d->be_state >= XBK_CLOSING)
+		return; /* said already; the frontend has not moved */
+	memcpy(d->error, msg, sizeof(msg));
 	log_err("xen %s: %s", d->name, d->error);
 	dev_disconnect(d);
 	xstore_writef(d->xbk->xs, XSTORE_NO_TXN, d->be, "error", "%s", d->error);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checked.h"
 #include "cleanup.h"
 #include "errors.h"
 #include "log.h"
@@ -37,7 +38,7 @@ struct xbk_dev {
 	uint32_t domid, devid;
 	int minor; /* -1 until physical-device-path resolves */
 	unsigned be_state;
-	bool features_published;
+	struct xbk_limits lim; /* what we published */
 	bool ring_connected;
 	bool dirty;
 	char error[200]; /* non-empty: the error state */
@@ -134,26 +135,29 @@ static void clear_error(struct xbk_dev *d)
 	xstore_rm(d->xbk->xs, XSTORE_NO_TXN, path);
 }
 
-/* What the frontend reads when it sees InitWait. */
-static int publish_features(struct xbk_dev *d)
+/* What the frontend reads when it sees InitWait: @lim capped by ours. */
+static int publish_features(struct xbk_dev *d, const struct xbk_limits *lim)
 {
 	struct xbk *x = d->xbk;
 	int rc;
 
+	d->lim.max_ring_page_order = MIN(lim->max_ring_page_order, x->lim.max_ring_page_order);
+	d->lim.max_queues = MAX(1u, MIN(lim->max_queues, x->lim.max_queues));
+	d->lim.max_indirect_segments =
+		MIN(lim->max_indirect_segments, x->lim.max_indirect_segments);
 	rc = xstore_writef(x->xs, XSTORE_NO_TXN, d->be, "max-ring-page-order", "%u",
-			   x->lim.max_ring_page_order);
+			   d->lim.max_ring_page_order);
 	if (rc == 0)
 		rc = xstore_writef(x->xs, XSTORE_NO_TXN, d->be, "max-ring-pages", "%u",
-				   1u << x->lim.max_ring_page_order);
+				   1u << d->lim.max_ring_page_order);
 	if (rc == 0)
 		rc = xstore_writef(x->xs, XSTORE_NO_TXN, d->be, "multi-queue-max-queues", "%u",
-				   x->lim.max_queues);
-	if (rc == 0 && x->lim.max_indirect_segments > 0)
+				   d->lim.max_queues);
+	if (rc == 0 && d->lim.max_indirect_segments > 11)
 		rc = xstore_writef(x->xs, XSTORE_NO_TXN, d->be, "feature-max-indirect-segments",
-				   "%u", x->lim.max_indirect_segments);
+				   "%u", d->lim.max_indirect_segments);
 	if (rc < 0)
 		log_err("xen %s: cannot publish the ring limits: %s", d->name, err_str(rc));
-	d->features_published = rc == 0;
 	return rc;
 }
 
@@ -183,14 +187,22 @@ static int resolve_minor(struct xbk_dev *d)
 	return 0;
 }
 
-/* Before InitWait: the limits are out and the disk is known. */
+/* Before InitWait: the disk is known and its ring limits are out. */
 static int dev_setup(struct xbk_dev *d)
 {
+	struct xbk_disk disk = { 0 };
 	int rc;
 
-	if (!d->features_published && publish_features(d) < 0)
-		return -EIO;
 	rc = resolve_minor(d);
+	if (rc < 0)
+		return rc;
+	rc = d->xbk->ops->disk_info(d->xbk->opaque, d->minor, &disk);
+	if (rc < 0) {
+		dev_error(d, "minor %d: cannot ask its tapdisk what it accepts: %s", d->minor,
+			  err_str(rc));
+		return rc;
+	}
+	rc = publish_features(d, &disk.limits);
 	if (rc < 0)
 		return rc;
 	clear_error(d);
@@ -267,7 +279,7 @@ static void dev_connect(struct xbk_dev *d)
 	char why[160];
 	int rc;
 
-	rc = xbk_read_ring(fe_read, d, &x->lim, &ring, why, sizeof(why));
+	rc = xbk_read_ring(fe_read, d, &d->lim, &ring, why, sizeof(why));
 	if (rc < 0)
 		return dev_error(d, "%s", why);
 	rc = x->ops->disk_info(x->opaque, d->minor, &disk);
@@ -407,6 +419,28 @@ static bool dev_eval(struct xbk_dev *d)
 	return true;
 }
 
+/* After a restart: the limits this device was offered, from its keys. */
+static void read_published(struct xbk_dev *d)
+{
+	static const char *const keys[] = { "max-ring-page-order", "multi-queue-max-queues",
+					    "feature-max-indirect-segments" };
+	unsigned *fields[] = { &d->lim.max_ring_page_order, &d->lim.max_queues,
+			       &d->lim.max_indirect_segments };
+	const unsigned *caps[] = { &d->xbk->lim.max_ring_page_order, &d->xbk->lim.max_queues,
+				   &d->xbk->lim.max_indirect_segments };
+	unsigned i;
+
+	for (i = 0; i < ARRAY_SIZE(keys); i++) {
+		CLEANUP_FREE char *v = NULL;
+		uint32_t n = 0;
+
+		if (be_read(d, keys[i], &v) == 0)
+			xbk_parse_u32(v, &n);
+		*fields[i] = MIN(n, *caps[i]);
+	}
+	d->lim.max_queues = MAX(1u, d->lim.max_queues);
+}
+
 static struct xbk_dev *dev_get(struct xbk *x, uint32_t domid, uint32_t devid)
 {
 	CLEANUP_FREE char *st = NULL;
@@ -429,7 +463,7 @@ static struct xbk_dev *dev_get(struct xbk *x, uint32_t domid, uint32_t devid)
 	if (be_read(d, "state", &st) == 0 && xbk_parse_u32(st, &v) == 0 && v <= XBK_CLOSED)
 		d->be_state = v;
 	if (d->be_state >= XBK_INITWAIT)
-		d->features_published = true;
+		read_published(d);
 	if (d->be_state == XBK_INITWAIT)
 		d->be_state = XBK_INITIALISING; /* resolve the minor, then InitWait again */
 	if (d->be_state == XBK_CONNECTED)

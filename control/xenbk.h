@@ -6,11 +6,12 @@
  * what libxl writes for backendtype=tap) and runs the XenbusState handshake
  * of blkif-notes.md §2 for each device there:
  *
- *   new device      publish max-ring-page-order (and the legacy
+ *   new device      wait until the hotplug script has written
+ *                   hotplug-status=connected and physical-device-path
+ *                   naming one of our disks; publish what its tapdisk
+ *                   accepts: max-ring-page-order (and the legacy
  *                   max-ring-pages), multi-queue-max-queues,
- *                   feature-max-indirect-segments; wait until the hotplug
- *                   script has written hotplug-status=connected and
- *                   physical-device-path naming one of our disks; InitWait
+ *                   feature-max-indirect-segments; InitWait
  *   frontend 3 or 4 read and validate ring-page-order, multi-queue-num-queues,
  *                   ring-ref(s), event-channel(s) and protocol; tell the
  *                   tapdisk to connect the ring; write sectors, info,
@@ -63,7 +64,7 @@ enum xbk_proto {
 	XBK_PROTO_X86_64,
 };
 
-/* What the backend may offer; from the tapdisk, capped by the XBK_MAX_*. */
+/* What a tapdisk's ring accepts; capped by xbk_new's and the XBK_MAX_*. */
 struct xbk_limits {
 	unsigned max_ring_page_order;
 	unsigned max_queues;
@@ -90,6 +91,7 @@ struct xbk_disk {
 	bool readonly;
 	bool can_discard;
 	bool can_barrier;
+	struct xbk_limits limits; /* what this disk's tapdisk accepts */
 };
 
 /*

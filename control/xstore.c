@@ -21,9 +21,9 @@ struct xstore {
 	struct xs_handle *h;
 };
 
-/* Why xs_open failed, in words an administrator can act on. */
-static void explain_open_failure(int err)
+void xstore_explain(int err)
 {
+	err = -err;
 	const char *path = getenv("XENSTORED_PATH");
 
 	if (err == ENOENT)
@@ -58,7 +58,6 @@ int xstore_open(struct xstore **out)
 	if (!xs->h) {
 		err = errno ? errno : ENOENT;
 		free(xs);
-		explain_open_failure(err);
 		return -err;
 	}
 	*out = xs;

@@ -20,11 +20,11 @@ struct xstore;
 /* No transaction. */
 #define XSTORE_NO_TXN 0u
 
-/*
- * xstore_open - connect to xenstored (or the xenbus device).  Returns 0 or
- * -errno; on failure the reason is logged in words an administrator can act on.
- */
+/* xstore_open - connect to xenstored (or the xenbus device).  0 or -errno. */
 int xstore_open(struct xstore **out);
+
+/* xstore_explain - log why xstore_open failed with @err, in words an administrator can act on. */
+void xstore_explain(int err);
 
 /* xstore_close - NULL is a no-op. */
 void xstore_close(struct xstore *xs);

@@ -65,7 +65,10 @@ static int fake_info(void *opaque, int minor, struct xbk_disk *out)
 				  .sector_bytes = 512,
 				  .phys_sector_bytes = 4096,
 				  .discard_granularity_bytes = 65536,
-				  .can_discard = true };
+				  .can_discard = true,
+				  .limits = { .max_ring_page_order = 4,
+					      .max_queues = 8,
+					      .max_indirect_segments = 256 } };
 	return 0;
 }
 
@@ -196,16 +199,19 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Up to InitWait: limits published, then the hotplug script, then state 2. */
+/* Up to InitWait: the hotplug script runs, then limits published and state 2. */
 static void to_initwait(const char *be, const char *fe, const char *domid)
 {
 	toolstack_add(be, fe, domid);
-	pump_until(be, "max-ring-page-order", "4");
-	assert_string_equal(get(be, "multi-queue-max-queues"), "4");
-	assert_string_equal(get(be, "feature-max-indirect-segments"), "256");
+	xbk_process(bk);
 	assert_string_equal(get(be, "state"), "1"); /* waits for the hotplug script */
 	hotplug(be, PHYS);
 	pump_until(be, "state", "2");
+	assert_string_equal(get(be, "max-ring-page-order"), "4");
+	assert_string_equal(get(be, "max-ring-pages"), "16");
+	/* The tapdisk accepts 8 queues; tapctld caps them at 4. */
+	assert_string_equal(get(be, "multi-queue-max-queues"), "4");
+	assert_string_equal(get(be, "feature-max-indirect-segments"), "256");
 }
 
 static void frontend_connect_one_page(const char *fe)

@@ -42,7 +42,7 @@ static struct tcd_disk *req_disk(struct tcd *t, const json_t *req, json_t **repl
 /* A reply for @rc: ok, or the error with @err. */
 static json_t *result(int rc, const char *err)
 {
-	return rc < 0 ? ctlp_error(rc, "%s", err) : ctlp_ok();
+	return rc < 0 ? ctlp_error(rc, "%s", err) : ctlp_ok(NULL);
 }
 
 /* The open arguments a request carries, checked: readonly, nbd[], fuse, opts{}. */
@@ -143,7 +143,7 @@ static json_t *cmd_create(struct tcd *t, const json_t *req)
 	json_decref(args);
 	if (rc < 0)
 		return ctlp_error(rc, "%s", err);
-	return json_pack("{s:b, s:i, s:i}", "ok", 1, "minor", d->minor, "pid", (int)d->pid);
+	return ctlp_ok(json_pack("{s:i, s:i}", "minor", d->minor, "pid", (int)d->pid));
 }
 
 static json_t *cmd_destroy(struct tcd *t, const json_t *req)
@@ -183,7 +183,7 @@ static json_t *cmd_list(struct tcd *t, const json_t *req)
 		if (json_array_append_new(deaths, o) < 0)
 			goto nomem;
 	}
-	return json_pack("{s:b, s:o, s:o}", "ok", 1, "disks", disks, "deaths", deaths);
+	return ctlp_ok(json_pack("{s:o, s:o}", "disks", disks, "deaths", deaths));
 nomem:
 	json_decref(disks);
 	json_decref(deaths);
@@ -234,10 +234,9 @@ static json_t *cmd_stats(struct tcd *t, const json_t *req)
 			json_decref(o);
 			return ctlp_error(rc, "%s", err);
 		}
-		json_object_del(stats, "ok");
 		json_object_set_new(o, "tapdisk", stats);
 	}
-	return json_pack("{s:b, s:o}", "ok", 1, "stats", o);
+	return ctlp_ok(json_pack("{s:o}", "stats", o));
 }
 
 static json_t *cmd_spawn(struct tcd *t, const json_t *req)
@@ -248,7 +247,7 @@ static json_t *cmd_spawn(struct tcd *t, const json_t *req)
 
 	if (rc < 0)
 		return ctlp_error(rc, "%s", err);
-	return json_pack("{s:b, s:i}", "ok", 1, "pid", (int)d->pid);
+	return ctlp_ok(json_pack("{s:i}", "pid", (int)d->pid));
 }
 
 static json_t *cmd_attach(struct tcd *t, const json_t *req)
@@ -273,7 +272,7 @@ static json_t *cmd_attach(struct tcd *t, const json_t *req)
 	rc = tcd_attach(t, d, (int)minor, err, sizeof(err));
 	if (rc < 0)
 		return ctlp_error(rc, "%s", err);
-	return json_pack("{s:b, s:i}", "ok", 1, "minor", d->minor);
+	return ctlp_ok(json_pack("{s:i}", "minor", d->minor));
 }
 
 static json_t *cmd_detach(struct tcd *t, const json_t *req)
@@ -321,7 +320,9 @@ static json_t *cmd_close(struct tcd *t, const json_t *req)
 
 static json_t *cmd_version(struct tcd *t, const json_t *req)
 {
-	return json_pack("{s:b, s:i, s:i}", "ok", 1, "version", CTLP_VERSION, "pid", (int)getpid());
+	return ctlp_ok(json_pack("{s:s, s:i, s:i, s:i}", "program", "tapctld", "protocol",
+				 CTLMSG_VERSION, "commands", CTLP_COMMANDS_VERSION, "pid",
+				 (int)getpid()));
 }
 
 static const struct {
@@ -336,17 +337,26 @@ static const struct {
 
 json_t *tcd_command(struct tcd *t, const json_t *req)
 {
+	const json_t *args = json_object_get(req, "args");
+	json_t *empty = NULL, *reply;
 	const char *cmd = NULL;
 	char why[160];
 	size_t i;
 
 	if (ctlp_get_str(req, "cmd", &cmd, why, sizeof(why)) < 0)
 		return ctlp_error(-EINVAL, "the request names no command ('cmd')");
+	if (args && !json_is_object(args))
+		return ctlp_error(-EINVAL, "the request's 'args' is not an object");
+	if (!args)
+		args = empty = json_object();
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcmp(cmd, commands[i].name) == 0) {
 			log_dbg(LOG_F_CTL, "control: %s", cmd);
-			return commands[i].fn(t, req);
+			reply = commands[i].fn(t, args);
+			json_decref(empty);
+			return reply;
 		}
 	}
+	json_decref(empty);
 	return ctlp_error(-EINVAL, "unknown command '%.40s'", cmd);
 }

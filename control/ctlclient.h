@@ -15,13 +15,14 @@
 const char *ctlc_socket(const char *explicit_path);
 
 /*
- * ctlc_call - send @req (not consumed) to tapctld at @sock and wait up to
- * @timeout_s for the reply.  0 and *reply (caller decrefs) for an ok reply;
- * otherwise -errno with a message for the user in @err: tapctld's own, or
- * why tapctld could not be reached.
+ * ctlc_call - send command @cmd with @args (stolen; NULL: none) to tapctld
+ * at @sock and wait up to @timeout_s for the reply.  0 and *result (caller
+ * decrefs; may be NULL if unwanted) for an ok reply; otherwise -errno with
+ * a message for the user in @err: tapctld's own, or why tapctld could not
+ * be reached.
  */
-int ctlc_call(const char *sock, const json_t *req, unsigned timeout_s, json_t **reply, char *err,
-	      size_t size);
+int ctlc_call(const char *sock, const char *cmd, json_t *args, unsigned timeout_s, json_t **result,
+	      char *err, size_t size);
 
 /*
  * ctlc_minor_ctl - the control socket of the tapdisk serving @minor, asked

@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "ctlmsg.h"
 #include "ctlproto.h"
 #include "errors.h"
 #include "log.h"
@@ -29,85 +30,52 @@ struct conn {
 	int fd;
 	struct evloop_watch watch;
 	struct evloop_timer timer;
-	struct ctlp_hdr hdr;
-	size_t got; /* bytes of header + body so far */
-	char *body;
+	struct ctlmsg_reader reader;
 };
 
 static void conn_free(struct conn *c)
 {
 	evloop_watch_del(&c->watch);
 	evloop_timer_cancel(&c->timer);
+	ctlmsg_reader_reset(&c->reader);
 	close(c->fd);
-	free(c->body);
 	free(c);
 }
 
 static void conn_reply(struct conn *c, json_t *reply)
 {
-	struct timeval tv = { .tv_sec = 5 };
-	int flags = fcntl(c->fd, F_GETFL);
-
 	if (!reply)
 		reply = ctlp_error(-ENOMEM, "out of memory");
-	/* The reply is small: send it blocking, bounded by SO_SNDTIMEO. */
-	fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
-	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (reply && ctlp_send(c->fd, CTLP_KIND_REPLY, reply) < 0)
+	if (reply && ctlmsg_send(c->fd, reply, NULL, 0, 5000) < 0)
 		log_dbg(LOG_F_CTL, "control: a client left before its reply");
 	json_decref(reply);
 	conn_free(c);
 }
 
-static void conn_request(struct conn *c)
-{
-	json_t *req = ctlp_parse_body(c->body, c->hdr.len);
-	json_t *reply;
-
-	if (!req) {
-		conn_reply(c, ctlp_error(-EPROTO, "the request is not a JSON object"));
-		return;
-	}
-	reply = tcd_command(c->t, req);
-	json_decref(req);
-	conn_reply(c, reply);
-}
-
 static void on_conn_readable(struct evloop_watch *w, uint32_t events)
 {
 	struct conn *c = w->opaque;
-	size_t want = sizeof(c->hdr);
-	ssize_t n;
-	int rc;
+	int fds[CTLMSG_MAX_FDS];
+	unsigned nr_fds = 0, i;
+	json_t *req = NULL;
+	int rc = ctlmsg_reader_read(&c->reader, c->fd);
 
-	if (c->got < want) {
-		n = read(c->fd, (char *)&c->hdr + c->got, want - c->got);
-	} else {
-		want += c->hdr.len;
-		n = read(c->fd, c->body + (c->got - sizeof(c->hdr)), want - c->got);
-	}
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	if (rc == 0 || rc == -EAGAIN || rc == -EINTR)
 		return;
-	if (n <= 0)
+	if (rc == -EPROTO)
+		return conn_reply(c, ctlp_error(rc,
+						"%s (tapctld speaks control protocol "
+						"version %u)",
+						c->reader.error, CTLMSG_VERSION));
+	if (rc < 0)
 		return conn_free(c);
-	c->got += (size_t)n;
-	if (c->got == sizeof(c->hdr)) {
-		ctlp_hdr_decode(&c->hdr);
-		rc = ctlp_hdr_check(&c->hdr, CTLP_KIND_REQUEST);
-		if (rc == -EPROTONOSUPPORT)
-			return conn_reply(c, ctlp_error(rc,
-							"protocol version %u is not spoken "
-							"here (tapctld speaks version %u)",
-							c->hdr.version, CTLP_VERSION));
-		if (rc < 0)
-			return conn_reply(
-				c, ctlp_error(rc, "malformed request header: %s", err_str(rc)));
-		c->body = malloc(c->hdr.len ? c->hdr.len : 1);
-		if (!c->body)
-			return conn_reply(c, NULL);
-	}
-	if (c->got == sizeof(c->hdr) + c->hdr.len && c->got >= sizeof(c->hdr))
-		conn_request(c);
+	rc = ctlmsg_reader_take(&c->reader, &req, fds, &nr_fds);
+	for (i = 0; i < nr_fds; i++)
+		close(fds[i]); /* no command of ours takes fds */
+	if (rc < 0)
+		return conn_reply(c, ctlp_error(rc, "%s", c->reader.error));
+	conn_reply(c, tcd_command(c->t, req));
+	json_decref(req);
 }
 
 static void on_conn_timeout(struct evloop_timer *tm)
@@ -143,6 +111,7 @@ static void on_accept(struct evloop_watch *w, uint32_t events)
 	}
 	c->t = t;
 	c->fd = fd;
+	ctlmsg_reader_init(&c->reader);
 	if (!peer_allowed(fd))
 		return conn_reply(c, ctlp_error(-EACCES, "only root or the daemon's user may "
 							 "control tapctld"));

@@ -297,10 +297,30 @@ int tcd_attach(struct tcd *t, struct tcd_disk *d, int minor, char *err, size_t s
 	return 0;
 }
 
+/* The exports the open arguments ask for, once the image is open. */
+static int add_exports(struct tcd_disk *d, const json_t *args, char *err, size_t size)
+{
+	unsigned tmo = d->tcd->opts.tapdisk_timeout_s;
+	json_t *v;
+	size_t i;
+	int rc;
+
+	json_array_foreach(json_object_get(args, "nbd"), i, v)
+	{
+		rc = tdc_export_add(d->ctl_path, "nbd", json_string_value(v), tmo, err, size);
+		if (rc < 0)
+			return rc;
+	}
+	v = json_object_get(args, "fuse");
+	if (json_is_string(v))
+		return tdc_export_add(d->ctl_path, "fuse", json_string_value(v), tmo, err, size);
+	return 0;
+}
+
 int tcd_open(struct tcd_disk *d, const char *spec, json_t *args, char *err, size_t size)
 {
 	unsigned tmo = d->tcd->opts.tapdisk_timeout_s;
-	json_t *a;
+	char ignore[256];
 	int rc;
 
 	if (d->state != TCD_ATTACHED) {
@@ -308,18 +328,16 @@ int tcd_open(struct tcd_disk *d, const char *spec, json_t *args, char *err, size
 			 d->minor, tcd_state_name(d->state));
 		return -EBUSY;
 	}
-	a = json_deep_copy(args);
-	if (!a || json_object_set_new(a, "spec", json_string(spec)) < 0) {
-		json_decref(a);
-		return -ENOMEM;
-	}
-	rc = tdc_call(d->ctl_path, "open", a, tmo, NULL, err, size);
+	rc = tdc_open(d->ctl_path, spec, args, tmo, err, size);
+	if (rc < 0)
+		return rc;
+	rc = add_exports(d, args, err, size);
 	if (rc < 0) {
-		json_decref(a);
+		tdc_call(d->ctl_path, "close", NULL, tmo, NULL, ignore, sizeof(ignore));
 		return rc;
 	}
 	json_decref(d->open_args);
-	d->open_args = a;
+	d->open_args = json_incref(args);
 	snprintf(d->spec, sizeof(d->spec), "%s", spec);
 	d->state = TCD_RUNNING;
 	tcd_state_save(d);

@@ -238,18 +238,13 @@ static int parse_args(const char *verb, const char *allowed, int argc, char **ar
 	return 0;
 }
 
-/* Send @req, print the error if any.  Returns the exit status. */
-static int call(const char *verb, json_t *req, unsigned timeout_s, json_t **reply)
+/* Send command @verb with @args (stolen), print the error if any.  The exit status. */
+static int call(const char *verb, json_t *args, unsigned timeout_s, json_t **reply)
 {
 	char err[1024];
 	int rc;
 
-	if (!req) {
-		fprintf(stderr, "tap-ctl %s: out of memory\n", verb);
-		return EXIT_REFUSED;
-	}
-	rc = ctlc_call(ctlc_socket(sock_opt), req, timeout_s, reply, err, sizeof(err));
-	json_decref(req);
+	rc = ctlc_call(ctlc_socket(sock_opt), verb, args, timeout_s, reply, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "tap-ctl %s: %s\n", verb, err);
 		return EXIT_REFUSED;
@@ -290,7 +285,7 @@ static int v_create(struct args *a)
 
 	if (rc)
 		return rc;
-	req = json_pack("{s:s}", "cmd", "create");
+	req = json_object();
 	if (req)
 		put_open_args(req, a);
 	rc = call("create", req, LONG_TIMEOUT_S, &rep);
@@ -307,7 +302,7 @@ static int v_open(struct args *a)
 
 	if (rc || (rc = need_spec("open", a)))
 		return rc;
-	req = json_pack("{s:s, s:i}", "cmd", "open", "minor", a->minor);
+	req = json_pack("{s:i}", "minor", a->minor);
 	if (req)
 		put_open_args(req, a);
 	return call("open", req, LONG_TIMEOUT_S, NULL);
@@ -320,8 +315,7 @@ static int v_minor_only(const char *verb, struct args *a)
 
 	if (rc)
 		return rc;
-	return call(verb, json_pack("{s:s, s:i}", "cmd", verb, "minor", a->minor), LONG_TIMEOUT_S,
-		    NULL);
+	return call(verb, json_pack("{s:i}", "minor", a->minor), LONG_TIMEOUT_S, NULL);
 }
 
 static int v_unpause(struct args *a)
@@ -331,7 +325,7 @@ static int v_unpause(struct args *a)
 
 	if (rc)
 		return rc;
-	req = json_pack("{s:s, s:i}", "cmd", "unpause", "minor", a->minor);
+	req = json_pack("{s:i}", "minor", a->minor);
 	if (req && a->spec)
 		json_object_set_new(req, "spec", json_string(a->spec));
 	return call("unpause", req, LONG_TIMEOUT_S, NULL);
@@ -344,7 +338,7 @@ static int v_stats(struct args *a)
 
 	if (rc)
 		return rc;
-	rc = call("stats", json_pack("{s:s, s:i}", "cmd", "stats", "minor", a->minor), 60, &rep);
+	rc = call("stats", json_pack("{s:i}", "minor", a->minor), 60, &rep);
 	if (rc == 0)
 		json_print(stdout, json_object_get(rep, "stats"));
 	json_decref(rep);
@@ -354,7 +348,7 @@ static int v_stats(struct args *a)
 static int v_spawn(struct args *a)
 {
 	json_t *rep = NULL;
-	int rc = call("spawn", json_pack("{s:s}", "cmd", "spawn"), 60, &rep);
+	int rc = call("spawn", NULL, 60, &rep);
 
 	if (rc == 0)
 		printf("%lld\n", (long long)json_integer_value(json_object_get(rep, "pid")));
@@ -370,7 +364,7 @@ static int v_attach(struct args *a)
 	if (a->pid <= 0)
 		return usage_err("attach", "which tapdisk? -p PID is required (tap-ctl spawn "
 					   "prints it)");
-	req = json_pack("{s:s, s:i}", "cmd", "attach", "pid", (int)a->pid);
+	req = json_pack("{s:i}", "pid", (int)a->pid);
 	if (req && a->minor >= 0)
 		json_object_set_new(req, "minor", json_integer(a->minor));
 	rc = call("attach", req, 60, &rep);
@@ -437,7 +431,7 @@ static void print_table(const json_t *rep)
 static int v_list(struct args *a)
 {
 	json_t *rep = NULL;
-	int rc = call("list", json_pack("{s:s}", "cmd", "list"), 60, &rep);
+	int rc = call("list", NULL, 60, &rep);
 
 	if (rc)
 		return rc;

@@ -5,12 +5,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "ctlproto.h"
+#include "ctlmsg.h"
 #include "errors.h"
 #include "tdclient.h"
 
@@ -25,56 +23,80 @@ void tdc_argv(const char *bin, const char *ctl_path, char **argv)
 	argv[i] = NULL;
 }
 
-static int connect_to(const char *path, int *out)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	CLEANUP_CLOSE int fd = -1;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return neg_errno();
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return neg_errno();
-	*out = steal_fd(fd);
-	return 0;
-}
-
 int tdc_call(const char *ctl_path, const char *cmd, const json_t *args, unsigned timeout_s,
 	     json_t **reply, char *err, size_t size)
 {
 	CLEANUP_CLOSE int fd = -1;
-	json_t *req, *rep = NULL;
+	json_t *req, *rep = NULL, *result;
+	const char *msg;
 	int rc;
 
-	req = args ? json_deep_copy(args) : json_object();
-	if (!req || json_object_set_new(req, "cmd", json_string(cmd)) < 0) {
-		json_decref(req);
+	req = ctlmsg_request(cmd, args ? json_deep_copy(args) : NULL);
+	if (!req)
 		return -ENOMEM;
-	}
-	rc = connect_to(ctl_path, &fd);
+	rc = ctlmsg_connect(ctl_path, &fd);
 	if (rc < 0) {
 		snprintf(err, size, "cannot reach the tapdisk at %s: %s", ctl_path, err_str(rc));
 		json_decref(req);
 		return rc;
 	}
-	rc = ctlp_send(fd, CTLP_KIND_REQUEST, req);
+	rc = ctlmsg_call(fd, req, NULL, 0, &rep, (int)timeout_s * 1000);
 	json_decref(req);
-	if (rc == 0)
-		rc = ctlp_recv(fd, CTLP_KIND_REPLY, (int)timeout_s * 1000, &rep);
 	if (rc < 0) {
 		snprintf(err, size, "tapdisk at %s: %s: %s", ctl_path, cmd,
 			 rc == -ETIMEDOUT ? "no answer in time" : err_str(rc));
 		return rc;
 	}
-	rc = ctlp_reply_status(rep, err, size);
-	if (rc == -EPROTO)
-		snprintf(err, size, "tapdisk at %s: %s: malformed reply", ctl_path, cmd);
-	if (rc == 0 && reply)
-		*reply = json_incref(rep);
+	rc = ctlmsg_reply_status(rep, &result, &msg);
+	if (rc < 0)
+		snprintf(err, size, "%s", msg);
+	else if (reply)
+		*reply = json_incref(result);
 	json_decref(rep);
+	return rc;
+}
+
+int tdc_open(const char *ctl_path, const char *spec, const json_t *args, unsigned timeout_s,
+	     char *err, size_t size)
+{
+	json_t *a = json_pack("{s:s, s:b}", "spec", spec, "readonly",
+			      json_is_true(json_object_get(args, "readonly")));
+	json_t *opts = json_object_get(args, "opts"), *v;
+	char options[1024] = "";
+	const char *key;
+	size_t n = 0;
+	int rc;
+
+	if (!a)
+		return -ENOMEM;
+	/* The driver options as the command line writes them: KEY=VALUE,... */
+	json_object_foreach(opts, key, v)
+	{
+		n += (size_t)snprintf(options + n, n < sizeof(options) ? sizeof(options) - n : 0,
+				      "%s%s=%s", n ? "," : "", key, json_string_value(v));
+	}
+	if (n >= sizeof(options)) {
+		json_decref(a);
+		snprintf(err, size, "the driver options are too long");
+		return -E2BIG;
+	}
+	if (n)
+		json_object_set_new(a, "options", json_string(options));
+	rc = tdc_call(ctl_path, "open", a, timeout_s, NULL, err, size);
+	json_decref(a);
+	return rc;
+}
+
+int tdc_export_add(const char *ctl_path, const char *kind, const char *where, unsigned timeout_s,
+		   char *err, size_t size)
+{
+	json_t *a = json_pack("{s:s, s:s}", "kind", kind, "address", where);
+	int rc;
+
+	if (!a)
+		return -ENOMEM;
+	rc = tdc_call(ctl_path, "export-add", a, timeout_s, NULL, err, size);
+	json_decref(a);
 	return rc;
 }
 
@@ -89,17 +111,18 @@ static unsigned get_uint(const json_t *o, const char *key, unsigned dflt)
 
 int tdc_info(const char *ctl_path, unsigned timeout_s, struct tdc_info *out, char *err, size_t size)
 {
-	json_t *rep = NULL, *v;
-	int rc = tdc_call(ctl_path, "info", NULL, timeout_s, &rep, err, size);
+	json_t *res = NULL, *rep, *v;
+	int rc = tdc_call(ctl_path, "info", NULL, timeout_s, &res, err, size);
 
 	if (rc < 0)
 		return rc;
 	memset(out, 0, sizeof(*out));
-	v = json_object_get(rep, "size_bytes");
+	rep = json_object_get(res, "image");
+	v = json_object_get(rep, "size");
 	if (!json_is_integer(v) || json_integer_value(v) < 0) {
-		snprintf(err, size, "tapdisk at %s: info: no size_bytes in the reply", ctl_path);
-		json_decref(rep);
-		return -EPROTO;
+		snprintf(err, size, "tapdisk at %s has no image open", ctl_path);
+		json_decref(res);
+		return -ENOMEDIUM;
 	}
 	out->size_bytes = (uint64_t)json_integer_value(v);
 	out->block_bytes = get_uint(rep, "block_bytes", 512);
@@ -107,16 +130,17 @@ int tdc_info(const char *ctl_path, unsigned timeout_s, struct tdc_info *out, cha
 	out->discard_bytes = get_uint(rep, "discard_bytes", out->phys_block_bytes);
 	out->readonly = json_is_true(json_object_get(rep, "readonly"));
 	out->can_discard = json_is_true(json_object_get(rep, "can_discard"));
-	out->max_ring_page_order = get_uint(rep, "max_ring_page_order", 0);
-	out->max_queues = get_uint(rep, "max_queues", 1);
-	out->max_indirect_segments = get_uint(rep, "max_indirect_segments", 0);
-	json_decref(rep);
+	/* The ring engine's limits, unless the tapdisk names others. */
+	out->max_ring_page_order = get_uint(rep, "max_ring_page_order", 4);
+	out->max_queues = get_uint(rep, "max_queues", get_uint(rep, "queues", 1));
+	out->max_indirect_segments = get_uint(rep, "max_indirect_segments", 256);
+	json_decref(res);
 	return 0;
 }
 
 int tdc_ping(const char *ctl_path)
 {
-	int fd, rc = connect_to(ctl_path, &fd);
+	int fd, rc = ctlmsg_connect(ctl_path, &fd);
 
 	if (rc == 0)
 		close(fd);

@@ -41,6 +41,17 @@ void tdc_argv(const char *bin, const char *ctl_path, char **argv);
 int tdc_call(const char *ctl_path, const char *cmd, const json_t *args, unsigned timeout_s,
 	     json_t **reply, char *err, size_t size);
 
+/*
+ * tdc_open - open image @spec with tapctld's open arguments @args
+ * (readonly, opts{KEY: VALUE}), as the tapdisk's open command takes them.
+ */
+int tdc_open(const char *ctl_path, const char *spec, const json_t *args, unsigned timeout_s,
+	     char *err, size_t size);
+
+/* tdc_export_add - export the open image: @kind "nbd" (@where unix:PATH or tcp:HOST:PORT) or "fuse" (@where a file). */
+int tdc_export_add(const char *ctl_path, const char *kind, const char *where, unsigned timeout_s,
+		   char *err, size_t size);
+
 /* tdc_info - ask for the disk's geometry and abilities. */
 int tdc_info(const char *ctl_path, unsigned timeout_s, struct tdc_info *out, char *err,
 	     size_t size);

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,8 +147,7 @@ static bool still_running(struct tcd_disk *d)
 {
 	if (d->start_ticks == 0 || tcd_proc_start_ticks(d->pid) != d->start_ticks)
 		return false;
-	d->pidfd = pidfd_open(d->pid, 0);
-	if (d->pidfd < 0)
+	if (tcd_proc_open(d) < 0)
 		return false;
 	return tdc_ping(d->ctl_path) == 0;
 }

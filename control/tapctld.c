@@ -3,7 +3,7 @@
  * tapctld: the qtap control daemon (docs/tapctld.8.pod).
  *
  *   tapctld [-f] [-S SOCKET] [--state-dir DIR] [--tapdisk PATH] [--timeout S]
- *           [--xen | --no-xen] [--xen-kind KIND] [-D FLAGS]
+ *           [--xen | --no-xen] [--xen-kind KIND] [--pid-file FILE] [-D FLAGS]
  *
  * Without -f it daemonises, and the command returns once the control
  * socket accepts (or fails with the reason), so scripts need not poll.
@@ -34,7 +34,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: tapctld [-f] [-S SOCKET] [--state-dir DIR] [--tapdisk PATH] [--timeout S]\n"
-		"               [--xen | --no-xen] [--xen-kind KIND] [-D FLAGS]\n"
+		"               [--xen | --no-xen] [--xen-kind KIND] [--pid-file FILE] [-D FLAGS]\n"
 		"\n"
 		"The qtap control daemon: spawns and supervises one tapdisk per disk, and\n"
 		"serves Xen tap disks when xenstore is there.\n"
@@ -47,6 +47,7 @@ static void usage(FILE *f)
 		"  --xen            the Xen backend is required (fail without xenstore)\n"
 		"  --no-xen         no Xen backend even if xenstore is there\n"
 		"  --xen-kind KIND  backend directory to watch (default vbd3)\n"
+		"  --pid-file FILE  write the daemon's process id to FILE once it is ready\n"
 		"  -D FLAGS         debug output for: %s\n",
 		DEFAULT_SOCK, DEFAULT_STATE, log_debug_names());
 }
@@ -89,6 +90,7 @@ static int parse_opts(int argc, char **argv, struct tcd_opts *o, bool *foregroun
 		{ "xen", no_argument, NULL, 'x' },
 		{ "no-xen", no_argument, NULL, 'X' },
 		{ "xen-kind", required_argument, NULL, 'k' },
+		{ "pid-file", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -125,6 +127,9 @@ static int parse_opts(int argc, char **argv, struct tcd_opts *o, bool *foregroun
 			break;
 		case 'k':
 			o->xen_kind = optarg;
+			break;
+		case 'P':
+			o->pid_file = optarg;
 			break;
 		case 'D':
 			if (log_set_debug_flags(optarg) < 0)
@@ -220,6 +225,20 @@ static int signals(struct tcd *t, struct evloop_watch *w)
 	return evloop_watch_add(t->loop, w);
 }
 
+static int write_pid_file(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	int rc = 0;
+
+	if (!f || fprintf(f, "%d\n", (int)getpid()) < 0)
+		rc = neg_errno();
+	if (f && fclose(f) != 0 && rc == 0)
+		rc = neg_errno();
+	if (rc < 0)
+		log_err("pid file %s: %s", path, err_str(rc));
+	return rc;
+}
+
 /* Lock the state, adopt what runs, open the socket, start the Xen backend. */
 static int start(struct tcd *t)
 {
@@ -233,6 +252,8 @@ static int start(struct tcd *t)
 		return rc;
 	rc = tcd_xen_start(t);
 	if (rc < 0)
+		return rc;
+	if (t->opts.pid_file && (rc = write_pid_file(t->opts.pid_file)) < 0)
 		return rc;
 	log_info("listening on %s (state in %s, tapdisk %s)", t->opts.sock_path, t->opts.state_dir,
 		 t->opts.tapdisk_bin);
@@ -251,6 +272,8 @@ static void stop(struct tcd *t)
 	}
 	if (t->lock_fd >= 0)
 		close(t->lock_fd);
+	if (t->opts.pid_file && t->stopping)
+		unlink(t->opts.pid_file);
 }
 
 int main(int argc, char **argv)

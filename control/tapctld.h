@@ -9,7 +9,8 @@
  * talk to a tapdisk block for at most that tapdisk's timeout.
  *
  *   daemon.c    the control socket and the command table
- *   disks.c     spawn, supervise, attach/open/close/pause/resume/destroy
+ *   supervise.c spawn a tapdisk, notice its death, stop it
+ *   disks.c     attach/open/close/pause/resume/detach a disk
  *   statedir.c  the records a restarted tapctld re-adopts tapdisks from
  *   tdclient.c  the tapdisk control protocol, client side
  *   xenglue.c   the Xen backend's seam (struct xbk_ops) onto the disks
@@ -46,6 +47,10 @@ struct tcd_disk {
 	int pidfd;
 	uint64_t start_ticks; /* /proc/PID/stat starttime: tells a reused pid apart */
 	bool child;	      /* spawned by this tapctld (reaped with waitpid) */
+	bool polled;	      /* no pidfd (old kernel, valgrind): watched by a timer */
+	bool supervised;
+	bool reaped; /* exit_status is valid */
+	int exit_status;
 	enum tcd_state state;
 	char ctl_path[TCD_SOCK_BYTES]; /* the tapdisk's control socket */
 	char spec[PATH_MAX + 16];      /* TYPE:PATH of the open image, "" if none */
@@ -71,6 +76,7 @@ struct tcd_opts {
 	bool xen;		    /* run the Xen backend */
 	bool xen_required;	    /* --xen given: no xenstore is an error */
 	const char *xen_kind;	    /* backend directory name, "vbd3" */
+	const char *pid_file;
 };
 
 struct tcd {
@@ -82,6 +88,8 @@ struct tcd {
 	struct tcd_disk *disks;
 	struct tcd_death deaths[TCD_MAX_DEATHS];
 	unsigned nr_deaths, next_death;
+	struct evloop_timer poll_timer; /* for disks without a pidfd */
+	unsigned nr_polled;
 	struct xstore *xs;
 	struct xbk *xbk;
 	struct evloop_watch xs_watch;
@@ -95,20 +103,26 @@ void tcd_unlisten(struct tcd *t);
 /* commands.c: run one request, return its reply (NULL: out of memory). */
 json_t *tcd_command(struct tcd *t, const json_t *req);
 
+/* supervise.c: the tapdisk processes */
+int tcd_spawn(struct tcd *t, struct tcd_disk **out, char *err, size_t size);
+int tcd_proc_open(struct tcd_disk *d);
+int tcd_supervise(struct tcd_disk *d);
+void tcd_unsupervise(struct tcd_disk *d);
+void tcd_proc_stop(struct tcd_disk *d);
+uint64_t tcd_proc_start_ticks(pid_t pid);
+void tcd_record_death(struct tcd_disk *d, const char *how);
+
 /* disks.c */
 struct tcd_disk *tcd_disk_by_minor(struct tcd *t, int minor);
 struct tcd_disk *tcd_disk_by_pid(struct tcd *t, pid_t pid);
-int tcd_spawn(struct tcd *t, struct tcd_disk **out, char *err, size_t size);
+void tcd_disk_unlink(struct tcd_disk *d);
 int tcd_attach(struct tcd *t, struct tcd_disk *d, int minor, char *err, size_t size);
 int tcd_open(struct tcd_disk *d, const char *spec, json_t *args, char *err, size_t size);
 int tcd_close(struct tcd_disk *d, char *err, size_t size);
 int tcd_pause(struct tcd_disk *d, char *err, size_t size);
 int tcd_resume(struct tcd_disk *d, const char *new_spec, char *err, size_t size);
 int tcd_detach(struct tcd_disk *d, char *err, size_t size);
-int tcd_supervise(struct tcd_disk *d);
 void tcd_disk_free(struct tcd_disk *d);
-uint64_t tcd_proc_start_ticks(pid_t pid);
-void tcd_record_death(struct tcd_disk *d, const char *how);
 const char *tcd_state_name(enum tcd_state s);
 json_t *tcd_disk_json(struct tcd_disk *d);
 

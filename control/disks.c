@@ -161,7 +161,7 @@ int tcd_close(struct tcd_disk *d, char *err, size_t size)
 		snprintf(err, size, "minor %d has no image open", d->minor);
 		return -EINVAL;
 	}
-	tcd_xen_disk_gone(d->tcd, d->minor);
+	tcd_xen_disk_gone(d->tcd, d->minor, "its image was closed");
 	rc = tdc_call(d->ctl_path, "close", NULL, d->tcd->opts.tapdisk_timeout_s, NULL, err, size);
 	if (rc < 0)
 		return rc;

@@ -96,7 +96,7 @@ static void on_death(struct tcd_disk *d)
 		d->spec[0] ? d->spec : "no image", how, d->minor);
 	tcd_record_death(d, how);
 	if (d->minor >= 0)
-		tcd_xen_disk_gone(d->tcd, d->minor);
+		tcd_xen_disk_gone(d->tcd, d->minor, "its tapdisk died");
 	tcd_state_forget(d);
 	unlink(d->ctl_path);
 	tcd_disk_unlink(d);

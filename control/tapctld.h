@@ -136,7 +136,7 @@ int tcd_ctl_path(struct tcd *t, pid_t pid, char *buf, size_t size);
 /* xenglue.c */
 int tcd_xen_start(struct tcd *t);
 void tcd_xen_stop(struct tcd *t);
-void tcd_xen_disk_gone(struct tcd *t, int minor);
+void tcd_xen_disk_gone(struct tcd *t, int minor, const char *why);
 void tcd_xen_resized(struct tcd *t, int minor);
 void tcd_xen_describe(struct tcd *t, int minor, char *buf, size_t size);
 

@@ -286,10 +286,11 @@ static void dev_connect(struct xbk_dev *d)
 	if (rc < 0)
 		return dev_error(d, "minor %d: cannot get the disk's geometry: %s", d->minor,
 				 err_str(rc));
-	rc = x->ops->connect(x->opaque, d->minor, &ring);
+	why[0] = '\0';
+	rc = x->ops->connect(x->opaque, d->minor, &ring, why, sizeof(why));
 	if (rc < 0 && rc != -EALREADY)
 		return dev_error(d, "minor %d: the tapdisk cannot connect the ring: %s", d->minor,
-				 err_str(rc));
+				 why[0] ? why : err_str(rc));
 	d->ring_connected = true;
 	rc = write_connected(d, &disk);
 	if (rc < 0)
@@ -644,7 +645,7 @@ void xbk_resize(struct xbk *x, int minor)
 	}
 }
 
-void xbk_disk_gone(struct xbk *x, int minor)
+void xbk_disk_gone(struct xbk *x, int minor, const char *why)
 {
 	struct xbk_dev *d;
 
@@ -653,7 +654,7 @@ void xbk_disk_gone(struct xbk *x, int minor)
 			continue;
 		d->ring_connected = false;
 		d->minor = -1;
-		dev_error(d, "the tapdisk serving minor %d is gone", minor);
+		dev_error(d, "minor %d: %s", minor, why);
 	}
 }
 

@@ -99,13 +99,15 @@ struct xbk_disk {
  * -errno and may block (they talk to a tapdisk).
  *   find        the disk the hotplug script named in physical-device-path
  *   disk_info   its geometry and features
- *   connect     tell its tapdisk to connect the ring (-EALREADY: it is)
+ *   connect     tell its tapdisk to connect the ring (-EALREADY: it is);
+ *               on failure @err says why, in the tapdisk's words
  *   disconnect  tell its tapdisk to drop the ring (waits for in-flight I/O)
  */
 struct xbk_ops {
 	int (*find)(void *opaque, const char *physical_path, int *minor);
 	int (*disk_info)(void *opaque, int minor, struct xbk_disk *out);
-	int (*connect)(void *opaque, int minor, const struct xbk_ring *ring);
+	int (*connect)(void *opaque, int minor, const struct xbk_ring *ring, char *err,
+		       size_t err_size);
 	int (*disconnect)(void *opaque, int minor);
 };
 
@@ -127,10 +129,11 @@ void xbk_process(struct xbk *xbk);
 void xbk_resize(struct xbk *xbk, int minor);
 
 /*
- * xbk_disk_gone - @minor's tapdisk is gone: its devices enter the error
- * state (the frontend sees Closing) and forget the minor.
+ * xbk_disk_gone - @minor's image is closed or its tapdisk is gone (@why
+ * says which): its devices enter the error state (the frontend sees
+ * Closing) and forget the minor.
  */
-void xbk_disk_gone(struct xbk *xbk, int minor);
+void xbk_disk_gone(struct xbk *xbk, int minor, const char *why);
 
 /*
  * xbk_describe - one line about the Xen devices using @minor (for tap-ctl

@@ -112,12 +112,11 @@ static json_t *ring_json(const struct xbk_ring *r)
 			 proto_name(r->proto), "order", (int)r->order, "queues", queues);
 }
 
-static int xg_connect(void *opaque, int minor, const struct xbk_ring *ring)
+static int xg_connect(void *opaque, int minor, const struct xbk_ring *ring, char *err, size_t size)
 {
 	struct tcd *t = opaque;
 	struct tcd_disk *d = tcd_disk_by_minor(t, minor);
 	json_t *args;
-	char err[512];
 	int rc;
 
 	if (!d)
@@ -125,11 +124,8 @@ static int xg_connect(void *opaque, int minor, const struct xbk_ring *ring)
 	args = ring_json(ring);
 	if (!args)
 		return -ENOMEM;
-	rc = tdc_call(d->ctl_path, "attach-ring", args, t->opts.tapdisk_timeout_s, NULL, err,
-		      sizeof(err));
+	rc = tdc_call(d->ctl_path, "attach-ring", args, t->opts.tapdisk_timeout_s, NULL, err, size);
 	json_decref(args);
-	if (rc < 0 && rc != -EALREADY)
-		log_err("xen: minor %d: %s", minor, err);
 	return rc;
 }
 
@@ -207,10 +203,10 @@ void tcd_xen_stop(struct tcd *t)
 	t->xs = NULL;
 }
 
-void tcd_xen_disk_gone(struct tcd *t, int minor)
+void tcd_xen_disk_gone(struct tcd *t, int minor, const char *why)
 {
 	if (t->xbk)
-		xbk_disk_gone(t->xbk, minor);
+		xbk_disk_gone(t->xbk, minor, why);
 }
 
 void tcd_xen_resized(struct tcd *t, int minor)

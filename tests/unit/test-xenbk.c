@@ -72,7 +72,8 @@ static int fake_info(void *opaque, int minor, struct xbk_disk *out)
 	return 0;
 }
 
-static int fake_connect(void *opaque, int minor, const struct xbk_ring *ring)
+static int fake_connect(void *opaque, int minor, const struct xbk_ring *ring, char *err,
+			size_t size)
 {
 	td.connects++;
 	td.ring = *ring;
@@ -360,9 +361,9 @@ static void test_disk_gone(void **state)
 	pump_until(BE, "state", "4");
 	xbk_describe(bk, 3, line, sizeof(line));
 	assert_string_equal(line, "vbd3/7/51712 Connected");
-	xbk_disk_gone(bk, 3);
+	xbk_disk_gone(bk, 3, "its tapdisk died");
 	assert_string_equal(get(BE, "state"), "5");
-	assert_non_null(strstr(get(BE, "error"), "minor 3"));
+	assert_non_null(strstr(get(BE, "error"), "minor 3: its tapdisk died"));
 }
 
 /* Transactions that keep failing with EAGAIN are retried. */

@@ -4,6 +4,7 @@
  * and opening an image the way every verb does.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "cleanup.h"
 #include "errors.h"
+#include "imglock.h"
 #include "tap-img.h"
 
 void img_err(const char *verb, const char *fmt, ...)
@@ -87,5 +89,27 @@ int img_open(const char *verb, const char *fmt, const char *filename, unsigned f
 	err = drv_chain_open(spec, flags, out);
 	if (err)
 		img_err(verb, "could not open '%s': %s", filename, err_str(err));
+	return err;
+}
+
+int img_lock(const char *verb, const char *filename, const char *path, unsigned perm,
+	     unsigned shared, int *fd)
+{
+	struct imglock_refusal why;
+	int err;
+
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return 0;
+	err = imglock_try(*fd, path, perm, shared, &why);
+	if (err == -EBUSY) {
+		img_err(verb, "Could not open '%s': Failed to get %s\"%s\" lock", filename,
+			why.shared ? "shared " : "", imglock_perm_name(why.perm));
+		fprintf(stderr, "Is another process using the image [%s]?\n", filename);
+	}
+	if (err) {
+		close(*fd);
+		*fd = -1;
+	}
 	return err;
 }

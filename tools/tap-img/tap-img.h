@@ -50,4 +50,15 @@ int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags);
 int img_open(const char *verb, const char *fmt, const char *filename, unsigned flags,
 	     struct drv_image **out);
 
+/*
+ * img_lock - lock the image file @path (named @filename to the user) as
+ * qemu-img would for @verb: open it, take @perm sharing @shared
+ * (lib/imglock.h) and keep the descriptor in *@fd (-1 when the file cannot
+ * be opened: the verb's own open reports that).  A refusal is printed in
+ * qemu-img's words ("Could not open 'F': Failed to get "write" lock") and
+ * is -EBUSY.
+ */
+int img_lock(const char *verb, const char *filename, const char *path, unsigned perm,
+	     unsigned shared, int *fd);
+
 #endif

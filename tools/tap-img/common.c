@@ -13,6 +13,7 @@
 #include "cleanup.h"
 #include "errors.h"
 #include "imglock.h"
+#include "qcow2/info.h"
 #include "tap-img.h"
 
 void img_err(const char *verb, const char *fmt, ...)
@@ -65,6 +66,27 @@ static bool is_spec(const char *filename)
 	memcpy(type, filename, len);
 	type[len] = '\0';
 	return drv_find(type) != NULL;
+}
+
+const char *img_probe(const char *filename)
+{
+	uint8_t buf[512];
+	ssize_t n;
+	int fd = open(filename, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return "raw";
+	n = pread(fd, buf, sizeof(buf), 0);
+	close(fd);
+	return n > 0 && qcow2_info_probe(buf, (size_t)n) ? "qcow2" : "raw";
+}
+
+int img_open_probed(const char *verb, const char *fmt, const char *filename, unsigned flags,
+		    struct drv_image **out)
+{
+	if (!fmt && !is_spec(filename))
+		fmt = img_probe(filename);
+	return img_open(verb, fmt, filename, flags, out);
 }
 
 int img_open(const char *verb, const char *fmt, const char *filename, unsigned flags,

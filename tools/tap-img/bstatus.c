@@ -148,7 +148,8 @@ static unsigned qemu_flags(const struct drv_image *img, uint64_t offset, unsigne
 		f |= IMG_BS_ZERO;
 	if (drv & DRV_BS_OFFSET_VALID)
 		f |= IMG_BS_OFFSET_VALID;
-	if ((drv & DRV_BS_ALLOCATED) || (!img->ops->get_backing && (f & (IMG_BS_DATA | IMG_BS_ZERO))))
+	if ((drv & DRV_BS_ALLOCATED) ||
+	    (!img->ops->get_backing && (f & (IMG_BS_DATA | IMG_BS_ZERO))))
 		f |= IMG_BS_ALLOCATED;
 	if (!(f & (IMG_BS_DATA | IMG_BS_ZERO)) && img->ops->get_backing &&
 	    (!img->backing || offset >= img->backing->size_bytes))
@@ -172,11 +173,12 @@ static int level_query(struct img_bs_chain *c, struct drv_image *img, uint64_t p
 	if (base == pos) /* the caller trims the answer to @end */
 		return drv_sync_block_status_at(
 			c->sync, img, pos,
-			MIN(img->size_bytes, ALIGN_DOWN(end + img->block_bytes - 1,
-							(uint64_t)img->block_bytes)) -
+			MIN(img->size_bytes,
+			    ALIGN_DOWN(end + img->block_bytes - 1, (uint64_t)img->block_bytes)) -
 				pos,
 			st);
-	err = drv_sync_block_status_at(c->sync, img, base, MIN(img->size_bytes, base + img->block_bytes) - base, st);
+	err = drv_sync_block_status_at(c->sync, img, base,
+				       MIN(img->size_bytes, base + img->block_bytes) - base, st);
 	if (err)
 		return err;
 	if (base + st->len > pos) {

@@ -36,7 +36,7 @@ struct img_bs {
  */
 struct img_bs_chain {
 	struct drv_image *top;
-	struct drv_sync *sync; /* also for the caller's reads of the chain */
+	struct drv_sync *sync;		      /* also for the caller's reads of the chain */
 	int file_fd[DRV_CHAIN_MAX_DEPTH + 1]; /* >= 0: look at this file under data */
 	uint64_t file_bytes[DRV_CHAIN_MAX_DEPTH + 1];
 };

@@ -135,3 +135,15 @@ int img_lock(const char *verb, const char *filename, const char *path, unsigned 
 	}
 	return err;
 }
+
+char *img_backing_name(const char *filename, const char *backing)
+{
+	const char *slash = strrchr(filename, '/');
+	char *s;
+
+	if (backing[0] == '/' || strstr(backing, "://") || strncmp(backing, "json:", 5) == 0)
+		return strdup(backing);
+	if (asprintf(&s, "%.*s%s", slash ? (int)(slash - filename + 1) : 0, filename, backing) < 0)
+		return NULL;
+	return s;
+}

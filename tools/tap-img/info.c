@@ -166,22 +166,6 @@ static int raw_size(struct info_image *im)
 	return 0;
 }
 
-/*
- * The backing file's name as QEMU resolves it against the image's name:
- * an absolute name as is, a relative one after the image's directory.
- */
-static char *full_backing_name(const char *filename, const char *backing)
-{
-	const char *slash = strrchr(filename, '/');
-	char *s;
-
-	if (backing[0] == '/' || strstr(backing, "://") || strncmp(backing, "json:", 5) == 0)
-		return strdup(backing);
-	if (asprintf(&s, "%.*s%s", slash ? (int)(slash - filename + 1) : 0, filename, backing) < 0)
-		return NULL;
-	return s;
-}
-
 static int info_read_image(const char *filename, const char *fmt, bool force_share,
 			   struct info_image *im)
 {
@@ -226,7 +210,7 @@ static int info_read_image(const char *filename, const char *fmt, bool force_sha
 	if (strcmp(fmt, "qcow2") == 0) {
 		im->virtual_size = im->q.hdr.size_bytes;
 		if (im->q.hdr.has_backing_file) {
-			im->full_backing = full_backing_name(filename, im->q.hdr.backing_file);
+			im->full_backing = img_backing_name(filename, im->q.hdr.backing_file);
 			if (!im->full_backing)
 				return -ENOMEM;
 		}

@@ -21,6 +21,7 @@
 #include "bstatus.h"
 #include "checked.h"
 #include "errors.h"
+#include "qcow2/info.h"
 #include "tap-img.h"
 
 enum {
@@ -32,10 +33,13 @@ enum {
 struct map_cmd {
 	const char *fmt;
 	const char *filename;
+	/* each image of the chain as qemu-img names it, by depth */
+	char *names[DRV_CHAIN_MAX_DEPTH + 1];
 	bool json;
 	bool force_share;
 	uint64_t start;
 	uint64_t max_length;
+	bool has_max_length;
 };
 
 /* qemu-img's MapEntry. */
@@ -48,22 +52,24 @@ struct map_entry {
 	bool zero;
 	bool data;
 	bool has_offset;
-	const char *filename;
+	const char *filename; /* the image holding the data (compared) */
+	unsigned name_depth;  /* its depth, for its name in map_cmd.names */
 };
 
 static void map_usage(FILE *f)
 {
-	fprintf(f, "Usage: tap-img map [--output=human|json] [-f FMT] [--start-offset=OFFSET]\n"
-		   "                   [--max-length=LENGTH] [-U] FILE\n"
-		   "\n"
-		   "Print the allocation of an image and its backing chain, as qemu-img map.\n"
-		   "  -f FMT               image format (default: FILE's TYPE: prefix, else probed)\n"
-		   "  --output=FMT         human (default: data extents and their host offsets)\n"
-		   "                       or json (every extent: start, length, depth, present,\n"
-		   "                       zero, data, offset)\n"
-		   "  --start-offset=OFF   start at guest offset OFF (k/M/G suffixes)\n"
-		   "  --max-length=LEN     at most LEN bytes\n"
-		   "  -U, --force-share    read an image another process is writing\n");
+	fprintf(f,
+		"Usage: tap-img map [--output=human|json] [-f FMT] [--start-offset=OFFSET]\n"
+		"                   [--max-length=LENGTH] [-U] FILE\n"
+		"\n"
+		"Print the allocation of an image and its backing chain, as qemu-img map.\n"
+		"  -f FMT               image format (default: FILE's TYPE: prefix, else probed)\n"
+		"  --output=FMT         human (default: data extents and their host offsets)\n"
+		"                       or json (every extent: start, length, depth, present,\n"
+		"                       zero, data, offset)\n"
+		"  --start-offset=OFF   start at guest offset OFF (k/M/G suffixes)\n"
+		"  --max-length=LEN     at most LEN bytes\n"
+		"  -U, --force-share    read an image another process is writing\n");
 }
 
 static int map_parse_opt(struct map_cmd *cmd, int c)
@@ -85,6 +91,7 @@ static int map_parse_opt(struct map_cmd *cmd, int c)
 	case OPT_START_OFFSET:
 		return img_parse_size("map", "start offset", optarg, &cmd->start);
 	case OPT_MAX_LENGTH:
+		cmd->has_max_length = true;
 		return img_parse_size("map", "max length", optarg, &cmd->max_length);
 	}
 	map_usage(stderr);
@@ -155,6 +162,7 @@ static int map_status(struct img_bs_chain *c, struct drv_image *top, uint64_t of
 		.has_offset = bs.flags & IMG_BS_OFFSET_VALID,
 		.offset = bs.map,
 		.filename = (bs.flags & IMG_BS_OFFSET_VALID) ? bs.file->path : NULL,
+		.name_depth = bs.file->depth,
 	};
 	return 0;
 }
@@ -194,19 +202,19 @@ static int print_entry(const struct map_cmd *cmd, const struct map_entry *e, boo
 	}
 	if (e->data && e->has_offset)
 		printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n", e->start, e->length,
-		       e->offset, e->filename);
+		       e->offset, cmd->names[e->name_depth] ?: e->filename);
 	return 0;
 }
 
 static int map_image(const struct map_cmd *cmd, struct drv_image *top)
 {
 	uint64_t length = top->size_bytes;
-	struct map_entry curr = { .start = MIN(cmd->start, length) }, next;
+	struct map_entry curr = { .start = cmd->start }, next;
 	struct img_bs_chain c;
 	int err;
 
-	if (cmd->max_length && cmd->max_length < length - curr.start)
-		length = curr.start + cmd->max_length;
+	if (cmd->has_max_length && cmd->start < length && cmd->max_length < length - cmd->start)
+		length = cmd->start + cmd->max_length;
 	err = img_bs_chain_init(&c, "map", top);
 	if (err) {
 		img_bs_chain_fini(&c);
@@ -240,6 +248,30 @@ static int map_image(const struct map_cmd *cmd, struct drv_image *top)
 	return err;
 }
 
+/*
+ * The names qemu-img prints: the top as given, each backing file after the
+ * directory of the image naming it.  A name that cannot be read is left
+ * NULL (the driver's path is printed instead).
+ */
+static void chain_names(struct map_cmd *cmd, const struct drv_image *top)
+{
+	const char *colon = strchr(cmd->filename, ':');
+	const struct drv_image *img;
+	struct qcow2_info q;
+
+	cmd->names[0] =
+		strdup(cmd->fmt || !colon || strcmp(top->path, cmd->filename) == 0 ? cmd->filename
+										   : top->path);
+	for (img = top; img->backing && cmd->names[img->depth]; img = img->backing) {
+		if (strcmp(img->ops->name, "qcow2") != 0 || qcow2_info_read(img->path, &q))
+			return;
+		if (q.hdr.has_backing_file)
+			cmd->names[img->depth + 1] =
+				img_backing_name(cmd->names[img->depth], q.hdr.backing_file);
+		qcow2_info_fini(&q);
+	}
+}
+
 int img_cmd_map(int argc, char **argv)
 {
 	struct map_cmd cmd = { 0 };
@@ -253,8 +285,11 @@ int img_cmd_map(int argc, char **argv)
 		flags |= DRV_OPEN_SHARED;
 	if (img_open_probed("map", cmd.fmt, cmd.filename, flags, &top))
 		return IMG_EXIT_ERR;
+	chain_names(&cmd, top);
 	err = map_image(&cmd, top);
 	drv_image_close(top);
+	for (unsigned i = 0; i < ARRAY_SIZE(cmd.names); i++)
+		free(cmd.names[i]);
 	fflush(stdout);
 	return err ? IMG_EXIT_ERR : IMG_EXIT_OK;
 }

@@ -70,6 +70,13 @@ int img_open_probed(const char *verb, const char *fmt, const char *filename, uns
 		    struct drv_image **out);
 
 /*
+ * img_backing_name - the name QEMU gives the backing file @backing of the
+ * image @filename: an absolute name as is, a relative one after the
+ * image's directory as @filename spells it (malloc'ed; NULL: no memory).
+ */
+char *img_backing_name(const char *filename, const char *backing);
+
+/*
  * img_lock - lock the image file @path (named @filename to the user) as
  * qemu-img would for @verb: open it, take @perm sharing @shared
  * (lib/imglock.h) and keep the descriptor in *@fd (-1 when the file cannot

@@ -6,6 +6,8 @@
  * as a TYPE:PATH spec (formats are never probed: a backing file's format
  * comes from the image that points to it).  Backing images are opened
  * read-only whatever the top's flags: writes only ever land in the top.
+ * They are shared (DRV_OPEN_SHARED): locked as QEMU locks a backing file,
+ * so that other processes may use the same base image.
  * A chain that comes back to a file already in it (the same st_dev/st_ino,
  * whatever path names it) is refused, as is one deeper than
  * DRV_CHAIN_MAX_DEPTH, because both are images a hostile guest or user can
@@ -80,7 +82,8 @@ static int chain_open_backing(struct drv_image *img, struct chain_ids *ids)
 	err = chain_ids_add(ids, path, img->path);
 	if (err)
 		return err;
-	err = drv_image_open(ops, path, img->open_flags | DRV_OPEN_RDONLY, &img->backing);
+	err = drv_image_open(ops, path, img->open_flags | DRV_OPEN_RDONLY | DRV_OPEN_SHARED,
+			     &img->backing);
 	if (err)
 		return err;
 	img->backing->depth = img->depth + 1;

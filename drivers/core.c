@@ -17,6 +17,7 @@
 #include "checked.h"
 #include "driver.h"
 #include "errors.h"
+#include "imglock.h"
 #include "log.h"
 
 static const char *const drv_op_names[] = {
@@ -135,6 +136,24 @@ int drv_image_open(const struct drv_ops *ops, const char *path, unsigned flags,
 	}
 	*out = img;
 	return 0;
+}
+
+int drv_image_lock(int fd, const char *path, unsigned flags)
+{
+	if (flags & DRV_OPEN_NOLOCK)
+		return 0;
+	if (!(flags & DRV_OPEN_RDONLY)) {
+		if (flags & DRV_OPEN_SHARED) {
+			log_err("open %s: sharing the image with other writers needs a read-only "
+				"open",
+				path);
+			return -EINVAL;
+		}
+		return imglock_take(fd, path, IMGLOCK_PERM_RW, IMGLOCK_SHARED_RW);
+	}
+	if (flags & DRV_OPEN_SHARED)
+		return imglock_take(fd, path, IMGLOCK_PERM_SHARED, IMGLOCK_SHARED_SHARED);
+	return imglock_take(fd, path, IMGLOCK_PERM_RO, IMGLOCK_SHARED_RO);
 }
 
 /* Tear down @img's queues: queue_fini, then the core-allocated state. */

@@ -65,6 +65,15 @@ struct drv_req;
 /* Open flags. */
 #define DRV_OPEN_RDONLY (1u << 0)
 #define DRV_OPEN_BUFFERED (1u << 1) /* no O_DIRECT (tools on tmpfs, tests) */
+/*
+ * With RDONLY: let other processes write and resize the file (QEMU's
+ * permissions for a backing file, and qemu-img's -U / --force-share).
+ * Without it, a read-only open refuses writers and a writable one
+ * refuses writers and readers that do not share writing (drv_image_lock).
+ */
+#define DRV_OPEN_SHARED (1u << 2)
+/* Take no image lock at all (tap-img's -U on verbs that qemu-img opens without I/O). */
+#define DRV_OPEN_NOLOCK (1u << 3)
 
 /* Capabilities reported in img->caps after open. */
 #define DRV_CAP_DISCARD (1u << 0)
@@ -268,6 +277,18 @@ int drv_parse_spec(const char *spec, const struct drv_ops **ops, const char **pa
  */
 int drv_image_open(const struct drv_ops *ops, const char *path, unsigned flags,
 		   struct drv_image **out);
+
+/*
+ * drv_image_lock - for drivers' ->open: take QEMU's image locks (lib/imglock.h)
+ * on @fd, the image file @path opened with @flags (DRV_OPEN_*): read-write
+ * takes read, write and resize and shares neither write nor resize;
+ * read-only takes read and shares neither; DRV_OPEN_SHARED takes read and
+ * shares everything; DRV_OPEN_NOLOCK takes nothing.  The locks last until
+ * @fd's open file description is closed.  0, or -EBUSY when another process
+ * (qemu-nbd, a VM, a tapdisk) holds the image in a way that conflicts
+ * (logged in QEMU's words), or -errno.
+ */
+int drv_image_lock(int fd, const char *path, unsigned flags);
 
 /* drv_image_close - close @img and its backing chain.  NULL is a no-op. */
 void drv_image_close(struct drv_image *img);

@@ -119,7 +119,9 @@ static int raw_open(struct drv_image *img, const char *path, unsigned flags)
 	err = aio_file_open(path, aio_flags, &ri->file);
 	if (err)
 		return err;
-	err = raw_geometry(img, ri);
+	err = drv_image_lock(ri->file->fd, path, flags);
+	if (!err)
+		err = raw_geometry(img, ri);
 	if (err) {
 		aio_file_close(ri->file);
 		ri->file = NULL;

@@ -188,6 +188,8 @@ static int open_file(struct drv_image *img, const char *path, unsigned flags)
 	if (flags & DRV_OPEN_BUFFERED)
 		aio_flags |= AIO_FILE_BUFFERED;
 	err = aio_file_open(path, aio_flags, &qi->file);
+	if (!err)
+		err = drv_image_lock(qi->file->fd, path, flags);
 	if (err)
 		return err;
 	end = lseek(qi->file->fd, 0, SEEK_END);

@@ -3,3 +3,7 @@
 
 PROGRAMS += tap-img
 tap-img_MAIN := tools/tap-img/main.c
+
+# tools/tap-front: a local blkif frontend and load generator.
+PROGRAMS += tap-front
+tap-front_MAIN := tools/tap-front/main.c

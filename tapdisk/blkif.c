@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A blkif interface: the rings of one frontend (blkif.h).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checked.h"
+#include "log.h"
+#include "tapdisk/blkif.h"
+#include "tapdisk/ring-transport.h"
+
+struct td_blkif {
+	struct td_vbd *vbd;
+	unsigned nr_queues;
+	struct td_ring *rings[TD_BLKIF_MAX_QUEUES];
+	bool started[TD_BLKIF_MAX_QUEUES];
+	struct td_local_mem *mem;
+	struct td_resize_notifier resize;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned stopped;
+};
+
+void td_blkif_offer(struct td_vbd *vbd, struct td_blkif_offer *out)
+{
+	struct td_vbd_info info;
+
+	vbd_get_info(vbd, &info);
+	*out = (struct td_blkif_offer){
+		.sectors = info.size_bytes / RING_SECTOR_BYTES,
+		.sector_size = info.block_bytes,
+		.phys_sector_size = MAX(info.phys_block_bytes, info.block_bytes),
+		.info = info.readonly ? RING_INFO_READONLY : 0,
+		.discard = info.can_discard,
+		.max_ring_order = RING_ORDER_MAX,
+		.max_queues = MIN(info.nr_queues, TD_BLKIF_MAX_QUEUES),
+		.max_indirect_segs = TD_RING_MAX_INDIRECT_SEGS,
+	};
+}
+
+void td_blkif_conf_init(struct td_blkif_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->abi = RING_ABI_X86_32;
+	c->memfd = -1;
+	for (unsigned i = 0; i < TD_BLKIF_MAX_QUEUES; i++)
+		c->kick_fds[i] = c->irq_fds[i] = -1;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+void td_blkif_conf_close(struct td_blkif_conf *c)
+{
+	close_fd(&c->memfd);
+	for (unsigned i = 0; i < TD_BLKIF_MAX_QUEUES; i++) {
+		close_fd(&c->kick_fds[i]);
+		close_fd(&c->irq_fds[i]);
+	}
+}
+
+static int refuse(char *why, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int refuse(char *why, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+	log_err("ring: attach refused: %s", why);
+	return -EINVAL;
+}
+
+static int check_conf(struct td_vbd *vbd, const struct td_blkif_conf *c, char *why, size_t len)
+{
+	struct td_blkif_offer offer;
+
+	td_blkif_offer(vbd, &offer);
+	if (c->order > offer.max_ring_order)
+		return refuse(why, len, "ring-page-order %u is over the maximum %u", c->order,
+			      offer.max_ring_order);
+	if (c->nr_queues == 0 || c->nr_queues > offer.max_queues)
+		return refuse(why, len, "%u queues asked for; this tapdisk serves 1 to %u",
+			      c->nr_queues, offer.max_queues);
+	if (c->abi != RING_ABI_NATIVE && c->abi != RING_ABI_X86_32 && c->abi != RING_ABI_X86_64)
+		return refuse(why, len, "unknown protocol");
+	if (c->kind == TD_BLKIF_LOCAL && c->memfd < 0)
+		return refuse(why, len, "the local transport needs the ring memfd");
+	for (unsigned q = 0; c->kind == TD_BLKIF_LOCAL && q < c->nr_queues; q++)
+		if (c->kick_fds[q] < 0 || c->irq_fds[q] < 0)
+			return refuse(why, len, "queue %u has no event fds", q);
+	return 0;
+}
+
+/* ---- rings ---------------------------------------------------------------- */
+
+static int make_transport(struct td_blkif *b, struct td_blkif_conf *c, unsigned q,
+			  struct td_transport **t)
+{
+	unsigned pages = 1u << c->order;
+	unsigned max_segs = MAX(TD_RING_MAX_INDIRECT_SEGS, RING_INDIRECT_PAGES_MAX);
+
+	if (c->kind == TD_BLKIF_XEN)
+		return td_transport_xen_new(c->domid, c->refs[q], pages, c->ports[q], max_segs, t);
+	return td_transport_local_new(b->mem, c->refs[q], pages, c->kick_fds[q], c->irq_fds[q],
+				      max_segs, t);
+}
+
+static int add_ring(struct td_blkif *b, struct td_blkif_conf *c, unsigned q)
+{
+	const struct td_ring_opts opts = { .abi = c->abi,
+					   .max_indirect_segs = TD_RING_MAX_INDIRECT_SEGS };
+	struct td_transport *t;
+	int err = make_transport(b, c, q, &t);
+
+	c->kick_fds[q] = c->irq_fds[q] = -1; /* the transport has them now */
+	if (err)
+		return err;
+	err = td_ring_new(b->vbd, vbd_queue(b->vbd, q), t, &opts, &b->rings[q]);
+	if (err)
+		return err;
+	b->nr_queues = q + 1;
+	err = td_ring_start(b->rings[q]);
+	b->started[q] = err == 0;
+	return err;
+}
+
+static void on_resize(struct td_resize_notifier *n, uint64_t old_bytes, uint64_t new_bytes)
+{
+	struct td_blkif *b = n->opaque;
+
+	for (unsigned q = 0; q < b->nr_queues; q++)
+		td_ring_set_size(b->rings[q], new_bytes);
+}
+
+static void ring_stopped(void *opaque)
+{
+	struct td_blkif *b = opaque;
+
+	pthread_mutex_lock(&b->lock);
+	b->stopped++;
+	pthread_cond_signal(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+int td_blkif_connect(struct td_vbd *vbd, struct td_blkif_conf *c, struct td_blkif **out, char *why,
+		     size_t why_len)
+{
+	struct td_blkif *b;
+	int err = check_conf(vbd, c, why, why_len);
+
+	if (err)
+		goto fail_conf;
+	err = -ENOMEM;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		goto fail_conf;
+	b->vbd = vbd;
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_cond_init(&b->cond, NULL);
+	if (c->kind == TD_BLKIF_LOCAL) {
+		err = td_local_mem_open(c->memfd, &b->mem);
+		c->memfd = -1;
+	}
+	for (unsigned q = 0; !err && q < c->nr_queues; q++)
+		err = add_ring(b, c, q);
+	if (err) {
+		snprintf(why, why_len, "cannot set up the rings: %s (see tapdisk's log)",
+			 strerror(-err));
+		td_blkif_disconnect(b);
+		goto fail_conf;
+	}
+	b->resize = (struct td_resize_notifier){ .fn = on_resize, .opaque = b };
+	vbd_resize_notifier_add(vbd, &b->resize);
+	*out = b;
+	return 0;
+
+fail_conf:
+	td_blkif_conf_close(c);
+	return err;
+}
+
+void td_blkif_disconnect(struct td_blkif *b)
+{
+	unsigned started = 0;
+
+	if (!b)
+		return;
+	if (b->resize.fn)
+		vbd_resize_notifier_del(b->vbd, &b->resize);
+	for (unsigned q = 0; q < b->nr_queues; q++) {
+		if (!b->started[q])
+			continue;
+		started++;
+		td_ring_stop(b->rings[q], ring_stopped, b);
+	}
+	pthread_mutex_lock(&b->lock);
+	while (b->stopped < started)
+		pthread_cond_wait(&b->cond, &b->lock);
+	pthread_mutex_unlock(&b->lock);
+	for (unsigned q = 0; q < b->nr_queues; q++)
+		td_ring_free(b->rings[q]);
+	td_local_mem_free(b->mem);
+	pthread_cond_destroy(&b->cond);
+	pthread_mutex_destroy(&b->lock);
+	free(b);
+}
+
+unsigned td_blkif_nr_queues(const struct td_blkif *b)
+{
+	return b->nr_queues;
+}
+
+struct td_ring *td_blkif_ring(struct td_blkif *b, unsigned index)
+{
+	return index < b->nr_queues ? b->rings[index] : NULL;
+}

@@ -25,12 +25,12 @@ $TAPCTL list --json >list.json
 
 loads=()
 if [ -x "$BIN/tap-front" ] && tapdisk_has attach-ring; then
-	for i in $(seq 0 $((n - 1))); do
-		ctl=$(jq -r ".disks[] | select(.minor == $i) | .ctl" list.json)
-		"$BIN/tap-front" --ctl "$ctl" --rw randrw --bs 4k --qd 4 --runtime 3 --verify \
+	jq -r '.disks[] | "\(.minor) \(.ctl)"' list.json >ctls.txt
+	while read -r i ctl; do
+		"$BIN/tap-front" --ctl "$ctl" --rw randrw --bs 4k --qd 4 --ops 400 --span 2M --verify \
 			--seed "$i" >"load$i.txt" 2>&1 &
 		loads[i]=$!
-	done
+	done <ctls.txt
 else
 	echo "note: no tap-front with ring attach here; supervision tested without I/O"
 fi
@@ -49,7 +49,11 @@ for i in "${!loads[@]}"; do
 	[ "$i" = "$victim" ] && continue
 	wait "${loads[$i]}" || die "the load on minor $i failed: $(cat "load$i.txt")"
 done
-[ -n "${loads[$victim]:-}" ] && { wait "${loads[$victim]}" || true; }
+# The victim's frontend has lost its backend, as a guest would: stop it.
+if [ -n "${loads[$victim]:-}" ]; then
+	kill "${loads[$victim]}" 2>/dev/null || true
+	wait "${loads[$victim]}" || true
+fi
 
 $TAPCTL list --json >after.json
 [ "$(jq '[.disks[] | select(.state == "running")] | length' after.json)" = $((n - 1)) ] ||
@@ -59,8 +63,8 @@ for i in $(seq 0 $((n - 1))); do
 	$TAPCTL destroy -m "$i"
 done
 stop_tapctld
-for i in $(seq 0 $((n - 1))); do
-	[ "$i" = "$victim" ] && continue
+# A few of the survivors' images (checking all 31 costs more than it shows).
+for i in 0 1 $((n - 1)); do
 	qemu-img check -q "d$i.qcow2" || die "d$i.qcow2 does not check clean"
 done
 echo "supervision of $n tapdisks: ok"

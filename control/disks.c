@@ -167,6 +167,8 @@ int tcd_close(struct tcd_disk *d, char *err, size_t size)
 		return rc;
 	log_info("minor %d: %s closed", d->minor, d->spec);
 	d->spec[0] = '\0';
+	d->xen_ring = 0; /* close detaches every frontend */
+	d->xen_ring = 0; /* close detaches every frontend */
 	json_decref(d->open_args);
 	d->open_args = NULL;
 	d->state = TCD_ATTACHED;

@@ -83,6 +83,8 @@ int tcd_state_save(struct tcd_disk *d)
 		return -ENOMEM;
 	if (d->open_args)
 		json_object_set(rec, "args", d->open_args);
+	if (d->xen_ring)
+		json_object_set_new(rec, "xen_ring", json_integer((json_int_t)d->xen_ring));
 	if (json_dump_file(rec, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0 ||
 	    rename(tmp, path) < 0) {
 		rc = -EIO;
@@ -139,6 +141,8 @@ static int parse_record(struct tcd *t, json_t *rec, struct tcd_disk *d, char *wh
 	tcd_ctl_path(t, d->pid, ctl, sizeof(ctl));
 	memcpy(d->ctl_path, ctl, sizeof(ctl));
 	d->open_args = json_incref(json_object_get(rec, "args"));
+	if (ctlp_get_int(rec, "xen_ring", 1, INT64_MAX, &ticks, why, size) == 0)
+		d->xen_ring = (uint64_t)ticks;
 	return 0;
 }
 

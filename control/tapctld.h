@@ -55,6 +55,7 @@ struct tcd_disk {
 	char ctl_path[TCD_SOCK_BYTES]; /* the tapdisk's control socket */
 	char spec[PATH_MAX + 16];      /* TYPE:PATH of the open image, "" if none */
 	json_t *open_args;	       /* readonly, nbd, fuse, opts: what open was given */
+	uint64_t xen_ring;	       /* attach-ring's id while a Xen frontend is connected */
 	struct evloop_watch exit_watch;
 	struct tcd_disk *next;
 };

@@ -130,10 +130,6 @@ int tdc_info(const char *ctl_path, unsigned timeout_s, struct tdc_info *out, cha
 	out->discard_bytes = get_uint(rep, "discard_bytes", out->phys_block_bytes);
 	out->readonly = json_is_true(json_object_get(rep, "readonly"));
 	out->can_discard = json_is_true(json_object_get(rep, "can_discard"));
-	/* The ring engine's limits, unless the tapdisk names others. */
-	out->max_ring_page_order = get_uint(rep, "max_ring_page_order", 4);
-	out->max_queues = get_uint(rep, "max_queues", get_uint(rep, "queues", 1));
-	out->max_indirect_segments = get_uint(rep, "max_indirect_segments", 256);
 	json_decref(res);
 	return 0;
 }

@@ -21,9 +21,6 @@ struct tdc_info {
 	uint32_t discard_bytes; /* granularity; 0 when it cannot discard */
 	bool readonly;
 	bool can_discard;
-	unsigned max_ring_page_order; /* what its ring transport accepts */
-	unsigned max_queues;
-	unsigned max_indirect_segments;
 };
 
 /*

@@ -47,33 +47,48 @@ static int xg_find(void *opaque, const char *phys, int *minor)
 	return -ENOENT;
 }
 
+static uint32_t get_u32(const json_t *o, const char *key)
+{
+	json_int_t v = json_integer_value(json_object_get(o, key));
+
+	return v < 0 || v > UINT32_MAX ? 0 : (uint32_t)v;
+}
+
+/* The tapdisk's ring-info: what a blkif backend publishes for it. */
 static int xg_disk_info(void *opaque, int minor, struct xbk_disk *out)
 {
 	struct tcd *t = opaque;
 	struct tcd_disk *d = tcd_disk_by_minor(t, minor);
-	struct tdc_info info;
+	json_t *r = NULL;
 	char err[256];
 	int rc;
 
 	if (!d)
 		return -ENOENT;
-	rc = tdc_info(d->ctl_path, t->opts.tapdisk_timeout_s, &info, err, sizeof(err));
+	rc = tdc_call(d->ctl_path, "ring-info", NULL, t->opts.tapdisk_timeout_s, &r, err,
+		      sizeof(err));
 	if (rc < 0) {
 		log_err("xen: minor %d: %s", minor, err);
 		return rc;
 	}
 	*out = (struct xbk_disk){
-		.size_bytes = info.size_bytes,
-		.sector_bytes = info.block_bytes,
-		.phys_sector_bytes = info.phys_block_bytes,
-		.discard_granularity_bytes = info.discard_bytes,
-		.readonly = info.readonly,
-		.can_discard = info.can_discard,
-		.can_barrier = true,
-		.limits = { .max_ring_page_order = info.max_ring_page_order,
-			    .max_queues = info.max_queues,
-			    .max_indirect_segments = info.max_indirect_segments },
+		.size_bytes = (uint64_t)json_integer_value(json_object_get(r, "sectors")) * 512,
+		.sector_bytes = get_u32(r, "sector_size"),
+		.phys_sector_bytes = get_u32(r, "physical_sector_size"),
+		.readonly = (get_u32(r, "info") & 4) != 0,
+		.can_discard = json_is_true(json_object_get(r, "discard")),
+		.can_barrier = json_is_true(json_object_get(r, "barrier")),
+		.limits = { .max_ring_page_order = get_u32(r, "max_ring_page_order"),
+			    .max_queues = get_u32(r, "max_queues"),
+			    .max_indirect_segments = get_u32(r, "max_indirect_segments") },
 	};
+	out->discard_granularity_bytes = out->phys_sector_bytes;
+	json_decref(r);
+	if (out->sector_bytes < 512 || out->phys_sector_bytes < out->sector_bytes) {
+		log_err("xen: minor %d: ring-info gave sector sizes %u/%u", minor,
+			out->sector_bytes, out->phys_sector_bytes);
+		return -EPROTO;
+	}
 	return 0;
 }
 
@@ -90,43 +105,51 @@ static const char *proto_name(enum xbk_proto p)
 	return "native";
 }
 
-/* The ring parameters as the tapdisk's attach-ring command takes them. */
+/* The ring parameters as the tapdisk's attach-ring takes them. */
 static json_t *ring_json(const struct xbk_ring *r)
 {
-	json_t *queues = json_array(), *o;
+	json_t *refs = json_array(), *ports = json_array();
 	unsigned q, i;
 
-	for (q = 0; queues && q < r->nr_queues; q++) {
-		json_t *refs = json_array();
+	for (q = 0; refs && ports && q < r->nr_queues; q++) {
+		json_t *row = json_array();
 
-		for (i = 0; refs && i < (1u << r->order); i++)
-			json_array_append_new(refs, json_integer(r->refs[q][i]));
-		o = json_pack("{s:o*, s:I}", "refs", refs, "evtchn", (json_int_t)r->evtchn[q]);
-		if (!o || json_array_append_new(queues, o) < 0) {
-			json_decref(queues);
+		for (i = 0; row && i < (1u << r->order); i++)
+			json_array_append_new(row, json_integer(r->refs[q][i]));
+		if (!row || json_array_append_new(refs, row) < 0 ||
+		    json_array_append_new(ports, json_integer(r->evtchn[q])) < 0) {
+			json_decref(refs);
+			json_decref(ports);
 			return NULL;
 		}
 	}
-	return json_pack("{s:s, s:I, s:I, s:s, s:i, s:o*}", "transport", "xen", "domid",
-			 (json_int_t)r->domid, "devid", (json_int_t)r->devid, "protocol",
-			 proto_name(r->proto), "order", (int)r->order, "queues", queues);
+	return json_pack("{s:s, s:s, s:i, s:i, s:o*, s:I, s:o*}", "transport", "xen", "protocol",
+			 proto_name(r->proto), "order", (int)r->order, "queues", (int)r->nr_queues,
+			 "refs", refs, "domid", (json_int_t)r->domid, "ports", ports);
 }
 
 static int xg_connect(void *opaque, int minor, const struct xbk_ring *ring, char *err, size_t size)
 {
 	struct tcd *t = opaque;
 	struct tcd_disk *d = tcd_disk_by_minor(t, minor);
-	json_t *args;
+	json_t *args, *res = NULL;
 	int rc;
 
 	if (!d)
 		return -ENOENT;
+	if (d->xen_ring)
+		return -EALREADY; /* still attached, e.g. across a tapctld restart */
 	args = ring_json(ring);
 	if (!args)
 		return -ENOMEM;
-	rc = tdc_call(d->ctl_path, "attach-ring", args, t->opts.tapdisk_timeout_s, NULL, err, size);
+	rc = tdc_call(d->ctl_path, "attach-ring", args, t->opts.tapdisk_timeout_s, &res, err, size);
 	json_decref(args);
-	return rc;
+	if (rc < 0)
+		return rc;
+	d->xen_ring = (uint64_t)json_integer_value(json_object_get(res, "ring"));
+	json_decref(res);
+	tcd_state_save(d);
+	return 0;
 }
 
 static int xg_disconnect(void *opaque, int minor)
@@ -134,14 +157,19 @@ static int xg_disconnect(void *opaque, int minor)
 	struct tcd *t = opaque;
 	struct tcd_disk *d = tcd_disk_by_minor(t, minor);
 	char err[512];
+	json_t *args;
 	int rc;
 
-	if (!d)
+	if (!d || !d->xen_ring)
 		return -ENOENT;
-	rc = tdc_call(d->ctl_path, "detach-ring", NULL, t->opts.tapdisk_timeout_s, NULL, err,
+	args = json_pack("{s:I}", "ring", (json_int_t)d->xen_ring);
+	rc = tdc_call(d->ctl_path, "detach-ring", args, t->opts.tapdisk_timeout_s, NULL, err,
 		      sizeof(err));
+	json_decref(args);
 	if (rc < 0)
 		log_err("xen: minor %d: %s", minor, err);
+	d->xen_ring = 0;
+	tcd_state_save(d);
 	return rc;
 }
 

@@ -218,7 +218,7 @@ static json_t *cmd_unpause(struct tcd *t, const json_t *req)
 static json_t *cmd_stats(struct tcd *t, const json_t *req)
 {
 	char err[ERR_BYTES];
-	json_t *reply = NULL, *stats = NULL, *o;
+	json_t *reply = NULL, *stats = NULL, *info = NULL, *o;
 	struct tcd_disk *d = req_disk(t, req, &reply);
 	int rc;
 
@@ -228,13 +228,21 @@ static json_t *cmd_stats(struct tcd *t, const json_t *req)
 	if (!o)
 		return NULL;
 	if (d->state == TCD_RUNNING || d->state == TCD_PAUSED) {
-		rc = tdc_call(d->ctl_path, "stats", NULL, t->opts.tapdisk_timeout_s, &stats, err,
+		rc = tdc_call(d->ctl_path, "info", NULL, t->opts.tapdisk_timeout_s, &info, err,
 			      sizeof(err));
+		if (rc == 0)
+			rc = tdc_call(d->ctl_path, "stats", NULL, t->opts.tapdisk_timeout_s, &stats,
+				      err, sizeof(err));
 		if (rc < 0) {
+			json_decref(info);
 			json_decref(o);
 			return ctlp_error(rc, "%s", err);
 		}
+		/* The image as the tapdisk has it now (size, geometry, abilities). */
+		json_object_set(o, "image", json_object_get(info, "image"));
+		json_object_set(o, "frontends", json_object_get(info, "frontends"));
 		json_object_set_new(o, "tapdisk", stats);
+		json_decref(info);
 	}
 	return ctlp_ok(json_pack("{s:o}", "stats", o));
 }

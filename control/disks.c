@@ -137,6 +137,14 @@ int tcd_open(struct tcd_disk *d, const char *spec, json_t *args, char *err, size
 		return -EBUSY;
 	}
 	rc = tdc_open(d->ctl_path, spec, args, tmo, err, size);
+	if (rc == -EBUSY && !strstr(err, "lock")) {
+		/* What EBUSY from an image's open means (the drivers' QEMU locks). */
+		size_t n = strlen(err);
+
+		snprintf(err + n, size - n,
+			 " (the image is locked: another process, such as "
+			 "QEMU or qemu-nbd, is using it)");
+	}
 	if (rc < 0)
 		return rc;
 	rc = add_exports(d, args, err, size);

@@ -23,11 +23,11 @@ $TAPCTL list --json | jq -c '[.disks[] | {minor, pid}] | sort_by(.minor)' >befor
 # Loads over the ring while the daemon goes away (when tap-front is here).
 loads=()
 if [ -x "$BIN/tap-front" ] && tapdisk_has attach-ring; then
-	secs=4
-	[ "${QTAP_VALGRIND:-0}" = 1 ] && secs=8
+	secs=2
+	[ "${QTAP_VALGRIND:-0}" = 1 ] && secs=4
 	for i in 0 1; do
 		ctl=$($TAPCTL list --json | jq -r ".disks[] | select(.minor == $i) | .ctl")
-		"$BIN/tap-front" --ctl "$ctl" --rw randrw --bs 4k --qd 8 --runtime "$secs" \
+		"$BIN/tap-front" --ctl "$ctl" --rw randrw --bs 4k --qd 8 --runtime "$secs" --span 4M \
 			--verify --seed "$i" >"load$i.txt" 2>&1 &
 		loads+=($!)
 	done

@@ -26,6 +26,7 @@ static const char *const drv_op_names[] = {
 	[DRV_OP_DISCARD] = "discard",
 	[DRV_OP_WRITE_ZEROES] = "write_zeroes",
 	[DRV_OP_BLOCK_STATUS] = "block_status",
+	[DRV_OP_BITMAP_STATUS] = "bitmap_status",
 };
 
 static const char *op_name(enum drv_op op)
@@ -258,6 +259,8 @@ static drv_op_fn *op_handler(const struct drv_image *img, enum drv_op op)
 		return img->caps & DRV_CAP_WRITE_ZEROES ? ops->write_zeroes : NULL;
 	case DRV_OP_BLOCK_STATUS:
 		return img->caps & DRV_CAP_BLOCK_STATUS ? ops->block_status : NULL;
+	case DRV_OP_BITMAP_STATUS:
+		return ops->bitmap_status;
 	}
 	return NULL;
 }
@@ -310,7 +313,9 @@ static int submit_check(const struct drv_image *img, const struct drv_req *req)
 	if (!is_aligned_u64(req->offset, img->block_bytes) ||
 	    !is_aligned_u64(req->len, img->block_bytes))
 		return -EINVAL;
-	if (req->op == DRV_OP_BLOCK_STATUS && req->len == 0)
+	if ((req->op == DRV_OP_BLOCK_STATUS || req->op == DRV_OP_BITMAP_STATUS) && req->len == 0)
+		return -EINVAL;
+	if (req->op == DRV_OP_BITMAP_STATUS && !req->bitmap)
 		return -EINVAL;
 	if ((req->flags & DRV_REQ_COMPRESSED) && compressed_check(img, req))
 		return compressed_check(img, req);

@@ -57,6 +57,8 @@ enum td_op {
 	TD_OP_DISCARD,	    /* reads afterwards return zeros or the backing data */
 	TD_OP_WRITE_ZEROES, /* reads afterwards return zeros */
 	TD_OP_BLOCK_STATUS, /* result in req->status, for [offset, offset+len) */
+	TD_OP_BITMAP_STATUS, /* persistent dirty bitmap req->bitmap: DRV_BS_DIRTY or
+			      * not in req->status, for [offset, offset+len) */
 };
 
 /* Request flags. */
@@ -78,6 +80,7 @@ struct td_request {
 	unsigned iovcnt;
 	td_done_fn *done;
 	void *opaque;
+	const char *bitmap; /* BITMAP_STATUS: the bitmap's name (borrowed) */
 
 	/* BLOCK_STATUS result: flags (DRV_BS_*), len (> 0), depth in the chain */
 	struct drv_status status;

@@ -318,6 +318,32 @@ void drv_queues_fini(struct drv_image *top);
 size_t drv_chain_req_priv_bytes(const struct drv_image *top);
 
 /*
+ * Block status of a whole chain, as QEMU's block_status_above: a range the
+ * top image does not hold (no DRV_BS_ALLOCATED) is asked of its backing
+ * image, and so on down; the answer carries the depth of the image that
+ * holds the range.  Past the end of a shorter backing image the range
+ * reads as zeros and no image holds it.  The issuer keeps the walk's state
+ * and resubmits its request while drv_chain_walk_next() says so:
+ *
+ *	drv_chain_walk_start(&w, top, req);   then drv_submit(w.img, req);
+ *	on completion without error:
+ *	    if (drv_chain_walk_next(&w, req)) drv_submit(w.img, req);
+ *	    else req->status (and req->offset, req->len) are the answer.
+ *
+ * The request's scratch must hold drv_chain_req_priv_bytes(top).  A backing
+ * image whose blocks do not line up with the range is asked about the
+ * enclosing blocks; one that cannot say (no block status) counts as
+ * holding data.
+ */
+struct drv_chain_walk {
+	struct drv_image *img; /* the image to submit to next */
+	uint64_t offset;       /* the range being asked about */
+	uint64_t len;
+};
+void drv_chain_walk_start(struct drv_chain_walk *w, struct drv_image *top, struct drv_req *req);
+bool drv_chain_walk_next(struct drv_chain_walk *w, struct drv_req *req);
+
+/*
  * drv_submit - validate @req against @img (bounds, read-only, supported op,
  * iovec total) and dispatch to the driver.  Invalid requests complete with
  * -EINVAL, -EROFS or -EOPNOTSUPP.  Completion as for the ops.

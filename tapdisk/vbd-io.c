@@ -245,6 +245,7 @@ static int piece_build(struct td_queue *q, struct td_request *req, struct td_slo
 		[TD_OP_DISCARD] = DRV_OP_DISCARD,
 		[TD_OP_WRITE_ZEROES] = DRV_OP_WRITE_ZEROES,
 		[TD_OP_BLOCK_STATUS] = DRV_OP_BLOCK_STATUS,
+		[TD_OP_BITMAP_STATUS] = DRV_OP_BITMAP_STATUS,
 	};
 	uint64_t left = req->len - req->issued_bytes;
 	int err = 0;
@@ -257,6 +258,7 @@ static int piece_build(struct td_queue *q, struct td_request *req, struct td_slo
 	s->dreq.iov = NULL;
 	s->dreq.iovcnt = 0;
 	s->dreq.len = left;
+	s->dreq.bitmap = req->bitmap;
 	s->flush_gen = q->write_gen;
 	if (req->op == TD_OP_FLUSH) {
 		/* offset and length mean nothing to a flush */
@@ -265,6 +267,8 @@ static int piece_build(struct td_queue *q, struct td_request *req, struct td_slo
 		req->issued_bytes = req->len;
 		return 0;
 	}
+	if (req->op == TD_OP_BLOCK_STATUS)
+		drv_chain_walk_start(&s->walk, q->top, &s->dreq);
 	if (op_has_data(req->op))
 		err = piece_data(q, req, s);
 	else if (req->op == TD_OP_DISCARD || req->op == TD_OP_WRITE_ZEROES)
@@ -400,9 +404,13 @@ static void preflush_done(struct td_queue *q, struct td_slot *s, struct td_reque
 
 static void piece_done(struct td_queue *q, struct td_slot *s, struct td_request *req, int err)
 {
+	if (req->op == TD_OP_BLOCK_STATUS && !err && drv_chain_walk_next(&s->walk, &s->dreq)) {
+		drv_submit(s->walk.img, &s->dreq); /* the range is the backing's */
+		return;
+	}
 	if (err && !req->err)
 		req->err = err;
-	if (req->op == TD_OP_BLOCK_STATUS && !err)
+	if ((req->op == TD_OP_BLOCK_STATUS || req->op == TD_OP_BITMAP_STATUS) && !err)
 		req->status = s->dreq.status;
 	if (req->op == TD_OP_FLUSH)
 		flush_landed(q, s, err);
@@ -481,7 +489,8 @@ static int request_check(const struct td_queue *q, const struct td_request *req)
 		return -EROFS;
 	if ((req->op == TD_OP_DISCARD && !(g->caps & DRV_CAP_DISCARD)) ||
 	    (req->op == TD_OP_WRITE_ZEROES && !(g->caps & DRV_CAP_WRITE_ZEROES)) ||
-	    (req->op == TD_OP_BLOCK_STATUS && !(g->caps & DRV_CAP_BLOCK_STATUS)))
+	    (req->op == TD_OP_BLOCK_STATUS && !(g->caps & DRV_CAP_BLOCK_STATUS)) ||
+	    (req->op == TD_OP_BITMAP_STATUS && !g->can_bitmap))
 		return -EOPNOTSUPP;
 	if (req->op == TD_OP_FLUSH)
 		return 0;
@@ -489,7 +498,9 @@ static int request_check(const struct td_queue *q, const struct td_request *req)
 	    !is_aligned_u64(req->offset, g->block_bytes) ||
 	    !is_aligned_u64(req->len, g->block_bytes))
 		return -EINVAL;
-	if (req->op == TD_OP_BLOCK_STATUS && req->len == 0)
+	if ((req->op == TD_OP_BLOCK_STATUS || req->op == TD_OP_BITMAP_STATUS) && req->len == 0)
+		return -EINVAL;
+	if (req->op == TD_OP_BITMAP_STATUS && !req->bitmap)
 		return -EINVAL;
 	if (op_has_data(req->op) &&
 	    (req->iovcnt > IOV_MAX || !iov_total_is(req->iov, req->iovcnt, req->len)))

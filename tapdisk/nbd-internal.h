@@ -34,17 +34,17 @@
 #define NBDS_RX_BYTES (128u << 10)   /* receive buffer; holds any option */
 #define NBDS_DIRECT_MIN (64u << 10)  /* payload left to read straight into place */
 #define NBDS_ARENA_BYTES ((size_t)NBDP_MAX_BLOCK_BYTES + (1u << 20))
-#define NBDS_ALIGN 4096u	     /* arena allocations: O_DIRECT-ready */
-#define NBDS_BS_DESC 1024u	     /* descriptors per context per reply */
-#define NBDS_HOLE_GRAIN 4096u	     /* sparse reads: zero runs at this grain */
+#define NBDS_ALIGN 4096u		       /* arena allocations: O_DIRECT-ready */
+#define NBDS_BS_DESC 1024u		       /* descriptors per context per reply */
+#define NBDS_HOLE_GRAIN 4096u		       /* sparse reads: zero runs at this grain */
 #define NBDS_HANDSHAKE_NS (10ull * 1000000000) /* as qemu-nbd's default */
-#define NBDS_SEND_IOV 1024u			/* iovecs per sendmsg */
+#define NBDS_SEND_IOV 1024u		       /* iovecs per sendmsg */
 #define NBDS_ACCEPT_RETRY_NS (100ull * 1000000)
 
 /* ---- the arena (nbd-arena.c) ------------------------------------------- */
 
 struct nbds_span {
-	size_t unit;  /* first unit of the data */
+	size_t unit; /* first unit of the data */
 	size_t units;
 	size_t waste_unit; /* the skipped end of the ring a wrap holds up */
 	size_t waste;
@@ -94,8 +94,8 @@ struct nbds_slot {
 	uint8_t hdr[NBDS_RUNS][32];
 	struct iovec iov[NBDS_IOV];
 	unsigned iovcnt;
-	unsigned sent_iov;  /* iovecs fully sent */
-	size_t sent_bytes;  /* of iov[sent_iov] */
+	unsigned sent_iov;	/* iovecs fully sent */
+	size_t sent_bytes;	/* of iov[sent_iov] */
 	struct nbds_slot *next; /* free list, or the send queue */
 };
 
@@ -179,6 +179,7 @@ struct nbds_server {
 	struct nbdp_export exp; /* master copy; connections copy it at accept */
 	char *name;
 	char *description;
+	char *bitmaps[NBDP_MAX_BITMAPS]; /* exp.bitmaps: copies of the image's names */
 	uint32_t block_bytes;
 	unsigned nr_queues;
 	unsigned max_conns;

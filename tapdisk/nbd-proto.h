@@ -67,8 +67,8 @@
 #define NBDP_OPT_INFO 6u
 #define NBDP_OPT_GO 7u
 #define NBDP_OPT_STRUCTURED_REPLY 8u
-#define NBDP_OPT_LIST_META_CONTEXT 10u
-#define NBDP_OPT_SET_META_CONTEXT 11u
+#define NBDP_OPT_LIST_META_CONTEXT 9u
+#define NBDP_OPT_SET_META_CONTEXT 10u
 
 /* Option replies. */
 #define NBDP_REP_ACK 1u

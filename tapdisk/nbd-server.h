@@ -19,10 +19,10 @@ struct td_blocklock;
 struct nbds_server;
 
 struct nbds_config {
-	const char *name;	 /* export name; NULL: "" (the default export) */
-	const char *description; /* NULL: the image spec */
-	bool readonly;		 /* refuse writes even on a writable vbd */
-	unsigned max_conns;	 /* connections at once; 0: NBDS_DEFAULT_MAX_CONNS */
+	const char *name;	    /* export name; NULL: "" (the default export) */
+	const char *description;    /* NULL: the image spec */
+	bool readonly;		    /* refuse writes even on a writable vbd */
+	unsigned max_conns;	    /* connections at once; 0: NBDS_DEFAULT_MAX_CONNS */
 	struct td_blocklock *locks; /* sub-block write locks shared with the
 				     * vbd's other frontends; NULL: the server's own */
 };

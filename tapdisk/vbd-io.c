@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <limits.h>
 
+#include "buf.h"
 #include "checked.h"
 #include "errors.h"
 #include "log.h"
@@ -463,20 +464,6 @@ static void slot_done(struct drv_req *dreq, int err)
 
 /* ---- the frontend's entry point ---- */
 
-static bool iov_total_is(const struct iovec *iov, unsigned iovcnt, uint64_t len)
-{
-	uint64_t total = 0;
-	unsigned i;
-
-	if (iovcnt && !iov)
-		return false;
-	for (i = 0; i < iovcnt; i++) {
-		if (ck_add(total, (uint64_t)iov[i].iov_len, &total))
-			return false;
-	}
-	return total == len;
-}
-
 /* What the vbd can tell without the driver; 0 or -errno (see vbd.h). */
 static int request_check(const struct td_queue *q, const struct td_request *req)
 {
@@ -503,7 +490,7 @@ static int request_check(const struct td_queue *q, const struct td_request *req)
 	if (req->op == TD_OP_BITMAP_STATUS && !req->bitmap)
 		return -EINVAL;
 	if (op_has_data(req->op) &&
-	    (req->iovcnt > IOV_MAX || !iov_total_is(req->iov, req->iovcnt, req->len)))
+	    (req->iovcnt > IOV_MAX || !buf_iov_total_is(req->iov, req->iovcnt, req->len)))
 		return -EINVAL;
 	return 0;
 }

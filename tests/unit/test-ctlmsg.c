@@ -250,6 +250,7 @@ static void test_fd_mismatch(void **state)
 
 	assert_int_equal(pipe(pipefd), 0);
 	raw_hdr(h, CTLMSG_MAGIC, CTLMSG_VERSION, 2, 2, 0);
+	memset(cm.buf, 0, sizeof(cm.buf));
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));

@@ -159,8 +159,8 @@ bool drv_chain_walk_next(struct drv_chain_walk *w, struct drv_req *req)
 		req->len = w->len;
 		return false;
 	}
-	if (w->offset >= b->size_bytes)
-		return walk_answer(w, req, DRV_BS_ZERO, len, 0);
+	if (w->offset >= b->size_bytes) /* QEMU: a short backing image holds zeros */
+		return walk_answer(w, req, DRV_BS_ZERO | DRV_BS_ALLOCATED, len, b->depth);
 	len = MIN(len, b->size_bytes - w->offset);
 	from = ALIGN_DOWN(w->offset, (uint64_t)b->block_bytes);
 	to = ALIGN_DOWN(b->size_bytes, (uint64_t)b->block_bytes);

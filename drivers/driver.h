@@ -322,7 +322,7 @@ size_t drv_chain_req_priv_bytes(const struct drv_image *top);
  * top image does not hold (no DRV_BS_ALLOCATED) is asked of its backing
  * image, and so on down; the answer carries the depth of the image that
  * holds the range.  Past the end of a shorter backing image the range
- * reads as zeros and no image holds it.  The issuer keeps the walk's state
+ * reads as zeros, held by that image (QEMU's answer too).  The issuer keeps the walk's state
  * and resubmits its request while drv_chain_walk_next() says so:
  *
  *	drv_chain_walk_start(&w, top, req);   then drv_submit(w.img, req);

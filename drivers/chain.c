@@ -126,3 +126,54 @@ size_t drv_chain_req_priv_bytes(const struct drv_image *top)
 		bytes = MAX(bytes, top->ops->req_priv_size);
 	return bytes;
 }
+
+/* ---- block status down the chain --------------------------------------------- */
+
+void drv_chain_walk_start(struct drv_chain_walk *w, struct drv_image *top, struct drv_req *req)
+{
+	*w = (struct drv_chain_walk){ .img = top, .offset = req->offset, .len = req->len };
+	req->status = (struct drv_status){ 0 };
+}
+
+/* The answer: @flags for @len bytes of the asked range, held at @depth. */
+static bool walk_answer(struct drv_chain_walk *w, struct drv_req *req, unsigned flags, uint64_t len,
+			unsigned depth)
+{
+	req->offset = w->offset;
+	req->len = w->len;
+	req->status = (struct drv_status){ .flags = flags, .len = len, .depth = depth };
+	return false;
+}
+
+bool drv_chain_walk_next(struct drv_chain_walk *w, struct drv_req *req)
+{
+	const struct drv_status *st = &req->status;
+	struct drv_image *b = w->img->backing;
+	uint64_t end = req->offset + st->len, len, from, to;
+
+	/* what the answer says about the asked range (the ask may start earlier) */
+	len = end > w->offset ? MIN(end - w->offset, w->len) : 0;
+	if (!len)
+		return walk_answer(w, req, DRV_BS_DATA | DRV_BS_ALLOCATED, w->len, w->img->depth);
+	if ((st->flags & DRV_BS_ALLOCATED) || !b) {
+		req->status.len = len;
+		req->status.depth = w->img->depth;
+		req->offset = w->offset;
+		req->len = w->len;
+		return false;
+	}
+	if (w->offset >= b->size_bytes) /* QEMU: a short backing image holds zeros */
+		return walk_answer(w, req, DRV_BS_ZERO | DRV_BS_ALLOCATED, len, b->depth);
+	len = MIN(len, b->size_bytes - w->offset);
+	from = ALIGN_DOWN(w->offset, (uint64_t)b->block_bytes);
+	to = ALIGN_DOWN(b->size_bytes, (uint64_t)b->block_bytes);
+	to = MIN(ALIGN_UP(w->offset + len, (uint64_t)b->block_bytes), to);
+	if (!(b->caps & DRV_CAP_BLOCK_STATUS) || to <= w->offset)
+		return walk_answer(w, req, DRV_BS_DATA | DRV_BS_ALLOCATED, len, b->depth);
+	w->img = b;
+	w->len = len;
+	req->offset = from;
+	req->len = to - from;
+	req->status = (struct drv_status){ 0 };
+	return true;
+}

@@ -274,7 +274,8 @@ static void raw_block_status(struct drv_image *img, struct drv_req *req)
 	}
 	req->status = (struct drv_status){ .host_offset = req->offset };
 	if (data > req->offset) {
-		req->status.flags = DRV_BS_ZERO | DRV_BS_OFFSET_VALID;
+		/* a hole is still this image's: nothing below a raw file */
+		req->status.flags = DRV_BS_ZERO | DRV_BS_ALLOCATED | DRV_BS_OFFSET_VALID;
 		req->status.len = data - req->offset;
 	} else {
 		req->status.flags = DRV_BS_DATA | DRV_BS_ALLOCATED | DRV_BS_OFFSET_VALID;

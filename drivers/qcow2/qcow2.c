@@ -207,6 +207,7 @@ static void qcow2_close(struct drv_image *img)
 	struct qcow2_image *qi = img->priv;
 
 	qcow2_meta_close(img);
+	qcow2_bmq_free(qi->bmq);
 	buf_free(qi->zero_buf);
 	qcow2_l2_cache_free(qi->l2_cache);
 	free(qi->backing_spec);
@@ -407,5 +408,7 @@ const struct drv_ops qcow2_driver = {
 	.block_status	 = qcow2_block_status,
 	.create		 = qcow2_create,
 	.create_opts	 = qcow2_create_opts,
+	.bitmap_list	 = qcow2_bitmap_list,
+	.bitmap_status	 = qcow2_bitmap_status,
 };
 /* clang-format on */

@@ -90,12 +90,13 @@ int tdc_open(const char *ctl_path, const char *spec, const json_t *args, unsigne
 int tdc_export_add(const char *ctl_path, const char *kind, const char *where, unsigned timeout_s,
 		   char *err, size_t size)
 {
-	json_t *a = json_pack("{s:s, s:s}", "kind", kind, "address", where);
+	bool nbd = strcmp(kind, "nbd") == 0;
+	json_t *a = json_pack("{s:s}", nbd ? "addr" : "path", where);
 	int rc;
 
 	if (!a)
 		return -ENOMEM;
-	rc = tdc_call(ctl_path, "export-add", a, timeout_s, NULL, err, size);
+	rc = tdc_call(ctl_path, nbd ? "nbd-add" : "fuse-add", a, timeout_s, NULL, err, size);
 	json_decref(a);
 	return rc;
 }

@@ -17,8 +17,9 @@ start_tapctld --no-xen
 
 # create (relative paths become absolute: tapctld runs in /)
 exports=()
-if tapdisk_has export-add; then
-	exports=(--nbd "unix:$TEST_DIR/nbd.sock" --fuse "$TEST_DIR/fuse.img")
+tapdisk_has nbd-add && exports+=(--nbd "unix:$TEST_DIR/nbd.sock")
+if tapdisk_has fuse-add; then
+	exports+=(--fuse "$TEST_DIR/fuse.img")
 	: >"$TEST_DIR/fuse.img"
 fi
 m_raw=$($TAPCTL create -a aio:disk.raw)
@@ -34,14 +35,19 @@ $TAPCTL list --json >list.json
 [ "$(jq -r '.disks[] | select(.minor == 1) | .state' list.json)" = running ] ||
 	die "list --json: minor 1 not running"
 
-if tapdisk_has export-add; then
+if tapdisk_has nbd-add; then
 	requires nbdinfo
 	nbdinfo --size "nbd+unix:///?socket=$TEST_DIR/nbd.sock" | grep -qx 33554432 ||
 		die "the NBD export does not show the disk's size"
-	[ "$(stat -c %s "$TEST_DIR/fuse.img")" = 33554432 ] || die "the FUSE file has the wrong size"
 	grep -q "nbd=unix:$TEST_DIR/nbd.sock" list.txt || die "list does not show the NBD export"
 else
-	echo "note: this tapdisk has no export-add command yet; exports not tested"
+	echo "note: this tapdisk has no nbd-add command yet; the NBD export is not tested"
+fi
+if tapdisk_has fuse-add; then
+	[ "$(stat -c %s "$TEST_DIR/fuse.img")" = 33554432 ] || die "the FUSE file has the wrong size"
+	grep -q "fuse=$TEST_DIR/fuse.img" list.txt || die "list does not show the FUSE export"
+else
+	echo "note: this tapdisk has no fuse-add command yet; the FUSE export is not tested"
 fi
 
 # stats: tapctld's view plus the tapdisk's counters

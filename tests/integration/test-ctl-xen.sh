@@ -59,7 +59,7 @@ toolstack_add() { # be fe domid params
 # The hotplug script's part: block-tap where the tapdisk can export over
 # NBD, else what it would write, by hand.
 hotplug() { # be spec
-	if tapdisk_has export-add; then
+	if tapdisk_has nbd-add; then
 		XENBUS_PATH=$1 QTAP_RUN=$TEST_DIR/run QTAP_TAP_CTL=$BIN/tap-ctl \
 			sh "$TOP/tools/hotplug/block-tap" add || die "block-tap add failed"
 	else
@@ -134,7 +134,7 @@ wait_key "$BE2/state" 6
 
 # Teardown as the toolstack does it: hotplug remove, then the directories go.
 for be in "$BE" "$BE2"; do
-	if tapdisk_has export-add; then
+	if tapdisk_has nbd-add; then
 		XENBUS_PATH=$be QTAP_RUN=$TEST_DIR/run QTAP_TAP_CTL=$BIN/tap-ctl \
 			sh "$TOP/tools/hotplug/block-tap" remove || die "block-tap remove failed"
 	else

@@ -18,7 +18,6 @@ $TAPIMG create -f qcow2 vm.qcow2 64M >/dev/null
 $TAPIMG io -f qcow2 -c 'write -P 0x11 0 8M' vm.qcow2 >/dev/null
 start_tapctld --no-xen
 m=$($TAPCTL create -a qcow2:vm.qcow2)
-ctl=$($TAPCTL list --json | jq -r ".disks[] | select(.minor == $m) | .ctl")
 
 # Served: QEMU's tools refuse, naming the lock.
 rc=0
@@ -33,7 +32,7 @@ $TAPCTL pause -m "$m"
 qemu-img snapshot -c s1 vm.qcow2 || die "snapshot while paused failed"
 $TAPCTL unpause -m "$m"
 if [ -x "$BIN/tap-front" ] && tapdisk_has attach-ring; then
-	"$BIN/tap-front" --ctl "$ctl" --rw randrw --bs 32k --qd 4 --ops 600 --span 8M --verify \
+	"$BIN/tap-front" -m "$m" --rw randrw --bs 32k --qd 4 --ops 600 --span 8M --verify \
 		--flush --seed 5 >load1.txt 2>&1 || die "I/O after unpause failed: $(cat load1.txt)"
 	wrote=$(grep -c . load1.txt)
 else
@@ -47,7 +46,7 @@ $TAPCTL unpause -m "$m"
 size=$($TAPCTL stats -m "$m" | jq .image.size)
 [ "$size" = 134217728 ] || die "after resize and unpause the disk is $size bytes"
 if [ -n "${wrote:-}" ]; then
-	"$BIN/tap-front" --ctl "$ctl" --rw randwrite --bs 4k --qd 4 --ops 200 --verify \
+	"$BIN/tap-front" -m "$m" --rw randwrite --bs 4k --qd 4 --ops 200 --verify \
 		--seed 6 >load2.txt 2>&1 || die "I/O on the resized disk failed: $(cat load2.txt)"
 fi
 

@@ -26,6 +26,7 @@ if [ -x "$BIN/tap-front" ] && tapdisk_has attach-ring; then
 	secs=2
 	[ "${QTAP_VALGRIND:-0}" = 1 ] && secs=4
 	for i in 0 1; do
+		# --ctl, not -m: tapctld is about to go away
 		ctl=$($TAPCTL list --json | jq -r ".disks[] | select(.minor == $i) | .ctl")
 		"$BIN/tap-front" --ctl "$ctl" --rw randrw --bs 4k --qd 8 --runtime "$secs" --span 4M \
 			--verify --seed "$i" >"load$i.txt" 2>&1 &

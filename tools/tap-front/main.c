@@ -19,6 +19,7 @@
 #include "aio.h"
 #include "attach.h"
 #include "checked.h"
+#include "control/ctlclient.h"
 #include "engine.h"
 #include "errors.h"
 #include "front.h"
@@ -31,6 +32,9 @@
 
 struct tf_opts {
 	const char *ctl;
+	int minor;	     /* -m: the disk's tapctld minor, or -1 */
+	const char *tapctld; /* -S: tapctld's socket */
+	char ctl_buf[108];   /* the control socket -m resolved to */
 	const char *raw;
 	struct tf_load_conf load;
 	unsigned order;
@@ -78,6 +82,8 @@ static const struct option long_opts[] = {
 	{ "flush", no_argument, NULL, OPT_FLUSH },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "hostile", required_argument, NULL, OPT_HOSTILE },
+	{ "minor", required_argument, NULL, 'm' },
+	{ "tapctld", required_argument, NULL, 'S' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -85,7 +91,8 @@ static const struct option long_opts[] = {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: tap-front (--ctl SOCKET | --raw FILE) [--rw MODE] [--bs SIZE] [--qd N]\n"
+		"Usage: tap-front (--ctl SOCKET | -m MINOR [-S TAPCTLD_SOCKET] | --raw FILE)\n"
+		"         [--rw MODE] [--bs SIZE] [--qd N]\n"
 		"         [--runtime SECONDS | --ops N] [--queues N] [--ring-order N]\n"
 		"         [--abi native|x86_32|x86_64] [--indirect N] [--span SIZE]\n"
 		"         [--verify [--seed N]] [--flush] [--json] [--hostile MODE]\n"
@@ -93,6 +100,8 @@ static void usage(FILE *f)
 		"A blkif frontend on the local ring transport: attach to a tapdisk and run a\n"
 		"load through its rings, or run the same load on a raw file (libaio, O_DIRECT).\n"
 		"  --ctl SOCKET     attach to the tapdisk whose control socket is SOCKET\n"
+		"  -m MINOR         attach to tapctld's disk MINOR (its socket: -S SOCKET, else\n"
+		"                   $TAPCTLD_SOCKET, else /run/qtap/tapctld.sock)\n"
 		"  --raw FILE       the physical-limit baseline: the load on FILE directly\n"
 		"  --rw MODE        read|write|randread|randwrite|randrw (default randread)\n"
 		"  --bs SIZE        bytes per request, a multiple of 512 (default 4k)\n"
@@ -175,6 +184,13 @@ static int parse_one(struct tf_opts *o, int opt, const char *arg)
 	case OPT_CTL:
 		o->ctl = arg;
 		return 0;
+	case 'm':
+		err = parse_num("-m", arg, false, 0, INT32_MAX, &v);
+		o->minor = (int)v;
+		return err;
+	case 'S':
+		o->tapctld = arg;
+		return 0;
 	case OPT_RAW:
 		o->raw = arg;
 		return 0;
@@ -237,9 +253,20 @@ static int check_opts(struct tf_opts *o)
 {
 	struct tf_load_conf *c = &o->load;
 
-	if (!o->ctl == !o->raw) {
-		fprintf(stderr, "tap-front: give exactly one of --ctl SOCKET and --raw FILE\n");
+	if ((o->ctl != NULL) + (o->raw != NULL) + (o->minor >= 0) != 1) {
+		fprintf(stderr, "tap-front: give exactly one of --ctl SOCKET, -m MINOR and --raw "
+				"FILE\n");
 		return -EINVAL;
+	}
+	if (o->minor >= 0) {
+		char err[512];
+
+		if (ctlc_minor_ctl(ctlc_socket(o->tapctld), o->minor, o->ctl_buf,
+				   sizeof(o->ctl_buf), err, sizeof(err)) < 0) {
+			fprintf(stderr, "tap-front: -m %d: %s\n", o->minor, err);
+			return -ENOENT;
+		}
+		o->ctl = o->ctl_buf;
 	}
 	if (o->have_ops && o->have_time) {
 		fprintf(stderr, "tap-front: --runtime and --ops exclude each other\n");
@@ -276,8 +303,9 @@ static int parse_args(int argc, char **argv, struct tf_opts *o)
 			  .nr_queues = 1,
 			  .seed = 1 },
 		.abi = RING_ABI_NATIVE,
+		.minor = -1,
 	};
-	while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "hm:S:", long_opts, NULL)) != -1) {
 		if (opt == 'h') {
 			usage(stdout);
 			exit(0);

@@ -343,7 +343,22 @@ static const struct {
 	{ "open", cmd_open },	  { "close", cmd_close },     { "version", cmd_version },
 };
 
-json_t *tcd_command(struct tcd *t, const json_t *req)
+/* xen-local: register a local domain's memfd and eventfds. */
+static json_t *cmd_xen_local(struct tcd *t, const json_t *req, const int *fds, unsigned nr_fds)
+{
+	char err[ERR_BYTES];
+	int64_t domid;
+	int rc = ctlp_get_int(req, "domid", 1, 0x7fef, &domid, err, sizeof(err));
+
+	if (rc == -ENOENT)
+		return ctlp_error(-EINVAL, "argument 'domid' is missing");
+	if (rc < 0)
+		return ctlp_error(rc, "%s", err);
+	rc = tcd_xen_local(t, (uint32_t)domid, fds, nr_fds, err, sizeof(err));
+	return result(rc, err);
+}
+
+json_t *tcd_command(struct tcd *t, const json_t *req, const int *fds, unsigned nr_fds)
 {
 	const json_t *args = json_object_get(req, "args");
 	json_t *empty = NULL, *reply;
@@ -357,6 +372,15 @@ json_t *tcd_command(struct tcd *t, const json_t *req)
 		return ctlp_error(-EINVAL, "the request's 'args' is not an object");
 	if (!args)
 		args = empty = json_object();
+	if (strcmp(cmd, "xen-local") == 0) {
+		reply = cmd_xen_local(t, args, fds, nr_fds);
+		json_decref(empty);
+		return reply;
+	}
+	if (nr_fds) {
+		json_decref(empty);
+		return ctlp_error(-EINVAL, "%s takes no file descriptors (%u came)", cmd, nr_fds);
+	}
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcmp(cmd, commands[i].name) == 0) {
 			log_dbg(LOG_F_CTL, "control: %s", cmd);

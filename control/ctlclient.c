@@ -25,6 +25,12 @@ const char *ctlc_socket(const char *explicit_path)
 int ctlc_call(const char *sock, const char *cmd, json_t *args, unsigned timeout_s, json_t **result,
 	      char *err, size_t size)
 {
+	return ctlc_call_fds(sock, cmd, args, NULL, 0, timeout_s, result, err, size);
+}
+
+int ctlc_call_fds(const char *sock, const char *cmd, json_t *args, const int *fds,
+		  unsigned nr_fds, unsigned timeout_s, json_t **result, char *err, size_t size)
+{
 	CLEANUP_CLOSE int fd = -1;
 	json_t *req = ctlmsg_request(cmd, args), *rep = NULL, *res;
 	const char *msg;
@@ -44,7 +50,7 @@ int ctlc_call(const char *sock, const char *cmd, json_t *args, unsigned timeout_
 			snprintf(err, size, "cannot reach tapctld at %s: %s", sock, err_str(rc));
 		return rc;
 	}
-	rc = ctlmsg_call(fd, req, NULL, 0, &rep, (int)timeout_s * 1000);
+	rc = ctlmsg_call(fd, req, fds, nr_fds, &rep, (int)timeout_s * 1000);
 	json_decref(req);
 	if (rc < 0) {
 		snprintf(err, size, "tapctld at %s: %s", sock,

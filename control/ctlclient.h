@@ -24,6 +24,10 @@ const char *ctlc_socket(const char *explicit_path);
 int ctlc_call(const char *sock, const char *cmd, json_t *args, unsigned timeout_s, json_t **result,
 	      char *err, size_t size);
 
+/* ctlc_call_fds - ctlc_call sending @nr_fds descriptors with the request (they stay ours). */
+int ctlc_call_fds(const char *sock, const char *cmd, json_t *args, const int *fds,
+		  unsigned nr_fds, unsigned timeout_s, json_t **result, char *err, size_t size);
+
 /*
  * ctlc_minor_ctl - the control socket of the tapdisk serving @minor, asked
  * of tapctld at @sock.  0, or -errno with a message in @err.

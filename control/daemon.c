@@ -70,12 +70,14 @@ static void on_conn_readable(struct evloop_watch *w, uint32_t events)
 	if (rc < 0)
 		return conn_free(c);
 	rc = ctlmsg_reader_take(&c->reader, &req, fds, &nr_fds);
+	if (rc == 0) {
+		conn_reply(c, tcd_command(c->t, req, fds, nr_fds));
+		json_decref(req);
+	} else {
+		conn_reply(c, ctlp_error(rc, "%s", c->reader.error));
+	}
 	for (i = 0; i < nr_fds; i++)
-		close(fds[i]); /* no command of ours takes fds */
-	if (rc < 0)
-		return conn_reply(c, ctlp_error(rc, "%s", c->reader.error));
-	conn_reply(c, tcd_command(c->t, req));
-	json_decref(req);
+		close(fds[i]);
 }
 
 static void on_conn_timeout(struct evloop_timer *tm)

@@ -265,6 +265,7 @@ static void stop(struct tcd *t)
 	struct tcd_disk *d;
 
 	tcd_xen_stop(t);
+	tcd_xen_local_free(t);
 	tcd_unlisten(t);
 	while ((d = t->disks)) {
 		t->disks = d->next;

@@ -60,6 +60,19 @@ struct tcd_disk {
 	struct tcd_disk *next;
 };
 
+/*
+ * A "local domain": a frontend with no Xen (tap-front --xenstore) that
+ * takes part in the xenstore handshake; its rings travel on the local
+ * transport, so it hands tapctld its memfd and eventfds (xen-local), which
+ * go to the tapdisk when the backend connects a device of that domid.
+ */
+struct tcd_local_dom {
+	uint32_t domid;
+	int fds[16]; /* memfd, then each queue's kick and irq eventfds */
+	unsigned nr_fds;
+	struct tcd_local_dom *next;
+};
+
 /* A tapdisk that died, for tap-ctl list. */
 struct tcd_death {
 	int minor;
@@ -93,6 +106,7 @@ struct tcd {
 	unsigned nr_polled;
 	struct xstore *xs;
 	struct xbk *xbk;
+	struct tcd_local_dom *local_doms; /* xen-local registrations */
 	struct evloop_watch xs_watch;
 	bool stopping;
 };
@@ -101,8 +115,11 @@ struct tcd {
 int tcd_listen(struct tcd *t);
 void tcd_unlisten(struct tcd *t);
 
-/* commands.c: run one request, return its reply (NULL: out of memory). */
-json_t *tcd_command(struct tcd *t, const json_t *req);
+/*
+ * commands.c: run one request, return its reply (NULL: out of memory).
+ * @fds came with it; they stay the caller's (a command keeps dups).
+ */
+json_t *tcd_command(struct tcd *t, const json_t *req, const int *fds, unsigned nr_fds);
 
 /* supervise.c: the tapdisk processes */
 int tcd_spawn(struct tcd *t, struct tcd_disk **out, char *err, size_t size);
@@ -140,5 +157,8 @@ void tcd_xen_stop(struct tcd *t);
 void tcd_xen_disk_gone(struct tcd *t, int minor, const char *why);
 void tcd_xen_resized(struct tcd *t, int minor);
 void tcd_xen_describe(struct tcd *t, int minor, char *buf, size_t size);
+int tcd_xen_local(struct tcd *t, uint32_t domid, const int *fds, unsigned nr_fds, char *err,
+		  size_t size);
+void tcd_xen_local_free(struct tcd *t);
 
 #endif

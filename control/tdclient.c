@@ -26,6 +26,12 @@ void tdc_argv(const char *bin, const char *ctl_path, char **argv)
 int tdc_call(const char *ctl_path, const char *cmd, const json_t *args, unsigned timeout_s,
 	     json_t **reply, char *err, size_t size)
 {
+	return tdc_call_fds(ctl_path, cmd, args, NULL, 0, timeout_s, reply, err, size);
+}
+
+int tdc_call_fds(const char *ctl_path, const char *cmd, const json_t *args, const int *fds,
+		 unsigned nr_fds, unsigned timeout_s, json_t **reply, char *err, size_t size)
+{
 	CLEANUP_CLOSE int fd = -1;
 	json_t *req, *rep = NULL, *result;
 	const char *msg;
@@ -40,7 +46,7 @@ int tdc_call(const char *ctl_path, const char *cmd, const json_t *args, unsigned
 		json_decref(req);
 		return rc;
 	}
-	rc = ctlmsg_call(fd, req, NULL, 0, &rep, (int)timeout_s * 1000);
+	rc = ctlmsg_call(fd, req, fds, nr_fds, &rep, (int)timeout_s * 1000);
 	json_decref(req);
 	if (rc < 0) {
 		snprintf(err, size, "tapdisk at %s: %s: %s", ctl_path, cmd,

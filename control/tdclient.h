@@ -49,6 +49,10 @@ int tdc_open(const char *ctl_path, const char *spec, const json_t *args, unsigne
 int tdc_export_add(const char *ctl_path, const char *kind, const char *where, unsigned timeout_s,
 		   char *err, size_t size);
 
+/* tdc_call_fds - tdc_call sending @nr_fds descriptors with the request (they stay ours). */
+int tdc_call_fds(const char *ctl_path, const char *cmd, const json_t *args, const int *fds,
+		 unsigned nr_fds, unsigned timeout_s, json_t **reply, char *err, size_t size);
+
 /* tdc_info - ask for the disk's geometry and abilities. */
 int tdc_info(const char *ctl_path, unsigned timeout_s, struct tdc_info *out, char *err,
 	     size_t size);

@@ -654,6 +654,8 @@ void xbk_disk_gone(struct xbk *x, int minor, const char *why)
 			continue;
 		d->ring_connected = false;
 		d->minor = -1;
+		if (d->be_state == XBK_CLOSED)
+			continue; /* torn down already: nothing to tell the frontend */
 		dev_error(d, "minor %d: %s", minor, why);
 	}
 }

@@ -5,6 +5,9 @@
  * simply off, unless --xen asked for it.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -133,6 +136,7 @@ static int xg_connect(void *opaque, int minor, const struct xbk_ring *ring, char
 	struct tcd *t = opaque;
 	struct tcd_disk *d = tcd_disk_by_minor(t, minor);
 	json_t *args, *res = NULL;
+	struct tcd_local_dom *l;
 	int rc;
 
 	if (!d)
@@ -142,7 +146,23 @@ static int xg_connect(void *opaque, int minor, const struct xbk_ring *ring, char
 	args = ring_json(ring);
 	if (!args)
 		return -ENOMEM;
-	rc = tdc_call(d->ctl_path, "attach-ring", args, t->opts.tapdisk_timeout_s, &res, err, size);
+	for (l = t->local_doms; l && l->domid != ring->domid; l = l->next)
+		;
+	if (l && l->nr_fds != 1 + 2 * ring->nr_queues) {
+		snprintf(err, size,
+			 "local domain %u registered %u descriptors; %u queue(s) need %u", l->domid,
+			 l->nr_fds, ring->nr_queues, 1 + 2 * ring->nr_queues);
+		json_decref(args);
+		return -EBADF;
+	}
+	if (l) {
+		/* No Xen: the ring is on the local transport (struct tcd_local_dom). */
+		json_object_set_new(args, "transport", json_string("local"));
+		json_object_del(args, "domid");
+		json_object_del(args, "ports");
+	}
+	rc = tdc_call_fds(d->ctl_path, "attach-ring", args, l ? l->fds : NULL, l ? l->nr_fds : 0,
+			  t->opts.tapdisk_timeout_s, &res, err, size);
 	json_decref(args);
 	if (rc < 0)
 		return rc;
@@ -248,4 +268,64 @@ void tcd_xen_describe(struct tcd *t, int minor, char *buf, size_t size)
 	buf[0] = '\0';
 	if (t->xbk && minor >= 0)
 		xbk_describe(t->xbk, minor, buf, size);
+}
+
+int tcd_xen_local(struct tcd *t, uint32_t domid, const int *fds, unsigned nr_fds, char *err,
+		  size_t size)
+{
+	struct tcd_local_dom *l, **pp;
+	unsigned i;
+
+	if (nr_fds < 3 || nr_fds % 2 == 0 || nr_fds > 16) {
+		snprintf(err, size,
+			 "xen-local takes the memfd and each queue's kick and irq eventfds: 3, 5, "
+			 "... 15 descriptors, not %u",
+			 nr_fds);
+		return -EINVAL;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->domid = domid;
+	for (i = 0; i < nr_fds; i++) {
+		l->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+		if (l->fds[i] < 0) {
+			snprintf(err, size, "xen-local: %s", err_str(neg_errno()));
+			while (i--)
+				close(l->fds[i]);
+			free(l);
+			return -EBADF;
+		}
+	}
+	l->nr_fds = nr_fds;
+	/* A new registration replaces the domain's old one. */
+	for (pp = &t->local_doms; *pp; pp = &(*pp)->next) {
+		if ((*pp)->domid == domid) {
+			struct tcd_local_dom *old = *pp;
+
+			*pp = old->next;
+			for (i = 0; i < old->nr_fds; i++)
+				close(old->fds[i]);
+			free(old);
+			break;
+		}
+	}
+	l->next = t->local_doms;
+	t->local_doms = l;
+	log_info("xen: local domain %u registered (%u queue(s) on the local transport)", domid,
+		 (nr_fds - 1) / 2);
+	return 0;
+}
+
+void tcd_xen_local_free(struct tcd *t)
+{
+	struct tcd_local_dom *l;
+	unsigned i;
+
+	while ((l = t->local_doms)) {
+		t->local_doms = l->next;
+		for (i = 0; i < l->nr_fds; i++)
+			close(l->fds[i]);
+		free(l);
+	}
 }

@@ -20,6 +20,7 @@
 #include "attach.h"
 #include "checked.h"
 #include "control/ctlclient.h"
+#include "xenfront.h"
 #include "engine.h"
 #include "errors.h"
 #include "front.h"
@@ -32,9 +33,10 @@
 
 struct tf_opts {
 	const char *ctl;
-	int minor;	     /* -m: the disk's tapctld minor, or -1 */
-	const char *tapctld; /* -S: tapctld's socket */
-	char ctl_buf[108];   /* the control socket -m resolved to */
+	int minor;	      /* -m: the disk's tapctld minor, or -1 */
+	const char *tapctld;  /* -S: tapctld's socket */
+	const char *xenstore; /* --xenstore: a frontend directory */
+	char ctl_buf[108];    /* the control socket -m resolved to */
 	const char *raw;
 	struct tf_load_conf load;
 	unsigned order;
@@ -83,6 +85,7 @@ static const struct option long_opts[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "hostile", required_argument, NULL, OPT_HOSTILE },
 	{ "minor", required_argument, NULL, 'm' },
+	{ "xenstore", required_argument, NULL, 'X' },
 	{ "tapctld", required_argument, NULL, 'S' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -102,6 +105,9 @@ static void usage(FILE *f)
 		"  --ctl SOCKET     attach to the tapdisk whose control socket is SOCKET\n"
 		"  -m MINOR         attach to tapctld's disk MINOR (its socket: -S SOCKET, else\n"
 		"                   $TAPCTLD_SOCKET, else /run/qtap/tapctld.sock)\n"
+		"  --xenstore DIR   be the blkfront of frontend directory DIR: the xenstore\n"
+		"                   handshake with tapctld's Xen backend, the rings on the local\n"
+		"                   transport (tapctld at -S SOCKET; XENSTORED_PATH for xenstore)\n"
 		"  --raw FILE       the physical-limit baseline: the load on FILE directly\n"
 		"  --rw MODE        read|write|randread|randwrite|randrw (default randread)\n"
 		"  --bs SIZE        bytes per request, a multiple of 512 (default 4k)\n"
@@ -191,6 +197,9 @@ static int parse_one(struct tf_opts *o, int opt, const char *arg)
 	case 'S':
 		o->tapctld = arg;
 		return 0;
+	case 'X':
+		o->xenstore = arg;
+		return 0;
 	case OPT_RAW:
 		o->raw = arg;
 		return 0;
@@ -253,9 +262,9 @@ static int check_opts(struct tf_opts *o)
 {
 	struct tf_load_conf *c = &o->load;
 
-	if ((o->ctl != NULL) + (o->raw != NULL) + (o->minor >= 0) != 1) {
-		fprintf(stderr, "tap-front: give exactly one of --ctl SOCKET, -m MINOR and --raw "
-				"FILE\n");
+	if ((o->ctl != NULL) + (o->raw != NULL) + (o->minor >= 0) + (o->xenstore != NULL) != 1) {
+		fprintf(stderr, "tap-front: give exactly one of --ctl SOCKET, -m MINOR, --xenstore "
+				"DIR and --raw FILE\n");
 		return -EINVAL;
 	}
 	if (o->minor >= 0) {
@@ -593,6 +602,39 @@ static int run_ring(struct tf_opts *o)
 	return err;
 }
 
+/* --xenstore: the same load, after a xenstore handshake with tapctld. */
+static int run_xen(struct tf_opts *o)
+{
+	struct tf_run run = { .opts = o };
+	struct tf_qstats sum = { 0 };
+	struct tf_dev *dev = NULL;
+	struct tf_xen x = { 0 };
+	struct tf_disk disk;
+	int err = tf_xen_begin(o->xenstore, &x, &disk);
+
+	if (!err)
+		err = check_offer(o, &disk);
+	if (!err)
+		err = make_front(o, &dev);
+	if (!err)
+		err = tf_xen_connect(&x, ctlc_socket(o->tapctld), dev, o->abi, o->order, &disk);
+	if (!err)
+		err = check_offer(o, &disk);
+	if (!err)
+		err = set_span(&o->load, disk.sectors * RING_SECTOR_BYTES);
+	if (!err)
+		err = run_attached(&run, dev, &sum);
+	if (tf_xen_close(&x) && !err)
+		err = -EIO;
+	if (!err)
+		err = tf_report(&o->load, "xen ring", &sum, o->json);
+	if (!err && !run_ok(&run, &sum))
+		err = -EIO;
+	workers_fini(&run);
+	tf_dev_free(dev);
+	return err;
+}
+
 int main(int argc, char **argv)
 {
 	struct tf_opts o;
@@ -600,5 +642,7 @@ int main(int argc, char **argv)
 	log_init("tap-front");
 	if (parse_args(argc, argv, &o))
 		return 1;
+	if (o.xenstore)
+		return run_xen(&o) ? 1 : 0;
 	return (o.raw ? run_raw(&o) : run_ring(&o)) ? 1 : 0;
 }

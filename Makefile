@@ -33,6 +33,7 @@ CPPFLAGS_BASE := -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -Ilib -Idrivers
 OPT ?= -O2 -g
 PKGS := liburing jansson zlib libzstd
 PKGS += xengnttab xenevtchn
+PKGS += xenstore
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL = -std=gnu11 $(OPT) $(WARN) $(CPPFLAGS_BASE) $(PKG_CFLAGS) -MMD -MP $(CFLAGS)
@@ -54,8 +55,10 @@ ARCHIVES := $(foreach d,$(LIBDIRS),$(if $(call lib_srcs,$(d)),$(BUILD)/$(d)/lib$
 UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 BINS := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
+# Helper programs that tests run, never installed: tests/tools/NAME.c.
+TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/bin/%,$(sort $(wildcard tests/tools/*.c)))
 
-all: $(ARCHIVES) $(BINS) $(UNIT_BINS)
+all: $(ARCHIVES) $(BINS) $(UNIT_BINS) $(TEST_TOOLS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -78,6 +81,10 @@ $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(ARCHIVES)
 	@mkdir -p $(@D)
 	$(call quiet,LD,$@)$(CC) $(CFLAGS_ALL) -o $@ $< $(ARCHIVES) $(TEST_LIBS_EXTRA) -lcmocka $(LDLIBS_ALL)
+
+$(BUILD)/tests/bin/%: $(BUILD)/tests/tools/%.o $(ARCHIVES)
+	@mkdir -p $(@D)
+	$(call quiet,LD,$@)$(CC) $(CFLAGS_ALL) -o $@ $< $(ARCHIVES) $(LDLIBS_ALL)
 
 # ---- set-up, tests ------------------------------------------------------
 

@@ -6,6 +6,8 @@
  * as a TYPE:PATH spec (formats are never probed: a backing file's format
  * comes from the image that points to it).  Backing images are opened
  * read-only whatever the top's flags: writes only ever land in the top.
+ * They are shared (DRV_OPEN_SHARED): locked as QEMU locks a backing file,
+ * so that other processes may use the same base image.
  * A chain that comes back to a file already in it (the same st_dev/st_ino,
  * whatever path names it) is refused, as is one deeper than
  * DRV_CHAIN_MAX_DEPTH, because both are images a hostile guest or user can
@@ -80,7 +82,8 @@ static int chain_open_backing(struct drv_image *img, struct chain_ids *ids)
 	err = chain_ids_add(ids, path, img->path);
 	if (err)
 		return err;
-	err = drv_image_open(ops, path, img->open_flags | DRV_OPEN_RDONLY, &img->backing);
+	err = drv_image_open(ops, path, img->open_flags | DRV_OPEN_RDONLY | DRV_OPEN_SHARED,
+			     &img->backing);
 	if (err)
 		return err;
 	img->backing->depth = img->depth + 1;
@@ -122,4 +125,55 @@ size_t drv_chain_req_priv_bytes(const struct drv_image *top)
 	for (; top; top = top->backing)
 		bytes = MAX(bytes, top->ops->req_priv_size);
 	return bytes;
+}
+
+/* ---- block status down the chain --------------------------------------------- */
+
+void drv_chain_walk_start(struct drv_chain_walk *w, struct drv_image *top, struct drv_req *req)
+{
+	*w = (struct drv_chain_walk){ .img = top, .offset = req->offset, .len = req->len };
+	req->status = (struct drv_status){ 0 };
+}
+
+/* The answer: @flags for @len bytes of the asked range, held at @depth. */
+static bool walk_answer(struct drv_chain_walk *w, struct drv_req *req, unsigned flags, uint64_t len,
+			unsigned depth)
+{
+	req->offset = w->offset;
+	req->len = w->len;
+	req->status = (struct drv_status){ .flags = flags, .len = len, .depth = depth };
+	return false;
+}
+
+bool drv_chain_walk_next(struct drv_chain_walk *w, struct drv_req *req)
+{
+	const struct drv_status *st = &req->status;
+	struct drv_image *b = w->img->backing;
+	uint64_t end = req->offset + st->len, len, from, to;
+
+	/* what the answer says about the asked range (the ask may start earlier) */
+	len = end > w->offset ? MIN(end - w->offset, w->len) : 0;
+	if (!len)
+		return walk_answer(w, req, DRV_BS_DATA | DRV_BS_ALLOCATED, w->len, w->img->depth);
+	if ((st->flags & DRV_BS_ALLOCATED) || !b) {
+		req->status.len = len;
+		req->status.depth = w->img->depth;
+		req->offset = w->offset;
+		req->len = w->len;
+		return false;
+	}
+	if (w->offset >= b->size_bytes) /* QEMU: a short backing image holds zeros */
+		return walk_answer(w, req, DRV_BS_ZERO | DRV_BS_ALLOCATED, len, b->depth);
+	len = MIN(len, b->size_bytes - w->offset);
+	from = ALIGN_DOWN(w->offset, (uint64_t)b->block_bytes);
+	to = ALIGN_DOWN(b->size_bytes, (uint64_t)b->block_bytes);
+	to = MIN(ALIGN_UP(w->offset + len, (uint64_t)b->block_bytes), to);
+	if (!(b->caps & DRV_CAP_BLOCK_STATUS) || to <= w->offset)
+		return walk_answer(w, req, DRV_BS_DATA | DRV_BS_ALLOCATED, len, b->depth);
+	w->img = b;
+	w->len = len;
+	req->offset = from;
+	req->len = to - from;
+	req->status = (struct drv_status){ 0 };
+	return true;
 }

@@ -14,9 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "checked.h"
 #include "driver.h"
 #include "errors.h"
+#include "imglock.h"
 #include "log.h"
 
 static const char *const drv_op_names[] = {
@@ -26,6 +28,7 @@ static const char *const drv_op_names[] = {
 	[DRV_OP_DISCARD] = "discard",
 	[DRV_OP_WRITE_ZEROES] = "write_zeroes",
 	[DRV_OP_BLOCK_STATUS] = "block_status",
+	[DRV_OP_BITMAP_STATUS] = "bitmap_status",
 };
 
 static const char *op_name(enum drv_op op)
@@ -135,6 +138,24 @@ int drv_image_open(const struct drv_ops *ops, const char *path, unsigned flags,
 	}
 	*out = img;
 	return 0;
+}
+
+int drv_image_lock(int fd, const char *path, unsigned flags)
+{
+	if (flags & DRV_OPEN_NOLOCK)
+		return 0;
+	if (!(flags & DRV_OPEN_RDONLY)) {
+		if (flags & DRV_OPEN_SHARED) {
+			log_err("open %s: sharing the image with other writers needs a read-only "
+				"open",
+				path);
+			return -EINVAL;
+		}
+		return imglock_take(fd, path, IMGLOCK_PERM_RW, IMGLOCK_SHARED_RW);
+	}
+	if (flags & DRV_OPEN_SHARED)
+		return imglock_take(fd, path, IMGLOCK_PERM_SHARED, IMGLOCK_SHARED_SHARED);
+	return imglock_take(fd, path, IMGLOCK_PERM_RO, IMGLOCK_SHARED_RO);
 }
 
 /* Tear down @img's queues: queue_fini, then the core-allocated state. */
@@ -258,6 +279,8 @@ static drv_op_fn *op_handler(const struct drv_image *img, enum drv_op op)
 		return img->caps & DRV_CAP_WRITE_ZEROES ? ops->write_zeroes : NULL;
 	case DRV_OP_BLOCK_STATUS:
 		return img->caps & DRV_CAP_BLOCK_STATUS ? ops->block_status : NULL;
+	case DRV_OP_BITMAP_STATUS:
+		return ops->bitmap_status;
 	}
 	return NULL;
 }
@@ -265,21 +288,6 @@ static drv_op_fn *op_handler(const struct drv_image *img, enum drv_op op)
 static bool op_modifies(enum drv_op op)
 {
 	return op == DRV_OP_WRITE || op == DRV_OP_DISCARD || op == DRV_OP_WRITE_ZEROES;
-}
-
-/* Does the iovec add up to exactly @len bytes, without overflow? */
-static bool iov_total_is(const struct iovec *iov, unsigned iovcnt, uint64_t len)
-{
-	uint64_t total = 0;
-	unsigned i;
-
-	if (iovcnt && !iov)
-		return false;
-	for (i = 0; i < iovcnt; i++) {
-		if (ck_add(total, (uint64_t)iov[i].iov_len, &total))
-			return false;
-	}
-	return total == len;
 }
 
 /* A compressed write covers one whole unit (the disk's last may be short). */
@@ -310,12 +318,14 @@ static int submit_check(const struct drv_image *img, const struct drv_req *req)
 	if (!is_aligned_u64(req->offset, img->block_bytes) ||
 	    !is_aligned_u64(req->len, img->block_bytes))
 		return -EINVAL;
-	if (req->op == DRV_OP_BLOCK_STATUS && req->len == 0)
+	if ((req->op == DRV_OP_BLOCK_STATUS || req->op == DRV_OP_BITMAP_STATUS) && req->len == 0)
+		return -EINVAL;
+	if (req->op == DRV_OP_BITMAP_STATUS && !req->bitmap)
 		return -EINVAL;
 	if ((req->flags & DRV_REQ_COMPRESSED) && compressed_check(img, req))
 		return compressed_check(img, req);
 	if ((req->op == DRV_OP_READ || req->op == DRV_OP_WRITE) &&
-	    !iov_total_is(req->iov, req->iovcnt, req->len))
+	    !buf_iov_total_is(req->iov, req->iovcnt, req->len))
 		return -EINVAL;
 	return 0;
 }

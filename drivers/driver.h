@@ -60,11 +60,20 @@ struct drv_queue;
 struct drv_req;
 
 /* Bumped when the ops table changes shape; checked by registry.c. */
-#define DRV_API_VERSION 2
+#define DRV_API_VERSION 3
 
 /* Open flags. */
 #define DRV_OPEN_RDONLY (1u << 0)
 #define DRV_OPEN_BUFFERED (1u << 1) /* no O_DIRECT (tools on tmpfs, tests) */
+/*
+ * With RDONLY: let other processes write and resize the file (QEMU's
+ * permissions for a backing file, and qemu-img's -U / --force-share).
+ * Without it, a read-only open refuses writers and a writable one
+ * refuses writers and readers that do not share writing (drv_image_lock).
+ */
+#define DRV_OPEN_SHARED (1u << 2)
+/* Take no image lock at all (tap-img's -U on verbs that qemu-img opens without I/O). */
+#define DRV_OPEN_NOLOCK (1u << 3)
 
 /* Capabilities reported in img->caps after open. */
 #define DRV_CAP_DISCARD (1u << 0)
@@ -79,6 +88,7 @@ enum drv_op {
 	DRV_OP_DISCARD,
 	DRV_OP_WRITE_ZEROES,
 	DRV_OP_BLOCK_STATUS,
+	DRV_OP_BITMAP_STATUS, /* ->bitmap_status */
 };
 
 /* Request flags. */
@@ -94,6 +104,7 @@ enum drv_op {
 #define DRV_BS_ZERO (1u << 1)	      /* reads return zeros */
 #define DRV_BS_ALLOCATED (1u << 2)    /* this image holds the range (not backing) */
 #define DRV_BS_OFFSET_VALID (1u << 3) /* host_offset is meaningful */
+#define DRV_BS_DIRTY (1u << 4)	      /* DRV_OP_BITMAP_STATUS: the bits are set */
 
 struct drv_status {
 	unsigned flags;	      /* DRV_BS_* */
@@ -118,8 +129,11 @@ struct drv_req {
 	void *opaque;
 	void *priv; /* ops->req_priv_size bytes of driver scratch */
 
-	/* result of DRV_OP_BLOCK_STATUS */
+	/* result of DRV_OP_BLOCK_STATUS and DRV_OP_BITMAP_STATUS */
 	struct drv_status status;
+
+	/* appended */
+	const char *bitmap; /* DRV_OP_BITMAP_STATUS: the bitmap's name (borrowed) */
 };
 
 struct drv_queue {
@@ -224,6 +238,28 @@ struct drv_ops {
 	 * compress is stored as a plain write.  Data-path semantics as ->write.
 	 */
 	void (*write_compressed)(struct drv_image *img, struct drv_req *req);
+
+	/*
+	 * bitmap_list - Optional.  The image's persistent dirty bitmaps that
+	 * ->bitmap_status can report (consistent ones: a bitmap left in use by
+	 * a crashed writer is not listed), by name, at most @max of them into
+	 * @names; *@count is how many there are.  The names stay valid until
+	 * close.  The first call may read the bitmaps in: control thread, no
+	 * request in flight.  0 or -errno (logged).
+	 */
+	int (*bitmap_list)(struct drv_image *img, const char **names, unsigned max,
+			   unsigned *count);
+
+	/*
+	 * bitmap_status - Optional, with ->bitmap_list.  DRV_OP_BITMAP_STATUS:
+	 * req->status.flags is DRV_BS_DIRTY where bitmap req->bitmap has its
+	 * bits set (a write since the bitmap was last cleared may have changed
+	 * the range), else 0, and req->status.len the bytes from req->offset
+	 * (at most req->len) that share it.  A bitmap the driver maintains
+	 * shows the writes of this session too.  -ENOENT for a name
+	 * ->bitmap_list did not give.  Data path.
+	 */
+	void (*bitmap_status)(struct drv_image *img, struct drv_req *req);
 };
 
 struct drv_image {
@@ -269,6 +305,18 @@ int drv_parse_spec(const char *spec, const struct drv_ops **ops, const char **pa
 int drv_image_open(const struct drv_ops *ops, const char *path, unsigned flags,
 		   struct drv_image **out);
 
+/*
+ * drv_image_lock - for drivers' ->open: take QEMU's image locks (lib/imglock.h)
+ * on @fd, the image file @path opened with @flags (DRV_OPEN_*): read-write
+ * takes read, write and resize and shares neither write nor resize;
+ * read-only takes read and shares neither; DRV_OPEN_SHARED takes read and
+ * shares everything; DRV_OPEN_NOLOCK takes nothing.  The locks last until
+ * @fd's open file description is closed.  0, or -EBUSY when another process
+ * (qemu-nbd, a VM, a tapdisk) holds the image in a way that conflicts
+ * (logged in QEMU's words), or -errno.
+ */
+int drv_image_lock(int fd, const char *path, unsigned flags);
+
 /* drv_image_close - close @img and its backing chain.  NULL is a no-op. */
 void drv_image_close(struct drv_image *img);
 
@@ -289,6 +337,32 @@ void drv_queues_fini(struct drv_image *top);
 
 /* drv_chain_req_priv_bytes - the largest req_priv_size in the chain. */
 size_t drv_chain_req_priv_bytes(const struct drv_image *top);
+
+/*
+ * Block status of a whole chain, as QEMU's block_status_above: a range the
+ * top image does not hold (no DRV_BS_ALLOCATED) is asked of its backing
+ * image, and so on down; the answer carries the depth of the image that
+ * holds the range.  Past the end of a shorter backing image the range
+ * reads as zeros, held by that image (QEMU's answer too).  The issuer keeps the walk's state
+ * and resubmits its request while drv_chain_walk_next() says so:
+ *
+ *	drv_chain_walk_start(&w, top, req);   then drv_submit(w.img, req);
+ *	on completion without error:
+ *	    if (drv_chain_walk_next(&w, req)) drv_submit(w.img, req);
+ *	    else req->status (and req->offset, req->len) are the answer.
+ *
+ * The request's scratch must hold drv_chain_req_priv_bytes(top).  A backing
+ * image whose blocks do not line up with the range is asked about the
+ * enclosing blocks; one that cannot say (no block status) counts as
+ * holding data.
+ */
+struct drv_chain_walk {
+	struct drv_image *img; /* the image to submit to next */
+	uint64_t offset;       /* the range being asked about */
+	uint64_t len;
+};
+void drv_chain_walk_start(struct drv_chain_walk *w, struct drv_image *top, struct drv_req *req);
+bool drv_chain_walk_next(struct drv_chain_walk *w, struct drv_req *req);
 
 /*
  * drv_submit - validate @req against @img (bounds, read-only, supported op,

@@ -119,7 +119,9 @@ static int raw_open(struct drv_image *img, const char *path, unsigned flags)
 	err = aio_file_open(path, aio_flags, &ri->file);
 	if (err)
 		return err;
-	err = raw_geometry(img, ri);
+	err = drv_image_lock(ri->file->fd, path, flags);
+	if (!err)
+		err = raw_geometry(img, ri);
 	if (err) {
 		aio_file_close(ri->file);
 		ri->file = NULL;
@@ -272,7 +274,8 @@ static void raw_block_status(struct drv_image *img, struct drv_req *req)
 	}
 	req->status = (struct drv_status){ .host_offset = req->offset };
 	if (data > req->offset) {
-		req->status.flags = DRV_BS_ZERO | DRV_BS_OFFSET_VALID;
+		/* a hole is still this image's: nothing below a raw file */
+		req->status.flags = DRV_BS_ZERO | DRV_BS_ALLOCATED | DRV_BS_OFFSET_VALID;
 		req->status.len = data - req->offset;
 	} else {
 		req->status.flags = DRV_BS_DATA | DRV_BS_ALLOCATED | DRV_BS_OFFSET_VALID;

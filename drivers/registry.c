@@ -17,7 +17,7 @@
  * When driver.h bumps DRV_API_VERSION, review every driver listed here and
  * then this number.
  */
-#define DRV_REGISTRY_API_VERSION 2
+#define DRV_REGISTRY_API_VERSION 3
 _Static_assert(DRV_API_VERSION == DRV_REGISTRY_API_VERSION,
 	       "driver.h changed the ops table: review every driver in registry.c");
 

@@ -79,7 +79,8 @@ void drv_sync_free(struct drv_sync *s)
 	sync_release(s);
 }
 
-int drv_sync_req(struct drv_sync *s, struct drv_req *req)
+/* Submit @req to @img, one image of the chain, and wait for it. */
+static int sync_req_at(struct drv_sync *s, struct drv_image *img, struct drv_req *req)
 {
 	struct sync_wait w = { .done = false };
 	int err;
@@ -88,7 +89,7 @@ int drv_sync_req(struct drv_sync *s, struct drv_req *req)
 	req->done = sync_done;
 	req->opaque = &w;
 	req->priv = s->req_priv;
-	drv_submit(s->img, req);
+	drv_submit(img, req);
 	while (!w.done) {
 		err = evloop_run_once(s->q.loop, -1);
 		if (err < 0 && err != -EINTR) {
@@ -98,6 +99,11 @@ int drv_sync_req(struct drv_sync *s, struct drv_req *req)
 		}
 	}
 	return w.err;
+}
+
+int drv_sync_req(struct drv_sync *s, struct drv_req *req)
+{
+	return sync_req_at(s, s->img, req);
 }
 
 int drv_sync_rw(struct drv_sync *s, enum drv_op op, uint64_t offset, void *buf, uint64_t len)
@@ -144,6 +150,17 @@ int drv_sync_block_status(struct drv_sync *s, uint64_t offset, uint64_t len, str
 {
 	struct drv_req req = { .op = DRV_OP_BLOCK_STATUS, .offset = offset, .len = len };
 	int err = drv_sync_req(s, &req);
+
+	if (!err)
+		*out = req.status;
+	return err;
+}
+
+int drv_sync_block_status_at(struct drv_sync *s, struct drv_image *img, uint64_t offset,
+			     uint64_t len, struct drv_status *out)
+{
+	struct drv_req req = { .op = DRV_OP_BLOCK_STATUS, .offset = offset, .len = len };
+	int err = sync_req_at(s, img, &req);
 
 	if (!err)
 		*out = req.status;

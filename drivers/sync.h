@@ -57,6 +57,14 @@ int drv_sync_block_status(struct drv_sync *s, uint64_t offset, uint64_t len,
 			  struct drv_status *out);
 
 /*
+ * drv_sync_block_status_at - drv_sync_block_status() asked of @img, one
+ * image of the chain @s was made for (the top or a backing image), for
+ * tools that walk the chain themselves (tap-img map and compare).
+ */
+int drv_sync_block_status_at(struct drv_sync *s, struct drv_image *img, uint64_t offset,
+			     uint64_t len, struct drv_status *out);
+
+/*
  * drv_sync_queue - the queue, for callers that drive the image
  * asynchronously themselves (tap-img bench): they submit with drv_submit()
  * on it and run q->loop.  Borrowed; valid until drv_sync_free().

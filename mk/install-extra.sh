@@ -12,3 +12,10 @@ for pod in docs/*.pod; do
 	pod2man --section="$section" --center=qtap --release=qtap "$pod" \
 		>"$destdir$prefix/share/man/man$section/$name"
 done
+
+# The control plane: systemd unit (ExecStart follows PREFIX) and the Xen
+# hotplug script, which an administrator links into /etc/xen/scripts.
+mkdir -p "$destdir$prefix/lib/systemd/system" "$destdir$prefix/lib/qtap"
+sed "s|/usr/local/bin/|$prefix/bin/|" tools/systemd/tapctld.service \
+	>"$destdir$prefix/lib/systemd/system/tapctld.service"
+install -m 0755 tools/hotplug/block-tap "$destdir$prefix/lib/qtap/block-tap"

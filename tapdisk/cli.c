@@ -42,6 +42,17 @@ static int bad(const char *fmt, ...)
 	return -EINVAL;
 }
 
+int td_cli_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return bad("%s", msg);
+}
+
 static int parse_count(const char *opt, const char *arg, uint64_t min, uint64_t max, unsigned *out)
 {
 	uint64_t v;

@@ -37,6 +37,12 @@ extern const struct td_cli_opt td_cli_opts[];
  */
 int tapdisk_cli_parse(struct tapdisk *td, int argc, char **argv);
 
+/*
+ * td_cli_error - for parsers in other files: print "tapdisk: MESSAGE" and
+ * the --help hint; returns -EINVAL.
+ */
+int td_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* tapdisk_cli_usage - the --help text. */
 void tapdisk_cli_usage(FILE *f);
 

@@ -13,6 +13,7 @@
 #include "evloop.h"
 #include "json.h"
 #include "log.h"
+#include "rmw.h"
 #include "tapdisk.h"
 
 int tapdisk_open(struct tapdisk *td, const char *spec, const struct td_vbd_opts *opts)
@@ -22,9 +23,15 @@ int tapdisk_open(struct tapdisk *td, const char *spec, const struct td_vbd_opts 
 
 	if (td->vbd)
 		return -EBUSY;
-	err = vbd_open(spec, opts, &td->vbd);
+	err = td_blocklock_new(&td->locks);
 	if (err)
 		return err;
+	err = vbd_open(spec, opts, &td->vbd);
+	if (err) {
+		td_blocklock_free(td->locks);
+		td->locks = NULL;
+		return err;
+	}
 	log_set_disk(spec);
 	for (h = td->open_hooks; h; h = h->next) {
 		err = h->fn(td, h);
@@ -57,6 +64,8 @@ void tapdisk_close(struct tapdisk *td)
 	}
 	vbd_close(td->vbd);
 	td->vbd = NULL;
+	td_blocklock_free(td->locks);
+	td->locks = NULL;
 	log_info("image closed");
 	log_set_disk(NULL);
 }

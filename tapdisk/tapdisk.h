@@ -21,6 +21,7 @@
 #include "vbd.h"
 
 struct evloop;
+struct td_blocklock;
 struct td_ctl;
 struct tapdisk;
 
@@ -57,6 +58,8 @@ struct tapdisk {
 	struct td_frontend *frontends;
 	struct td_ctl *ctl; /* NULL: no control socket */
 	struct td_open_hook *open_hooks;
+	struct td_blocklock *locks; /* sub-block writes of the NBD and FUSE
+				     * frontends (rmw.h); with the vbd */
 
 	/* from the command line; `open` takes the same as arguments */
 	const char *spec;	  /* -a TYPE:PATH */

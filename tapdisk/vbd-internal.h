@@ -50,6 +50,7 @@ struct td_slot {
 	uint64_t flush_gen; /* flushes: q->write_gen when issued */
 	enum td_slot_kind kind;
 	struct iovec iov[TD_SLOT_IOVS];
+	struct drv_chain_walk walk; /* BLOCK_STATUS down the chain */
 };
 
 /* A control-thread wait for work posted to queue threads. */
@@ -94,7 +95,8 @@ struct td_geo {
 	uint64_t size_bytes;
 	uint64_t max_io_bytes;
 	uint32_t block_bytes;
-	unsigned caps; /* DRV_CAP_* of the top image */
+	unsigned caps;	 /* DRV_CAP_* of the top image */
+	bool can_bitmap; /* the top image's driver has ->bitmap_status */
 	bool readonly;
 	const char *spec; /* for messages */
 };

@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <limits.h>
 
+#include "buf.h"
 #include "checked.h"
 #include "errors.h"
 #include "log.h"
@@ -245,6 +246,7 @@ static int piece_build(struct td_queue *q, struct td_request *req, struct td_slo
 		[TD_OP_DISCARD] = DRV_OP_DISCARD,
 		[TD_OP_WRITE_ZEROES] = DRV_OP_WRITE_ZEROES,
 		[TD_OP_BLOCK_STATUS] = DRV_OP_BLOCK_STATUS,
+		[TD_OP_BITMAP_STATUS] = DRV_OP_BITMAP_STATUS,
 	};
 	uint64_t left = req->len - req->issued_bytes;
 	int err = 0;
@@ -257,6 +259,7 @@ static int piece_build(struct td_queue *q, struct td_request *req, struct td_slo
 	s->dreq.iov = NULL;
 	s->dreq.iovcnt = 0;
 	s->dreq.len = left;
+	s->dreq.bitmap = req->bitmap;
 	s->flush_gen = q->write_gen;
 	if (req->op == TD_OP_FLUSH) {
 		/* offset and length mean nothing to a flush */
@@ -265,6 +268,8 @@ static int piece_build(struct td_queue *q, struct td_request *req, struct td_slo
 		req->issued_bytes = req->len;
 		return 0;
 	}
+	if (req->op == TD_OP_BLOCK_STATUS)
+		drv_chain_walk_start(&s->walk, q->top, &s->dreq);
 	if (op_has_data(req->op))
 		err = piece_data(q, req, s);
 	else if (req->op == TD_OP_DISCARD || req->op == TD_OP_WRITE_ZEROES)
@@ -400,9 +405,13 @@ static void preflush_done(struct td_queue *q, struct td_slot *s, struct td_reque
 
 static void piece_done(struct td_queue *q, struct td_slot *s, struct td_request *req, int err)
 {
+	if (req->op == TD_OP_BLOCK_STATUS && !err && drv_chain_walk_next(&s->walk, &s->dreq)) {
+		drv_submit(s->walk.img, &s->dreq); /* the range is the backing's */
+		return;
+	}
 	if (err && !req->err)
 		req->err = err;
-	if (req->op == TD_OP_BLOCK_STATUS && !err)
+	if ((req->op == TD_OP_BLOCK_STATUS || req->op == TD_OP_BITMAP_STATUS) && !err)
 		req->status = s->dreq.status;
 	if (req->op == TD_OP_FLUSH)
 		flush_landed(q, s, err);
@@ -455,20 +464,6 @@ static void slot_done(struct drv_req *dreq, int err)
 
 /* ---- the frontend's entry point ---- */
 
-static bool iov_total_is(const struct iovec *iov, unsigned iovcnt, uint64_t len)
-{
-	uint64_t total = 0;
-	unsigned i;
-
-	if (iovcnt && !iov)
-		return false;
-	for (i = 0; i < iovcnt; i++) {
-		if (ck_add(total, (uint64_t)iov[i].iov_len, &total))
-			return false;
-	}
-	return total == len;
-}
-
 /* What the vbd can tell without the driver; 0 or -errno (see vbd.h). */
 static int request_check(const struct td_queue *q, const struct td_request *req)
 {
@@ -481,7 +476,8 @@ static int request_check(const struct td_queue *q, const struct td_request *req)
 		return -EROFS;
 	if ((req->op == TD_OP_DISCARD && !(g->caps & DRV_CAP_DISCARD)) ||
 	    (req->op == TD_OP_WRITE_ZEROES && !(g->caps & DRV_CAP_WRITE_ZEROES)) ||
-	    (req->op == TD_OP_BLOCK_STATUS && !(g->caps & DRV_CAP_BLOCK_STATUS)))
+	    (req->op == TD_OP_BLOCK_STATUS && !(g->caps & DRV_CAP_BLOCK_STATUS)) ||
+	    (req->op == TD_OP_BITMAP_STATUS && !g->can_bitmap))
 		return -EOPNOTSUPP;
 	if (req->op == TD_OP_FLUSH)
 		return 0;
@@ -489,10 +485,12 @@ static int request_check(const struct td_queue *q, const struct td_request *req)
 	    !is_aligned_u64(req->offset, g->block_bytes) ||
 	    !is_aligned_u64(req->len, g->block_bytes))
 		return -EINVAL;
-	if (req->op == TD_OP_BLOCK_STATUS && req->len == 0)
+	if ((req->op == TD_OP_BLOCK_STATUS || req->op == TD_OP_BITMAP_STATUS) && req->len == 0)
+		return -EINVAL;
+	if (req->op == TD_OP_BITMAP_STATUS && !req->bitmap)
 		return -EINVAL;
 	if (op_has_data(req->op) &&
-	    (req->iovcnt > IOV_MAX || !iov_total_is(req->iov, req->iovcnt, req->len)))
+	    (req->iovcnt > IOV_MAX || !buf_iov_total_is(req->iov, req->iovcnt, req->len)))
 		return -EINVAL;
 	return 0;
 }

@@ -19,6 +19,7 @@ static const char *const op_names[TD_OP_COUNT] = {
 	[TD_OP_DISCARD] = "discard",
 	[TD_OP_WRITE_ZEROES] = "write_zeroes",
 	[TD_OP_BLOCK_STATUS] = "block_status",
+	[TD_OP_BITMAP_STATUS] = "bitmap_status",
 };
 
 const char *td_op_name(enum td_op op)

@@ -116,6 +116,18 @@ void vbd_get_info(const struct td_vbd *vbd, struct td_vbd_info *out)
 	pthread_mutex_unlock(&v->lock);
 }
 
+int vbd_bitmap_list(struct td_vbd *vbd, const char **names, unsigned max, unsigned *count)
+{
+	int err = 0;
+
+	*count = 0;
+	pthread_mutex_lock(&vbd->ctl_lock);
+	if (vbd->top && vbd->top->ops->bitmap_list)
+		err = vbd->top->ops->bitmap_list(vbd->top, names, max, count);
+	pthread_mutex_unlock(&vbd->ctl_lock);
+	return err;
+}
+
 struct td_queue *vbd_queue(struct td_vbd *vbd, unsigned index)
 {
 	return index < vbd->nr_queues ? &vbd->queues[index] : NULL;
@@ -221,6 +233,7 @@ static int queue_set_chain(struct td_queue *q, struct drv_image *top, const stru
 		.max_io_bytes = in->max_io_bytes,
 		.block_bytes = in->block_bytes,
 		.caps = top->caps,
+		.can_bitmap = top->ops->bitmap_status != NULL,
 		.readonly = in->readonly,
 		.spec = in->spec,
 	};

@@ -75,12 +75,14 @@ struct td_request;
 enum td_op {
 	TD_OP_READ = 0,
 	TD_OP_WRITE,
-	TD_OP_FLUSH,	    /* everything completed before is durable on completion */
-	TD_OP_DISCARD,	    /* reads afterwards return zeros or the backing data */
-	TD_OP_WRITE_ZEROES, /* reads afterwards return zeros */
-	TD_OP_BLOCK_STATUS, /* result in req->status, for [offset, offset+len) */
+	TD_OP_FLUSH,	     /* everything completed before is durable on completion */
+	TD_OP_DISCARD,	     /* reads afterwards return zeros or the backing data */
+	TD_OP_WRITE_ZEROES,  /* reads afterwards return zeros */
+	TD_OP_BLOCK_STATUS,  /* result in req->status, for [offset, offset+len) */
+	TD_OP_BITMAP_STATUS, /* persistent dirty bitmap req->bitmap: DRV_BS_DIRTY or
+			      * not in req->status, for [offset, offset+len) */
 };
-#define TD_OP_COUNT (TD_OP_BLOCK_STATUS + 1)
+#define TD_OP_COUNT (TD_OP_BITMAP_STATUS + 1)
 
 /* Request flags. */
 #define TD_REQ_FUA (1u << 0) /* WRITE/WRITE_ZEROES: durable on completion */
@@ -102,6 +104,7 @@ struct td_request {
 	unsigned iovcnt;	 /* at most IOV_MAX */
 	td_done_fn *done;
 	void *opaque;
+	const char *bitmap; /* BITMAP_STATUS: the bitmap's name (borrowed) */
 
 	/* BLOCK_STATUS result: flags (DRV_BS_*), len (> 0), depth in the chain */
 	struct drv_status status;
@@ -171,6 +174,14 @@ void vbd_close(struct td_vbd *vbd);
 
 /* vbd_get_info - a snapshot of the vbd's geometry and state.  Any thread. */
 void vbd_get_info(const struct td_vbd *vbd, struct td_vbd_info *out);
+/*
+ * vbd_bitmap_list - the top image's persistent dirty bitmaps that
+ * TD_OP_BITMAP_STATUS can query (at most @max names into @names, the number
+ * there are in *@count; none while paused).  The names stay valid until the
+ * next pause or close: copy them.  Control thread.  0 or -errno.
+ */
+int vbd_bitmap_list(struct td_vbd *vbd, const char **names, unsigned max, unsigned *count);
+
 struct td_queue *vbd_queue(struct td_vbd *vbd, unsigned index);
 struct evloop *td_queue_loop(struct td_queue *q);
 unsigned td_queue_index(const struct td_queue *q);

@@ -96,6 +96,19 @@ void qcow2_bitmaps_free(struct qcow2_bitmaps *b)
 	free(b);
 }
 
+bool qcow2_bitmaps_words(const struct qcow2_bitmaps *b, const char *name, const uint64_t **words)
+{
+	unsigned i;
+
+	for (i = 0; b && i < b->nb; i++) {
+		if (strcmp(b->bms[i].ent->name, name) == 0) {
+			*words = b->bms[i].words;
+			return true;
+		}
+	}
+	return false;
+}
+
 /* ---- the directory, flag-only updates ------------------------------------------------- */
 
 static int read_dir(struct qcow2_bitmaps *b)

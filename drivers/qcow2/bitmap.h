@@ -98,6 +98,14 @@ int qcow2_bitmaps_store(struct qcow2_bitmaps *b, bool sync_refcounts);
  */
 int qcow2_bitmaps_close(struct qcow2_bitmaps *b);
 
+/*
+ * qcow2_bitmaps_words - the live bits of maintained bitmap @name (one per
+ * granule, 64-bit host-order words; read them with atomic loads), for
+ * clients that query it.  False when @b does not maintain such a bitmap;
+ * @b NULL is none.  Valid until qcow2_bitmaps_free.
+ */
+bool qcow2_bitmaps_words(const struct qcow2_bitmaps *b, const char *name, const uint64_t **words);
+
 /* qcow2_bitmaps_free - memory only.  NULL is a no-op. */
 void qcow2_bitmaps_free(struct qcow2_bitmaps *b);
 

@@ -6,8 +6,10 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "aio.h"
+#include "checked.h"
 #include "errors.h"
 #include "log.h"
 #include "qcow2/info.h"
@@ -95,6 +97,60 @@ int qcow2_info_read(const char *path, struct qcow2_info *out)
 	aio_file_close(f);
 	if (err)
 		qcow2_info_fini(out);
+	return err;
+}
+
+/* Clusters below @end_cluster with a refcount, counted up to @limit. */
+static int count_refcounted(struct aio_file *f, const char *path, const struct qcow2_geom *g,
+			    const struct qcow2_header *h, uint64_t end_cluster, uint64_t limit,
+			    uint64_t *count)
+{
+	uint64_t per_block = g->cluster_bytes * 8 >> h->refcount_order;
+	uint64_t entries = (uint64_t)h->refcount_table_clusters * g->cluster_bytes / 8;
+	uint8_t *block = malloc(g->cluster_bytes);
+	uint64_t t, i, refblock;
+	uint8_t raw[8];
+	const char *why;
+	int err = block ? 0 : -ENOMEM;
+
+	*count = 0;
+	for (t = 0; !err && t < entries && t * per_block < end_cluster && *count < limit; t++) {
+		err = qcow2_pread(f, h->refcount_table_offset + t * 8, raw, sizeof(raw));
+		if (!err)
+			err = qcow2_reftable_entry_decode(g, qcow2_get_be64(raw), &refblock, &why);
+		if (err || !refblock)
+			continue;
+		err = qcow2_pread(f, refblock, block, g->cluster_bytes);
+		for (i = 0; !err && i < per_block && t * per_block + i < end_cluster; i++)
+			*count += qcow2_refcount_get(block, h->refcount_order, i) != 0;
+	}
+	if (err)
+		log_err("qcow2 %s: reading the refcounts: %s", path, err_str(err));
+	free(block);
+	return err;
+}
+
+int qcow2_info_metadata_preallocated(const char *path, const struct qcow2_info *info, bool *out)
+{
+	struct qcow2_geom g;
+	struct aio_file *f;
+	uint64_t real_clusters, threshold, count = 0;
+	struct stat st;
+	int err;
+
+	if (stat(path, &st) < 0)
+		return neg_errno();
+	qcow2_geom_init(&g, &info->hdr);
+	real_clusters = (uint64_t)st.st_blocks * 512 / g.cluster_bytes;
+	threshold = MAX(real_clusters * 10 / 9, real_clusters + 2);
+	err = aio_file_open(path, AIO_FILE_RDONLY | AIO_FILE_BUFFERED, &f);
+	if (err)
+		return err;
+	err = count_refcounted(f, path, &g, &info->hdr,
+			       div_round_up_u64((uint64_t)st.st_size, g.cluster_bytes), threshold,
+			       &count);
+	aio_file_close(f);
+	*out = !err && count >= threshold;
 	return err;
 }
 

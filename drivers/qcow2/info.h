@@ -41,6 +41,17 @@ bool qcow2_info_probe(const void *buf, size_t len);
  */
 int qcow2_info_read(const char *path, struct qcow2_info *out);
 
+/*
+ * qcow2_info_metadata_preallocated - QEMU's qcow2_detect_metadata_preallocation():
+ * do clearly more clusters of the file have a refcount than the file has
+ * blocks on disk (ignoring the rest once the threshold is reached)?  Such
+ * an image was preallocated with metadata, and QEMU's block status then
+ * looks at the file under data clusters for holes, which read as zeros
+ * (qemu-img map shows them).  @info is @path's, from qcow2_info_read().
+ * 0 and *@out, or -errno (logged).
+ */
+int qcow2_info_metadata_preallocated(const char *path, const struct qcow2_info *info, bool *out);
+
 /* qcow2_info_fini - free what qcow2_info_read() filled; zeroed: no-op. */
 void qcow2_info_fini(struct qcow2_info *info);
 

@@ -39,6 +39,7 @@ struct qcow2_image {
 	struct qcow2_l2_cache *l2_cache;
 	struct qcow2_meta *meta;       /* writable images: the metadata thread (meta.c) */
 	struct qcow2_bitmaps *bitmaps; /* writable images: maintained dirty bitmaps, or NULL */
+	struct qcow2_bmq *bmq;	       /* the bitmaps clients query, once listed (bitmap-query.c) */
 	uint8_t *zero_buf;	       /* writable images: one cluster of zeros */
 	char *backing_spec;	       /* "FMT:/abs/path", or NULL */
 	/*
@@ -246,6 +247,12 @@ void qcow2_req_init(struct qcow2_req *qr, struct drv_image *img, struct drv_req 
 void qcow2_xio_done(struct qcow2_xio *x, int err);
 void qcow2_req_park(struct qcow2_req *qr, struct qcow2_waitq *wq);
 void qcow2_waitq_grant(struct qcow2_waitq *wq, void *slot, bool *granted);
+
+/* bitmap-query.c */
+struct qcow2_bmq;
+int qcow2_bitmap_list(struct drv_image *img, const char **names, unsigned max, unsigned *count);
+void qcow2_bitmap_status(struct drv_image *img, struct drv_req *req);
+void qcow2_bmq_free(struct qcow2_bmq *q);
 
 /* backing.c */
 int qcow2_backing_queue_init(struct drv_image *img, struct qcow2_queue *qq);

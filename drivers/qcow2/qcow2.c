@@ -188,6 +188,8 @@ static int open_file(struct drv_image *img, const char *path, unsigned flags)
 	if (flags & DRV_OPEN_BUFFERED)
 		aio_flags |= AIO_FILE_BUFFERED;
 	err = aio_file_open(path, aio_flags, &qi->file);
+	if (!err)
+		err = drv_image_lock(qi->file->fd, path, flags);
 	if (err)
 		return err;
 	end = lseek(qi->file->fd, 0, SEEK_END);
@@ -205,6 +207,7 @@ static void qcow2_close(struct drv_image *img)
 	struct qcow2_image *qi = img->priv;
 
 	qcow2_meta_close(img);
+	qcow2_bmq_free(qi->bmq);
 	buf_free(qi->zero_buf);
 	qcow2_l2_cache_free(qi->l2_cache);
 	free(qi->backing_spec);
@@ -405,5 +408,7 @@ const struct drv_ops qcow2_driver = {
 	.block_status	 = qcow2_block_status,
 	.create		 = qcow2_create,
 	.create_opts	 = qcow2_create_opts,
+	.bitmap_list	 = qcow2_bitmap_list,
+	.bitmap_status	 = qcow2_bitmap_status,
 };
 /* clang-format on */

@@ -32,7 +32,8 @@ static unsigned ext_status(const struct drv_image *img, const struct qcow2_exten
 	case QCOW2_EXT_UNALLOC:
 		break;
 	}
-	return img->backing ? 0 : DRV_BS_ZERO;
+	/* an unallocated subcluster of an allocated cluster still has its host offset (QEMU) */
+	return (img->backing ? 0 : DRV_BS_ZERO) | (e->host_offset ? DRV_BS_OFFSET_VALID : 0);
 }
 
 /* The run of extents from the first that share its status. */

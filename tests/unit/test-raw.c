@@ -244,12 +244,13 @@ static void test_discard_reads_zeros_and_reports_a_hole(void **state)
 	assert_all(f->buf + 512 * KiB, 512 * KiB, 0xab);
 
 	expect_status(f, 0, IMG_SIZE, DRV_BS_DATA | DRV_BS_ALLOCATED, 256 * KiB);
-	expect_status(f, 256 * KiB, IMG_SIZE - 256 * KiB, DRV_BS_ZERO, 256 * KiB);
+	expect_status(f, 256 * KiB, IMG_SIZE - 256 * KiB, DRV_BS_ZERO | DRV_BS_ALLOCATED,
+		      256 * KiB);
 	expect_status(f, 512 * KiB, IMG_SIZE - 512 * KiB, DRV_BS_DATA | DRV_BS_ALLOCATED,
 		      512 * KiB);
 	/* Clamped to the request. */
 	expect_status(f, 0, 64 * KiB, DRV_BS_DATA | DRV_BS_ALLOCATED, 64 * KiB);
-	expect_status(f, 300 * KiB, 4 * KiB, DRV_BS_ZERO, 4 * KiB);
+	expect_status(f, 300 * KiB, 4 * KiB, DRV_BS_ZERO | DRV_BS_ALLOCATED, 4 * KiB);
 }
 
 static void test_write_zeroes_reads_zeros(void **state)
@@ -324,11 +325,11 @@ static void test_block_status_follows_holes_in_the_file(void **state)
 		uint64_t off, len;
 		unsigned flags;
 	} want[] = {
-		{ 0, 64 * KiB, DRV_BS_ZERO },
+		{ 0, 64 * KiB, DRV_BS_ZERO | DRV_BS_ALLOCATED },
 		{ 64 * KiB, 4 * KiB, DRV_BS_DATA | DRV_BS_ALLOCATED },
-		{ 68 * KiB, 444 * KiB, DRV_BS_ZERO },
+		{ 68 * KiB, 444 * KiB, DRV_BS_ZERO | DRV_BS_ALLOCATED },
 		{ 512 * KiB, 8 * KiB, DRV_BS_DATA | DRV_BS_ALLOCATED },
-		{ 520 * KiB, IMG_SIZE - 520 * KiB, DRV_BS_ZERO },
+		{ 520 * KiB, IMG_SIZE - 520 * KiB, DRV_BS_ZERO | DRV_BS_ALLOCATED },
 	};
 	struct fixture *f = *state;
 	uint64_t off = 0;

@@ -389,23 +389,6 @@ static void raw_send(int fd, uint32_t magic, uint16_t version, uint32_t len, con
 	assert_int_equal(write(fd, m, 16 + blen), (ssize_t)(16 + blen));
 }
 
-static bool hung_up(int fd, int ms);
-
-/* The reply to a raw message on a connection that stays open. */
-static int raw_reply_open(int fd)
-{
-	int fds[CTLMSG_MAX_FDS];
-	unsigned nr;
-	json_t *reply;
-	int err;
-
-	assert_int_equal(ctlmsg_recv(fd, &reply, fds, &nr, 10000, NULL, 0), 0);
-	err = ctlmsg_reply_status(reply, NULL, NULL);
-	json_decref(reply);
-	assert_false(hung_up(fd, 100));
-	return err;
-}
-
 /* Does the server hang up on @fd (within @ms)? */
 static bool hung_up(int fd, int ms)
 {
@@ -421,8 +404,8 @@ static bool hung_up(int fd, int ms)
 	return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
-/* The reply to a raw message: its errno, and whether the server then hung up. */
-static int raw_reply(int fd, bool *closed)
+/* The reply to a raw message: its errno, and whether the server hung up within @ms. */
+static int raw_reply(int fd, int ms, bool *closed)
 {
 	int fds[CTLMSG_MAX_FDS];
 	unsigned nr;
@@ -432,7 +415,7 @@ static int raw_reply(int fd, bool *closed)
 	assert_int_equal(ctlmsg_recv(fd, &reply, fds, &nr, 10000, NULL, 0), 0);
 	err = ctlmsg_reply_status(reply, NULL, NULL);
 	json_decref(reply);
-	*closed = hung_up(fd, 5000);
+	*closed = hung_up(fd, ms);
 	return err;
 }
 
@@ -452,20 +435,21 @@ static void test_program_bad_input(void **state)
 	json_decref(r);
 	/* a bad body: an error reply, and the connection goes on */
 	raw_send(fd, CTLMSG_MAGIC, CTLMSG_VERSION, 6, "{nope}");
-	assert_int_equal(raw_reply_open(fd), -EBADMSG);
+	assert_int_equal(raw_reply(fd, 100, &closed), -EBADMSG);
+	assert_false(closed);
 	json_decref(rpc(fd, "info", NULL));
 	/* framing that cannot be trusted: an error reply, then the end */
 	raw_send(fd, 0x12345678, CTLMSG_VERSION, 2, "{}");
-	assert_int_equal(raw_reply(fd, &closed), -EPROTO);
+	assert_int_equal(raw_reply(fd, 5000, &closed), -EPROTO);
 	assert_true(closed);
 	close(fd);
 	fd = connect_wait(sock);
 	raw_send(fd, CTLMSG_MAGIC, 99, 2, "{}");
-	assert_int_equal(raw_reply(fd, &closed), -EPROTO);
+	assert_int_equal(raw_reply(fd, 5000, &closed), -EPROTO);
 	close(fd);
 	fd = connect_wait(sock);
 	raw_send(fd, CTLMSG_MAGIC, CTLMSG_VERSION, CTLMSG_MAX_BODY + 1, NULL);
-	assert_int_equal(raw_reply(fd, &closed), -EPROTO);
+	assert_int_equal(raw_reply(fd, 5000, &closed), -EPROTO);
 	assert_true(closed);
 	close(fd);
 	/* half a message, then gone */

@@ -379,6 +379,32 @@ static void test_barrier_clean(void **state)
 	fx_close(f);
 }
 
+/*
+ * A FLUSH on one queue after a write completed on another: the flush is an
+ * fdatasync of the file both share, issued after that completion and
+ * finished before the flush completes.
+ */
+static void test_flush_across_queues(void **state)
+{
+	const char *path = make_raw("flush.raw", IMG_SIZE);
+	struct td_vbd_opts o = { .nr_queues = 2 };
+	struct fx *f = fx_open("raw", path, &o);
+	struct tv_req *w = tv_req_new(&f->tv, 1, TD_OP_WRITE, 0, 0, 64 * KiB);
+	struct tv_req *fl = tv_req_new(&f->tv, 2, TD_OP_FLUSH, 0, 0, 0);
+	int s, d;
+
+	assert_int_equal(tv_do(&f->tv, 1, w), 0);
+	tv_logging(&f->tv, 0, true);
+	assert_int_equal(tv_do(&f->tv, 0, fl), 0);
+	tv_logging(&f->tv, 0, false);
+	s = tv_find(&f->tv, 0, TV_EV_AIO, AIO_OP_FSYNC, 0);
+	d = tv_find(&f->tv, 0, TV_EV_DONE, 0, 2);
+	assert_true(s >= 0 && d > s);
+	tv_req_free(w);
+	tv_req_free(fl);
+	fx_close(f);
+}
+
 /* Native FUA (raw): the write's own fdatasync follows it, no flush added. */
 static void test_fua_native(void **state)
 {
@@ -745,6 +771,7 @@ int main(void)
 		cmocka_unit_test(test_fifo),
 		cmocka_unit_test(test_barrier),
 		cmocka_unit_test(test_barrier_clean),
+		cmocka_unit_test(test_flush_across_queues),
 		cmocka_unit_test(test_fua_native),
 		cmocka_unit_test(test_fua_emulated),
 		cmocka_unit_test(test_io_error),

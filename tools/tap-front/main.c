@@ -19,6 +19,8 @@
 #include "aio.h"
 #include "attach.h"
 #include "checked.h"
+#include "control/ctlclient.h"
+#include "xenfront.h"
 #include "engine.h"
 #include "errors.h"
 #include "front.h"
@@ -31,6 +33,10 @@
 
 struct tf_opts {
 	const char *ctl;
+	int minor;	      /* -m: the disk's tapctld minor, or -1 */
+	const char *tapctld;  /* -S: tapctld's socket */
+	const char *xenstore; /* --xenstore: a frontend directory */
+	char ctl_buf[108];    /* the control socket -m resolved to */
 	const char *raw;
 	struct tf_load_conf load;
 	unsigned order;
@@ -82,6 +88,9 @@ static const struct option long_opts[] = {
 	{ "flush", no_argument, NULL, OPT_FLUSH },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "hostile", required_argument, NULL, OPT_HOSTILE },
+	{ "minor", required_argument, NULL, 'm' },
+	{ "xenstore", required_argument, NULL, 'X' },
+	{ "tapctld", required_argument, NULL, 'S' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -89,7 +98,8 @@ static const struct option long_opts[] = {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: tap-front (--ctl SOCKET | --raw FILE) [--rw MODE] [--bs SIZE] [--qd N]\n"
+		"Usage: tap-front (--ctl SOCKET | -m MINOR [-S TAPCTLD_SOCKET] | --raw FILE)\n"
+		"         [--rw MODE] [--bs SIZE] [--qd N]\n"
 		"         [--runtime SECONDS | --ops N] [--queues N] [--ring-order N]\n"
 		"         [--abi native|x86_32|x86_64] [--indirect N] [--offset SIZE]\n"
 		"         [--span SIZE] [--verify [--seed N] [--fill BYTE]] [--flush] [--json]\n"
@@ -98,6 +108,11 @@ static void usage(FILE *f)
 		"A blkif frontend on the local ring transport: attach to a tapdisk and run a\n"
 		"load through its rings, or run the same load on a raw file (libaio, O_DIRECT).\n"
 		"  --ctl SOCKET     attach to the tapdisk whose control socket is SOCKET\n"
+		"  -m MINOR         attach to tapctld's disk MINOR (its socket: -S SOCKET, else\n"
+		"                   $TAPCTLD_SOCKET, else /run/qtap/tapctld.sock)\n"
+		"  --xenstore DIR   be the blkfront of frontend directory DIR: the xenstore\n"
+		"                   handshake with tapctld's Xen backend, the rings on the local\n"
+		"                   transport (tapctld at -S SOCKET; XENSTORED_PATH for xenstore)\n"
 		"  --raw FILE       the physical-limit baseline: the load on FILE directly\n"
 		"  --rw MODE        read|write|randread|randwrite|randrw (default randread)\n"
 		"  --bs SIZE        bytes per request, a multiple of 512 (default 4k)\n"
@@ -183,6 +198,16 @@ static int parse_one(struct tf_opts *o, int opt, const char *arg)
 	case OPT_CTL:
 		o->ctl = arg;
 		return 0;
+	case 'm':
+		err = parse_num("-m", arg, false, 0, INT32_MAX, &v);
+		o->minor = (int)v;
+		return err;
+	case 'S':
+		o->tapctld = arg;
+		return 0;
+	case 'X':
+		o->xenstore = arg;
+		return 0;
 	case OPT_RAW:
 		o->raw = arg;
 		return 0;
@@ -251,9 +276,20 @@ static int check_opts(struct tf_opts *o)
 {
 	struct tf_load_conf *c = &o->load;
 
-	if (!o->ctl == !o->raw) {
-		fprintf(stderr, "tap-front: give exactly one of --ctl SOCKET and --raw FILE\n");
+	if ((o->ctl != NULL) + (o->raw != NULL) + (o->minor >= 0) + (o->xenstore != NULL) != 1) {
+		fprintf(stderr, "tap-front: give exactly one of --ctl SOCKET, -m MINOR, --xenstore "
+				"DIR and --raw FILE\n");
 		return -EINVAL;
+	}
+	if (o->minor >= 0) {
+		char err[512];
+
+		if (ctlc_minor_ctl(ctlc_socket(o->tapctld), o->minor, o->ctl_buf,
+				   sizeof(o->ctl_buf), err, sizeof(err)) < 0) {
+			fprintf(stderr, "tap-front: -m %d: %s\n", o->minor, err);
+			return -ENOENT;
+		}
+		o->ctl = o->ctl_buf;
 	}
 	if (o->have_ops && o->have_time) {
 		fprintf(stderr, "tap-front: --runtime and --ops exclude each other\n");
@@ -298,8 +334,9 @@ static int parse_args(int argc, char **argv, struct tf_opts *o)
 			  .seed = 1,
 			  .fill = -1 },
 		.abi = RING_ABI_NATIVE,
+		.minor = -1,
 	};
-	while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "hm:S:", long_opts, NULL)) != -1) {
 		if (opt == 'h') {
 			usage(stdout);
 			exit(0);
@@ -596,6 +633,39 @@ static int run_ring(struct tf_opts *o)
 	return err;
 }
 
+/* --xenstore: the same load, after a xenstore handshake with tapctld. */
+static int run_xen(struct tf_opts *o)
+{
+	struct tf_run run = { .opts = o };
+	struct tf_qstats sum = { 0 };
+	struct tf_dev *dev = NULL;
+	struct tf_xen x = { 0 };
+	struct tf_disk disk;
+	int err = tf_xen_begin(o->xenstore, &x, &disk);
+
+	if (!err)
+		err = check_offer(o, &disk);
+	if (!err)
+		err = make_front(o, &dev);
+	if (!err)
+		err = tf_xen_connect(&x, ctlc_socket(o->tapctld), dev, o->abi, o->order, &disk);
+	if (!err)
+		err = check_offer(o, &disk);
+	if (!err)
+		err = set_span(&o->load, disk.sectors * RING_SECTOR_BYTES);
+	if (!err)
+		err = run_attached(&run, dev, &sum);
+	if (tf_xen_close(&x) && !err)
+		err = -EIO;
+	if (!err)
+		err = tf_report(&o->load, "xen ring", &sum, o->json);
+	if (!err && !run_ok(&run, &sum))
+		err = -EIO;
+	workers_fini(&run);
+	tf_dev_free(dev);
+	return err;
+}
+
 int main(int argc, char **argv)
 {
 	struct tf_opts o;
@@ -603,5 +673,7 @@ int main(int argc, char **argv)
 	log_init("tap-front");
 	if (parse_args(argc, argv, &o))
 		return 1;
+	if (o.xenstore)
+		return run_xen(&o) ? 1 : 0;
 	return (o.raw ? run_raw(&o) : run_ring(&o)) ? 1 : 0;
 }

@@ -26,6 +26,7 @@
 
 #include "cleanup.h"
 #include "errors.h"
+#include "imglock.h"
 #include "json.h"
 #include "qcow2/check.h"
 #include "qcow2/format.h"
@@ -183,54 +184,18 @@ static int check_format(struct check_cmd *cmd)
 }
 
 /*
- * QEMU's image locks (block/file-posix.c): a process holds a shared OFD
- * lock on byte 100 + i for each permission i it has taken and on 200 + i
- * for each it does not share; i = 0 consistent read, 1 write.  A check
- * takes what qemu-img check takes: read, plus write with -r, and shares
- * no write; -U takes nothing (read-only only).  Held on @fd until exit.
+ * The locks qemu-img check takes: read, sharing no write; with -r also
+ * write and resize; with -U read only, sharing everything.  Held on @fd
+ * until exit.
  */
-#define IMG_LOCK_PERM_BYTE 100
-#define IMG_LOCK_NOSHARE_BYTE 200
-#define IMG_LOCK_READ 0
-#define IMG_LOCK_WRITE 1
-
-static bool lock_byte_taken(int fd, off_t byte)
-{
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
-
-	return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
-}
-
-static int lock_byte(int fd, off_t byte)
-{
-	struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
-
-	return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? neg_errno() : 0;
-}
-
 static int check_lock(const struct check_cmd *cmd, int *fd)
 {
-	bool busy;
-
-	*fd = -1;
 	if (cmd->force_share)
-		return 0;
-	*fd = open(cmd->path, O_RDONLY | O_CLOEXEC);
-	if (*fd < 0)
-		return 0; /* the open that follows reports it */
-	/* a writer elsewhere; with -r, also anyone who does not share write */
-	busy = lock_byte_taken(*fd, IMG_LOCK_PERM_BYTE + IMG_LOCK_WRITE) ||
-	       (cmd->fix && lock_byte_taken(*fd, IMG_LOCK_NOSHARE_BYTE + IMG_LOCK_WRITE));
-	if (!busy)
-		busy = lock_byte(*fd, IMG_LOCK_PERM_BYTE + IMG_LOCK_READ) ||
-		       lock_byte(*fd, IMG_LOCK_NOSHARE_BYTE + IMG_LOCK_WRITE) ||
-		       (cmd->fix && lock_byte(*fd, IMG_LOCK_PERM_BYTE + IMG_LOCK_WRITE));
-	if (!busy)
-		return 0;
-	img_err("check", "Could not open '%s': Failed to get %s\"write\" lock", cmd->filename,
-		cmd->fix ? "" : "shared ");
-	fprintf(stderr, "Is another process using the image [%s]?\n", cmd->filename);
-	return -EBUSY;
+		return img_lock("check", cmd->filename, cmd->path, IMGLOCK_PERM_SHARED,
+				IMGLOCK_SHARED_SHARED, fd);
+	return img_lock("check", cmd->filename, cmd->path,
+			cmd->fix ? IMGLOCK_PERM_RW : IMGLOCK_PERM_RO,
+			cmd->fix ? IMGLOCK_SHARED_RW : IMGLOCK_SHARED_RO, fd);
 }
 
 static void check_report(void *opaque, const char *line)

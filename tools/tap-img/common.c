@@ -4,6 +4,7 @@
  * and opening an image the way every verb does.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@
 
 #include "cleanup.h"
 #include "errors.h"
+#include "imglock.h"
+#include "qcow2/info.h"
 #include "tap-img.h"
 
 void img_err(const char *verb, const char *fmt, ...)
@@ -65,6 +68,27 @@ static bool is_spec(const char *filename)
 	return drv_find(type) != NULL;
 }
 
+const char *img_probe(const char *filename)
+{
+	uint8_t buf[512];
+	ssize_t n;
+	int fd = open(filename, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return "raw";
+	n = pread(fd, buf, sizeof(buf), 0);
+	close(fd);
+	return n > 0 && qcow2_info_probe(buf, (size_t)n) ? "qcow2" : "raw";
+}
+
+int img_open_probed(const char *verb, const char *fmt, const char *filename, unsigned flags,
+		    struct drv_image **out)
+{
+	if (!fmt && !is_spec(filename))
+		fmt = img_probe(filename);
+	return img_open(verb, fmt, filename, flags, out);
+}
+
 int img_open(const char *verb, const char *fmt, const char *filename, unsigned flags,
 	     struct drv_image **out)
 {
@@ -88,4 +112,38 @@ int img_open(const char *verb, const char *fmt, const char *filename, unsigned f
 	if (err)
 		img_err(verb, "could not open '%s': %s", filename, err_str(err));
 	return err;
+}
+
+int img_lock(const char *verb, const char *filename, const char *path, unsigned perm,
+	     unsigned shared, int *fd)
+{
+	struct imglock_refusal why;
+	int err;
+
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return 0;
+	err = imglock_try(*fd, path, perm, shared, &why);
+	if (err == -EBUSY) {
+		img_err(verb, "Could not open '%s': Failed to get %s\"%s\" lock", filename,
+			why.shared ? "shared " : "", imglock_perm_name(why.perm));
+		fprintf(stderr, "Is another process using the image [%s]?\n", filename);
+	}
+	if (err) {
+		close(*fd);
+		*fd = -1;
+	}
+	return err;
+}
+
+char *img_backing_name(const char *filename, const char *backing)
+{
+	const char *slash = strrchr(filename, '/');
+	char *s;
+
+	if (backing[0] == '/' || strstr(backing, "://") || strncmp(backing, "json:", 5) == 0)
+		return strdup(backing);
+	if (asprintf(&s, "%.*s%s", slash ? (int)(slash - filename + 1) : 0, filename, backing) < 0)
+		return NULL;
+	return s;
 }

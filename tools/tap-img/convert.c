@@ -52,6 +52,7 @@ struct convert_cmd {
 	bool target_is_zero;
 	bool compress;
 	bool quiet;
+	bool force_share;
 	struct img_opts opts;
 	struct convert_cfg cfg;
 };
@@ -61,7 +62,7 @@ static void convert_usage(FILE *f)
 	fprintf(f,
 		"Usage: tap-img convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING -F FMT] [-c]\n"
 		"         [-p] [-q] [-n] [--target-is-zero] [-S SIZE] [-m NUM] [-W]\n"
-		"         [-t CACHE] [-T CACHE] SRC DST\n"
+		"         [-t CACHE] [-T CACHE] [-U] SRC DST\n"
 		"\n"
 		"Copy the image SRC (with its backing chain) into a new image DST.\n"
 		"  -f FMT       format of SRC (default: its TYPE: prefix, else raw)\n"
@@ -81,6 +82,7 @@ static void convert_usage(FILE *f)
 		"  -W           allow out-of-order writes\n"
 		"  -t CACHE     DST's cache mode (default unsafe: no flush at the end)\n"
 		"  -T CACHE     SRC's cache mode (default writeback)\n"
+		"  -U           read SRC even while another process writes it (no lock)\n"
 		"Cache modes: none, directsync (O_DIRECT), writeback, writethrough, unsafe.\n",
 		CONVERT_MAX_PARALLEL, CONVERT_DEFAULT_PARALLEL);
 }
@@ -142,6 +144,9 @@ static int convert_parse_opt(struct convert_cmd *cmd, int c)
 	case 'q':
 		cmd->quiet = true;
 		return 0;
+	case 'U':
+		cmd->force_share = true;
+		return 0;
 	case 'n':
 		cmd->skip_create = true;
 		return 0;
@@ -200,11 +205,12 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "hf:O:o:B:b:F:cpqnS:m:Wt:T:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hf:O:o:B:b:F:cpqnS:m:Wt:T:U", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			convert_usage(stdout);
 			exit(IMG_EXIT_OK);
@@ -219,6 +225,8 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 	}
 	cmd->src = argv[optind];
 	cmd->dst = argv[optind + 1];
+	if (cmd->force_share)
+		cmd->src_flags |= DRV_OPEN_SHARED;
 	if (cmd->quiet)
 		cmd->cfg.progress = false;
 	return convert_check_args(cmd);

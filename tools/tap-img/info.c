@@ -27,6 +27,7 @@
 #include "checked.h"
 #include "cleanup.h"
 #include "errors.h"
+#include "imglock.h"
 #include "json.h"
 #include "qcow2/info.h"
 #include "qjson.h"
@@ -40,6 +41,7 @@ struct info_cmd {
 	const char *filename;
 	bool json;
 	bool chain;
+	bool force_share;
 };
 
 static void info_usage(FILE *f)
@@ -51,7 +53,7 @@ static void info_usage(FILE *f)
 		"  -f FMT             image format (default: probed, raw or qcow2)\n"
 		"  --output=FMT       human (default) or json, qemu-img's layouts\n"
 		"  --backing-chain    also every image of the backing chain\n"
-		"  -U, --force-share  accepted for qemu-img compatibility (info takes no lock)\n");
+		"  -U, --force-share  read an image another process is writing (no lock)\n");
 }
 
 static int info_parse_args(struct info_cmd *cmd, int argc, char **argv)
@@ -85,6 +87,7 @@ static int info_parse_args(struct info_cmd *cmd, int argc, char **argv)
 			cmd->chain = true;
 			break;
 		case 'U':
+			cmd->force_share = true;
 			break;
 		default:
 			info_usage(stderr);
@@ -163,27 +166,12 @@ static int raw_size(struct info_image *im)
 	return 0;
 }
 
-/*
- * The backing file's name as QEMU resolves it against the image's name:
- * an absolute name as is, a relative one after the image's directory.
- */
-static char *full_backing_name(const char *filename, const char *backing)
+static int info_read_image(const char *filename, const char *fmt, bool force_share,
+			   struct info_image *im)
 {
-	const char *slash = strrchr(filename, '/');
-	char *s;
-
-	if (backing[0] == '/' || strstr(backing, "://") || strncmp(backing, "json:", 5) == 0)
-		return strdup(backing);
-	if (asprintf(&s, "%.*s%s", slash ? (int)(slash - filename + 1) : 0, filename, backing) < 0)
-		return NULL;
-	return s;
-}
-
-static int info_read_image(const char *filename, const char *fmt, struct info_image *im)
-{
-	int err;
-
+	CLEANUP_CLOSE int lock_fd = -1;
 	const char *probed = NULL;
+	int err;
 
 	memset(im, 0, sizeof(*im));
 	im->filename = filename;
@@ -200,6 +188,10 @@ static int info_read_image(const char *filename, const char *fmt, struct info_im
 		return -EINVAL;
 	}
 	fmt = fmt ? fmt : probed;
+	/* qemu-img info takes no permission; on qcow2 it shares no write (unless -U) */
+	if (!force_share && strcmp(fmt, "qcow2") == 0 &&
+	    img_lock("info", filename, filename, 0, IMGLOCK_SHARED_RO, &lock_fd))
+		return -EBUSY;
 	im->format = fmt;
 	if (strcmp(fmt, "raw") == 0)
 		err = raw_size(im);
@@ -218,7 +210,7 @@ static int info_read_image(const char *filename, const char *fmt, struct info_im
 	if (strcmp(fmt, "qcow2") == 0) {
 		im->virtual_size = im->q.hdr.size_bytes;
 		if (im->q.hdr.has_backing_file) {
-			im->full_backing = full_backing_name(filename, im->q.hdr.backing_file);
+			im->full_backing = img_backing_name(filename, im->q.hdr.backing_file);
 			if (!im->full_backing)
 				return -ENOMEM;
 		}
@@ -515,7 +507,7 @@ static bool chain_has(const json_t *list, const char *filename)
  * backing file (by the name QEMU resolves, in the recorded format or
  * probed).  Stops at a name seen before, as qemu-img does.
  */
-static int collect(json_t *list, const char *filename, const char *fmt, bool chain)
+static int collect(json_t *list, const char *filename, const char *fmt, const struct info_cmd *cmd)
 {
 	CLEANUP_FREE char *next = NULL, *next_fmt = NULL;
 	struct info_image im;
@@ -531,18 +523,18 @@ static int collect(json_t *list, const char *filename, const char *fmt, bool cha
 			INFO_MAX_CHAIN);
 		return -ELOOP;
 	}
-	err = info_read_image(filename, fmt, &im);
+	err = info_read_image(filename, fmt, cmd->force_share, &im);
 	o = err ? NULL : image_json(&im);
 	if (!err && (!o || json_array_append_new(list, o) < 0))
 		err = -ENOMEM;
-	if (!err && chain && im.full_backing) {
+	if (!err && cmd->chain && im.full_backing) {
 		next = strdup(im.full_backing);
 		next_fmt = im.q.hdr.has_backing_format ? strdup(im.q.hdr.backing_format) : NULL;
 		err = next ? 0 : -ENOMEM;
 	}
 	info_image_fini(&im);
 	if (!err && next)
-		err = collect(list, next, next_fmt, chain);
+		err = collect(list, next, next_fmt, cmd);
 	return err;
 }
 
@@ -581,7 +573,7 @@ int img_cmd_info(int argc, char **argv)
 	list = json_array();
 	if (!list)
 		return IMG_EXIT_ERR;
-	err = collect(list, cmd.filename, cmd.fmt, cmd.chain);
+	err = collect(list, cmd.filename, cmd.fmt, &cmd);
 	if (!err && cmd.json) {
 		qjson_print(stdout, cmd.chain ? list : json_array_get(list, 0));
 	} else if (!err) {

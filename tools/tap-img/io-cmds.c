@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "checked.h"
@@ -279,6 +280,24 @@ static int io_flush(struct io_state *st, int argc, char **argv)
 	return err ? io_failed("flush", err) : 0;
 }
 
+/* qemu-io's sleep: hold the image open (tests use it to keep its locks taken). */
+static int io_sleep(struct io_state *st, int argc, char **argv)
+{
+	struct timespec ts;
+	uint64_t ms;
+
+	(void)st;
+	if (argc != 2 || parse_u64(argv[1], false, &ms) || ms > UINT32_MAX) {
+		printf("sleep: expected MILLISECONDS\n");
+		return -1;
+	}
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
 const struct io_cmd io_cmds[] = {
 	{
 		.name = "read",
@@ -304,6 +323,12 @@ const struct io_cmd io_cmds[] = {
 		.fn = io_flush,
 		.args = "",
 		.help = "make every completed write durable",
+	},
+	{
+		.name = "sleep",
+		.fn = io_sleep,
+		.args = "MS",
+		.help = "wait MS milliseconds, holding the image open",
 	},
 	{ .name = NULL },
 };

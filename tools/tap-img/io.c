@@ -37,12 +37,14 @@ static void io_usage(FILE *f)
 {
 	unsigned i;
 
-	fprintf(f, "Usage: tap-img io [-f FMT] [-r] [-n] [-t CACHE] [-i AIO] [-q] -c CMD ... FILE\n"
+	fprintf(f, "Usage: tap-img io [-f FMT] [-r] [-U] [-n] [-t CACHE] [-i AIO] [-q] -c CMD ... "
+		   "FILE\n"
 		   "\n"
 		   "Run qemu-io style commands against an image, in order.\n"
 		   "  -f FMT     image format (default: FILE's TYPE: prefix, else raw;\n"
 		   "             nothing is probed, so raw never misreads another format)\n"
 		   "  -r         open read-only\n"
+		   "  -U         with -r: share the image with its writers (no lock refuses them)\n"
 		   "  -n         O_DIRECT (the default; same as -t none)\n"
 		   "  -t CACHE   none|directsync (O_DIRECT) or writeback|writethrough|unsafe\n"
 		   "  -i AIO     io_uring|libaio|native|threads|sync|auto (default auto)\n"
@@ -74,6 +76,9 @@ static int io_parse_opt(struct io_opts *o, int c)
 			return 0;
 		img_err("io", "invalid aio engine '%s'", optarg);
 		return -EINVAL;
+	case 'U':
+		o->open_flags |= DRV_OPEN_SHARED;
+		return 0;
 	case 'q':
 		o->quiet = true;
 		return 0;
@@ -100,11 +105,12 @@ static int io_parse_args(struct io_opts *o, int argc, char **argv)
 		{ "cache", required_argument, NULL, 't' },
 		{ "aio", required_argument, NULL, 'i' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "hf:rnt:i:qc:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hf:rUnt:i:qc:", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			io_usage(stdout);
 			exit(IMG_EXIT_OK);
@@ -117,6 +123,11 @@ static int io_parse_args(struct io_opts *o, int argc, char **argv)
 		return -EINVAL;
 	}
 	o->filename = argv[optind];
+	if ((o->open_flags & DRV_OPEN_SHARED) && !(o->open_flags & DRV_OPEN_RDONLY)) {
+		img_err("io",
+			"force-share=on can only be used with read-only images (-U needs -r)");
+		return -EINVAL;
+	}
 	return 0;
 }
 

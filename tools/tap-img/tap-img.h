@@ -22,6 +22,8 @@ int img_cmd_info(int argc, char **argv);
 int img_cmd_check(int argc, char **argv);
 int img_cmd_io(int argc, char **argv);
 int img_cmd_bench(int argc, char **argv);
+int img_cmd_map(int argc, char **argv);
+int img_cmd_compare(int argc, char **argv);
 
 /* img_err - print "tap-img: @verb: message" on stderr. */
 void img_err(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -49,5 +51,40 @@ int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags);
  */
 int img_open(const char *verb, const char *fmt, const char *filename, unsigned flags,
 	     struct drv_image **out);
+
+/*
+ * img_probe - the format of @filename as qemu-img's probe finds it among
+ * ours: "qcow2" for a qcow2 header, else "raw" (also when it cannot be read:
+ * the open that follows reports that).
+ */
+const char *img_probe(const char *filename);
+
+/*
+ * img_open_probed - img_open() for the verbs that only read and that
+ * qemu-img probes for (map, compare, measure): without @fmt or a TYPE:
+ * prefix the format is img_probe()'s.  Never used to serve or write an
+ * image, where probing is a hazard (a guest can write a qcow2 header into
+ * a raw disk).
+ */
+int img_open_probed(const char *verb, const char *fmt, const char *filename, unsigned flags,
+		    struct drv_image **out);
+
+/*
+ * img_backing_name - the name QEMU gives the backing file @backing of the
+ * image @filename: an absolute name as is, a relative one after the
+ * image's directory as @filename spells it (malloc'ed; NULL: no memory).
+ */
+char *img_backing_name(const char *filename, const char *backing);
+
+/*
+ * img_lock - lock the image file @path (named @filename to the user) as
+ * qemu-img would for @verb: open it, take @perm sharing @shared
+ * (lib/imglock.h) and keep the descriptor in *@fd (-1 when the file cannot
+ * be opened: the verb's own open reports that).  A refusal is printed in
+ * qemu-img's words ("Could not open 'F': Failed to get "write" lock") and
+ * is -EBUSY.
+ */
+int img_lock(const char *verb, const char *filename, const char *path, unsigned perm,
+	     unsigned shared, int *fd);
 
 #endif

@@ -81,8 +81,8 @@ static int check_header(const struct ringshm_hdr *h, uint64_t file_bytes, struct
 		snprintf(why, len,
 			 "ring memfd: magic 0x%016llx, version %u, %u-byte header; this tapdisk "
 			 "speaks version %u with a %zu-byte header",
-			(unsigned long long)h->magic, h->version, h->hdr_bytes, RINGSHM_VERSION,
-			sizeof(*h));
+			 (unsigned long long)h->magic, h->version, h->hdr_bytes, RINGSHM_VERSION,
+			 sizeof(*h));
 		return -EINVAL;
 	}
 	if (h->page_bytes != RINGSHM_PAGE_BYTES || h->total_pages > RINGSHM_MAX_PAGES ||
@@ -92,8 +92,8 @@ static int check_header(const struct ringshm_hdr *h, uint64_t file_bytes, struct
 		snprintf(why, len,
 			 "ring memfd: bad layout (%u-byte pages; grant table at page %u, %u pages; "
 			 "frames from page %u of %u; file of %llu bytes)",
-			h->page_bytes, h->gnt_first, h->gnt_pages, h->frame_first, h->total_pages,
-			(unsigned long long)file_bytes);
+			 h->page_bytes, h->gnt_first, h->gnt_pages, h->frame_first, h->total_pages,
+			 (unsigned long long)file_bytes);
 		return -EINVAL;
 	}
 	*l = (struct ringshm_layout){
@@ -114,11 +114,13 @@ int ringshm_open(int fd, struct ringshm_layout *out, char *why, size_t len)
 
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals < 0) {
-		snprintf(why, len, "ring memfd: not a memfd (F_GET_SEALS: %s)", err_str(neg_errno()));
+		snprintf(why, len, "ring memfd: not a memfd (F_GET_SEALS: %s)",
+			 err_str(neg_errno()));
 		return -EINVAL;
 	}
 	if ((seals & REQUIRED_SEALS) != REQUIRED_SEALS) {
-		snprintf(why, len, "ring memfd: not sealed against shrinking and growing (seals 0x%x)",
+		snprintf(why, len,
+			 "ring memfd: not sealed against shrinking and growing (seals 0x%x)",
 			 seals);
 		return -EPERM;
 	}

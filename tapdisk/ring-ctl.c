@@ -128,10 +128,11 @@ static int arg_u32_table(struct td_ctl_call *call, const char *key, unsigned n, 
 	return 0;
 bad:
 	if (m)
-		return td_ctl_fail(call, -EINVAL,
-				   "attach-ring: '%s' must be %u arrays (one per queue) of %u grant "
-				   "references",
-				   key, n, m);
+		return td_ctl_fail(
+			call, -EINVAL,
+			"attach-ring: '%s' must be %u arrays (one per queue) of %u grant "
+			"references",
+			key, n, m);
 	return td_ctl_fail(call, -EINVAL,
 			   "attach-ring: '%s' must be %u event channel ports (one per queue)", key,
 			   n);
@@ -261,10 +262,16 @@ int td_cmd_attach_ring(struct td_ctl_call *call)
 		free(r);
 		return td_ctl_fail(call, err, "attach-ring: %s", why);
 	}
-	*r = (struct ring_fe){ .fe = { .kind = "ring", .detach = ring_detach,
-				       .describe = ring_describe, .opaque = r },
-			       .td = call->td, .blkif = blkif, .id = next_ring_id++,
-			       .kind = c.kind, .abi = c.abi, .order = c.order };
+	*r = (struct ring_fe){ .fe = { .kind = "ring",
+				       .detach = ring_detach,
+				       .describe = ring_describe,
+				       .opaque = r },
+			       .td = call->td,
+			       .blkif = blkif,
+			       .id = next_ring_id++,
+			       .kind = c.kind,
+			       .abi = c.abi,
+			       .order = c.order };
 	tapdisk_frontend_add(call->td, &r->fe);
 	result = offer_json(call->td->vbd);
 	if (!result || json_obj_set(result, "ring", json_integer((json_int_t)r->id)))

@@ -26,7 +26,7 @@ refused() { # expected-message, args...
 	out=$($BIN/tap-front "$@" 2>&1) && die "tap-front $* was accepted"
 	echo "$out" | grep -qF -- "$want" || die "tap-front $*: message was: $out"
 }
-refused "exactly one of --ctl SOCKET and --raw FILE" --rw read
+refused "exactly one of --ctl SOCKET" --rw read
 refused "invalid --rw 'sideways'" --raw "$raw" --rw sideways
 refused "invalid --ring-order '5'" --ctl x --ring-order 5
 refused "invalid --abi 'arm'" --ctl x --abi arm

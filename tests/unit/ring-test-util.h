@@ -31,6 +31,19 @@ struct rig {
 	struct tf_qstats sum;
 };
 
+static QT_UNUSED bool under_valgrind(void)
+{
+	const char *v = getenv("QTAP_VALGRIND");
+
+	return v && strcmp(v, "1") == 0;
+}
+
+/* Fewer requests under valgrind, which runs everything tens of times slower. */
+static QT_UNUSED uint64_t scaled(uint64_t ops)
+{
+	return under_valgrind() ? ops / 8 : ops;
+}
+
 static QT_UNUSED const char *disk_path(void)
 {
 	return qt_path("disk.raw");

@@ -20,18 +20,6 @@
 
 #include "ring-test-util.h"
 
-static bool under_valgrind(void)
-{
-	const char *v = getenv("QTAP_VALGRIND");
-
-	return v && strcmp(v, "1") == 0;
-}
-
-static uint64_t scaled(uint64_t ops)
-{
-	return under_valgrind() ? ops / 8 : ops;
-}
-
 static void test_two_queues_order4(void **state)
 {
 	const struct tf_conf fc = {

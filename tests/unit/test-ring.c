@@ -39,14 +39,14 @@ static void verified_run(const struct tf_conf *fc, uint64_t bs, uint64_t ops)
 					.bs = bs,
 					.depth = fc->depth,
 					.nr_queues = fc->nr_queues,
-					.ops = ops,
+					.ops = scaled(ops),
 					.verify = true,
 					.seed = 42,
 					.flush = true };
 	rig_run(&r);
 	expect_clean(&r);
 	assert_true(r.sum.verified > 0);
-	assert_int_equal(r.sum.ops, ops);
+	assert_int_equal(r.sum.ops, scaled(ops));
 	rig_close(&r);
 }
 
@@ -58,7 +58,7 @@ static void test_abi_x86_64(void **state)
 				    .max_bytes = 8192,
 				    .sub_page = true };
 
-	verified_run(&fc, 8192, 3000);
+	verified_run(&fc, 8192, 2000);
 }
 
 static void test_abi_x86_32(void **state)
@@ -69,7 +69,7 @@ static void test_abi_x86_32(void **state)
 				    .max_bytes = 8192,
 				    .sub_page = true };
 
-	verified_run(&fc, 8192, 3000);
+	verified_run(&fc, 8192, 2000);
 }
 
 static void test_abi_native_big_direct(void **state)
@@ -111,7 +111,7 @@ static void hostile_run(enum tf_hostile mode, unsigned queues, struct rig *r)
 					 .bs = 4096,
 					 .depth = 8,
 					 .nr_queues = queues,
-					 .ops = 2000,
+					 .ops = scaled(1200),
 					 .verify = true,
 					 .seed = 7,
 					 .hostile = mode };

@@ -1,28 +1,13 @@
-#!/bin/sh
 # SPDX-License-Identifier: MIT
 #
-# The blkif ring against the physical limit (make bench runs this; printed,
-# never pass/fail): tap-front through tapdisk's rings over the local
-# transport vs tap-front --raw (libaio, O_DIRECT) on the same raw file, fio
-# on it as a cross-check, for 4K random reads and writes at QD 1 and 32 and
+# Sourced by run.sh (make bench), whose $bin $dir $secs $size it uses.
+# The blkif ring against the physical limit (printed, never pass/fail):
+# tap-front through tapdisk's rings over the local transport vs tap-front
+# --raw (libaio, O_DIRECT) on the same raw file, fio on it as a cross-check, for 4K random reads and writes at QD 1 and 32 and
 # 1M sequential reads and writes at QD 8, on a raw image, a fully allocated
 # qcow2 image and a fresh one (every write allocates), with 1 queue and 2
 # (the same depth per queue, so 2 queues can double what 1 does where the
 # device is not the limit).  Ratios are to tap-front --raw.
-#
-# Env: BENCH_SECONDS per measurement (default 5), BENCH_SIZE (default 2G).
-set -eu
-top=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) ;; *) BUILD=$top/$BUILD ;; esac
-bin=$BUILD/bin
-dir=$BUILD/bench
-secs=${BENCH_SECONDS:-5}
-size=${BENCH_SIZE:-2G}
-for c in fio jq qemu-img; do
-	command -v $c >/dev/null || { echo "bench: $c is not installed (make deps)"; exit 1; }
-done
-mkdir -p "$dir"
 raw=$dir/ring-raw.img
 alloc=$dir/ring-alloc.qcow2
 fresh=$dir/ring-fresh.qcow2
@@ -36,7 +21,7 @@ stop_td() {
 	while kill -0 "$td_pid" 2>/dev/null; do sleep 0.05; done
 	td_pid=""
 }
-trap 'stop_td; rm -f "$raw" "$alloc" "$fresh"' EXIT
+trap 'stop_td' EXIT
 
 start_td() { # SPEC
 	stop_td
@@ -111,3 +96,4 @@ for spec in "randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" 
 	esac
 	stop_td
 done
+rm -f "$raw" "$alloc" "$fresh"

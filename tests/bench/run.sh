@@ -117,4 +117,4 @@ done
 rm -f "$raw" "$alloc" "$fresh" "$sock"
 
 # ---- the blkif ring ------------------------------------------------------------------
-sh "$top/tests/bench/ring.sh"
+. "$top/tests/bench/ring.sh"

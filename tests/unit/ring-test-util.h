@@ -29,6 +29,7 @@ struct rig {
 	struct tf_load_conf load;
 	struct tf_worker w[TD_BLKIF_MAX_QUEUES];
 	struct tf_qstats sum;
+	char why[256]; /* td_blkif_connect's */
 };
 
 static QT_UNUSED bool under_valgrind(void)
@@ -165,6 +166,36 @@ static QT_UNUSED void expect_clean(const struct rig *r)
 	assert_int_equal(r->sum.io_errors, 0);
 	assert_int_equal(r->sum.verify_errors, 0);
 	assert_int_equal(r->sum.hostile.unexpected, 0);
+}
+
+/* ---- one request at a time ---- */
+
+struct one {
+	struct tf_queue *q;
+	struct tf_io *io;
+	bool done;
+};
+
+static QT_UNUSED void one_done(struct tf_io *io)
+{
+	((struct one *)io->opaque)->done = true;
+}
+
+static QT_UNUSED int16_t one_request(struct tf_queue *q, uint8_t op, uint64_t offset, uint64_t len)
+{
+	struct tf_io *io = tf_queue_io(q, 0);
+	struct one o = { .q = q, .io = io };
+
+	io->op = op;
+	io->offset = offset;
+	io->len = len;
+	io->done = one_done;
+	io->opaque = &o;
+	assert_int_equal(tf_queue_submit(q, io), 0);
+	tf_queue_push(q);
+	while (!o.done)
+		assert_true(tf_queue_wait(q, 10000) >= 0);
+	return io->status;
 }
 
 #endif

@@ -30,7 +30,7 @@ static void test_two_queues_order4(void **state)
 	rig_open(&r, 2, false);
 	assert_int_equal(rig_attach(&r, &fc), 0);
 	r.load = (struct tf_load_conf){ .fill = 0,
-					.mix = TF_MIX_RW,
+					.mix = BENCH_MIXED,
 					.random = true,
 					.bs = 4096,
 					.depth = 64,
@@ -56,7 +56,7 @@ static void attach_second(struct rig *a, struct rig *b, const struct tf_conf *fc
 static void load_half(struct rig *r, unsigned half, uint64_t ops, uint64_t seed, unsigned depth)
 {
 	r->load = (struct tf_load_conf){ .fill = 0,
-					 .mix = TF_MIX_RW,
+					 .mix = BENCH_MIXED,
 					 .random = true,
 					 .bs = 8192,
 					 .depth = depth,

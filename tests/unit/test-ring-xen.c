@@ -25,17 +25,10 @@
 
 #include <cmocka.h>
 
-#include "checked.h"
-#include "qcow2-test-util.h"
+#include "ring-test-util.h"
 #include "ringshm.h"
-#include "tapdisk/blkif.h"
 #include "tapdisk/ring-xenlib.h"
-#include "tapdisk/vbd.h"
-#include "tools/tap-front/engine.h"
-#include "tools/tap-front/front.h"
-#include "tools/tap-front/load.h"
 
-#define DISK_BYTES (8ull << 20)
 #define DOMID 7
 #define PORT_BASE 40
 
@@ -256,22 +249,15 @@ static const struct td_xenlib fake_lib = {
 	.probe = f_probe,
 };
 
-/* ---- the rig ------------------------------------------------------------------ */
+/* ---- the rig: ring-test-util.h's, over the fake ---------------------------- */
 
-struct rig {
-	struct td_vbd *vbd;
-	struct td_blkif *blkif;
-	struct tf_load_conf load;
-	struct tf_worker w[2];
-	struct tf_qstats sum;
-	char why[256];
-};
-
-static void guest_new(const struct tf_conf *fc)
+/* tap-front's frontend as the guest, its memory the fake's. */
+static void guest_new(struct rig *r, const struct tf_conf *fc)
 {
 	char why[128];
 
-	assert_int_equal(tf_dev_new(fc, &fk.dev), 0);
+	assert_int_equal(tf_dev_new(fc, &r->dev), 0);
+	fk.dev = r->dev;
 	fk.memfd = tf_dev_memfd(fk.dev);
 	assert_int_equal(ringshm_open(fk.memfd, &fk.layout, why, sizeof(why)), 0);
 	fk.mem = mmap(NULL, (size_t)fk.layout.total_pages * 4096, PROT_READ | PROT_WRITE,
@@ -280,31 +266,14 @@ static void guest_new(const struct tf_conf *fc)
 	fk.table = (const struct ringshm_gnt *)(fk.mem + (size_t)fk.layout.gnt_first * 4096);
 }
 
-static void guest_free(void)
+static void xen_open(struct rig *r, const struct tf_conf *fc)
 {
-	munmap(fk.mem, (size_t)fk.layout.total_pages * 4096);
-	tf_dev_free(fk.dev);
-	fk.dev = NULL;
-}
-
-static void rig_open(struct rig *r, const struct tf_conf *fc)
-{
-	struct td_vbd_opts o = { .nr_queues = 2 };
-	char spec[PATH_MAX + 8];
-	int fd;
-
-	memset(r, 0, sizeof(*r));
-	fd = open(qt_path("disk.raw"), O_RDWR | O_CREAT | O_TRUNC, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, (off_t)DISK_BYTES), 0);
-	close(fd);
-	snprintf(spec, sizeof(spec), "raw:%s", qt_path("disk.raw"));
-	assert_int_equal(vbd_open(spec, &o, &r->vbd), 0);
-	guest_new(fc);
+	rig_open(r, 2, false);
+	guest_new(r, fc);
 	td_xenlib_set(&fake_lib);
 }
 
-static void rig_close(struct rig *r)
+static void xen_close(struct rig *r)
 {
 	td_blkif_disconnect(r->blkif);
 	r->blkif = NULL;
@@ -313,13 +282,14 @@ static void rig_close(struct rig *r)
 	assert_int_equal(fk.maps, 0);
 	assert_int_equal(fk.bound, 0);
 	td_xenlib_set(NULL);
-	guest_free();
-	vbd_close(r->vbd);
+	munmap(fk.mem, (size_t)fk.layout.total_pages * 4096);
+	fk.dev = NULL;
 	fk.fail_gnttab_open = fk.fail_evtchn_open = fk.fail_map = fk.fail_bind = fk.fail_copy = 0;
+	rig_close(r);
 }
 
 /* What tapctld would send after the xenstore handshake. */
-static int rig_connect(struct rig *r, const struct tf_conf *fc)
+static int xen_connect(struct rig *r, const struct tf_conf *fc)
 {
 	struct td_blkif_conf c;
 
@@ -330,47 +300,10 @@ static int rig_connect(struct rig *r, const struct tf_conf *fc)
 	c.nr_queues = fc->nr_queues;
 	c.domid = DOMID;
 	for (unsigned q = 0; q < fc->nr_queues; q++) {
-		memcpy(c.refs[q], tf_queue_ring_refs(tf_dev_queue(fk.dev, q)), sizeof(c.refs[q]));
+		memcpy(c.refs[q], tf_queue_ring_refs(tf_dev_queue(r->dev, q)), sizeof(c.refs[q]));
 		c.ports[q] = PORT_BASE + q;
 	}
 	return td_blkif_connect(r->vbd, &c, &r->blkif, r->why, sizeof(r->why));
-}
-
-static void *worker_thread(void *arg)
-{
-	struct tf_worker *w = arg;
-
-	if (tf_worker_run(w))
-		w->st.protocol_error = true;
-	return NULL;
-}
-
-static void rig_run(struct rig *r)
-{
-	pthread_t t[2];
-	unsigned n = r->load.nr_queues;
-
-	r->load.disk_bytes = r->load.span = DISK_BYTES;
-	for (unsigned i = 0; i < n; i++) {
-		struct tf_worker *w = &r->w[i];
-
-		*w = (struct tf_worker){ .conf = &r->load,
-					 .index = i,
-					 .eng = &tf_ring_engine,
-					 .ctx = tf_dev_queue(fk.dev, i),
-					 .ring = tf_dev_queue(fk.dev, i) };
-		assert_int_equal(tf_worker_init(w), 0);
-		if (r->load.hostile)
-			assert_int_equal(tf_hostile_start(w), 0);
-	}
-	for (unsigned i = 0; i < n; i++)
-		assert_int_equal(pthread_create(&t[i], NULL, worker_thread, &r->w[i]), 0);
-	for (unsigned i = 0; i < n; i++) {
-		pthread_join(t[i], NULL);
-		tf_hostile_stop(&r->w[i]);
-		tf_stats_add(&r->sum, &r->w[i].st);
-		tf_worker_fini(&r->w[i]);
-	}
 }
 
 /* ---- tests ------------------------------------------------------------------------ */
@@ -387,12 +320,12 @@ static void test_verified_over_fake_xen(void **state)
 				    .sub_page = true };
 	struct rig r;
 
-	rig_open(&r, &fc);
-	assert_int_equal(rig_connect(&r, &fc), 0);
+	xen_open(&r, &fc);
+	assert_int_equal(xen_connect(&r, &fc), 0);
 	assert_int_equal(fk.maps, 2);
 	assert_int_equal(fk.bound, 2);
 	r.load = (struct tf_load_conf){ .fill = 0,
-					.mix = TF_MIX_RW,
+					.mix = BENCH_MIXED,
 					.random = true,
 					.bs = 32768,
 					.depth = 8,
@@ -407,7 +340,7 @@ static void test_verified_over_fake_xen(void **state)
 	assert_int_equal(r.sum.verify_errors, 0);
 	assert_true(r.sum.verified > 0);
 	assert_true(fk.copies > 0);
-	rig_close(&r);
+	xen_close(&r);
 }
 
 /* Bad requests and bad grants over Xen: answered, never a crash. */
@@ -418,10 +351,10 @@ static void test_hostile_over_fake_xen(void **state)
 	};
 	struct rig r;
 
-	rig_open(&r, &fc);
-	assert_int_equal(rig_connect(&r, &fc), 0);
+	xen_open(&r, &fc);
+	assert_int_equal(xen_connect(&r, &fc), 0);
 	r.load = (struct tf_load_conf){ .fill = 0,
-					.mix = TF_MIX_RW,
+					.mix = BENCH_MIXED,
 					.random = true,
 					.bs = 4096,
 					.depth = 4,
@@ -434,36 +367,7 @@ static void test_hostile_over_fake_xen(void **state)
 	assert_int_equal(r.sum.hostile.unexpected, 0);
 	assert_int_equal(r.sum.verify_errors, 0);
 	assert_false(r.sum.protocol_error);
-	rig_close(&r);
-}
-
-struct one {
-	bool done;
-};
-
-static void one_done(struct tf_io *io)
-{
-	((struct one *)io->opaque)->done = true;
-}
-
-static int16_t one_read(struct tf_queue *q)
-{
-	struct tf_io *io = tf_queue_io(q, 0);
-	struct one o = { 0 };
-
-	*io = (struct tf_io){ .q = io->q,
-			      .slot = 0,
-			      .buf = io->buf,
-			      .gen = io->gen,
-			      .op = RING_OP_READ,
-			      .len = 4096,
-			      .done = one_done,
-			      .opaque = &o };
-	assert_int_equal(tf_queue_submit(q, io), 0);
-	tf_queue_push(q);
-	while (!o.done)
-		assert_true(tf_queue_wait(q, 10000) >= 0);
-	return io->status;
+	xen_close(&r);
 }
 
 /* A failing grant copy ioctl fails the request, not the ring. */
@@ -475,15 +379,15 @@ static void test_copy_failure(void **state)
 	struct tf_queue *q;
 	struct rig r;
 
-	rig_open(&r, &fc);
-	assert_int_equal(rig_connect(&r, &fc), 0);
-	q = tf_dev_queue(fk.dev, 0);
-	assert_int_equal(one_read(q), RING_RSP_OKAY);
+	xen_open(&r, &fc);
+	assert_int_equal(xen_connect(&r, &fc), 0);
+	q = tf_dev_queue(r.dev, 0);
+	assert_int_equal(one_request(q, RING_OP_READ, 0, 4096), RING_RSP_OKAY);
 	fk.fail_copy = EFAULT;
-	assert_int_equal(one_read(q), RING_RSP_ERROR);
+	assert_int_equal(one_request(q, RING_OP_READ, 0, 4096), RING_RSP_ERROR);
 	fk.fail_copy = 0;
-	assert_int_equal(one_read(q), RING_RSP_OKAY);
-	rig_close(&r);
+	assert_int_equal(one_request(q, RING_OP_READ, 0, 4096), RING_RSP_OKAY);
+	xen_close(&r);
 }
 
 /* Every failure while connecting: a reason, -errno, and nothing left open. */
@@ -494,32 +398,32 @@ static void test_connect_failures(void **state)
 	};
 	struct rig r;
 
-	rig_open(&r, &fc);
+	xen_open(&r, &fc);
 	fk.fail_gnttab_open = ENOENT;
 	fk.host = (struct td_xen_host){ .hypervisor = "", .euid = 0 };
-	assert_int_equal(rig_connect(&r, &fc), -ENOENT);
+	assert_int_equal(xen_connect(&r, &fc), -ENOENT);
 	assert_non_null(strstr(r.why, "not a Xen host"));
 	fk.fail_gnttab_open = 0;
 
 	fk.fail_evtchn_open = ENOENT;
 	fk.host = (struct td_xen_host){ .hypervisor = "xen", .proc_xen = true };
-	assert_int_equal(rig_connect(&r, &fc), -ENOENT);
+	assert_int_equal(xen_connect(&r, &fc), -ENOENT);
 	assert_non_null(strstr(r.why, "modprobe xen-evtchn"));
 	assert_int_equal(fk.open_handles, 0);
 	fk.fail_evtchn_open = 0;
 
 	fk.fail_map = EINVAL;
-	assert_int_equal(rig_connect(&r, &fc), -EINVAL);
+	assert_int_equal(xen_connect(&r, &fc), -EINVAL);
 	assert_non_null(strstr(r.why, "cannot map"));
 	assert_int_equal(fk.open_handles, 0);
 	fk.fail_map = 0;
 
 	fk.fail_bind = EINVAL; /* the second queue's maps are undone too */
-	assert_int_equal(rig_connect(&r, &fc), -EINVAL);
+	assert_int_equal(xen_connect(&r, &fc), -EINVAL);
 	assert_non_null(strstr(r.why, "event channel"));
 	assert_int_equal(fk.maps, 0);
 	assert_int_equal(fk.open_handles, 0);
-	rig_close(&r);
+	xen_close(&r);
 }
 
 static void test_explain(void **state)

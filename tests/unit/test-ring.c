@@ -34,7 +34,7 @@ static void verified_run(const struct tf_conf *fc, uint64_t bs, uint64_t ops)
 	rig_open(&r, fc->nr_queues, false);
 	assert_int_equal(rig_attach(&r, fc), 0);
 	r.load = (struct tf_load_conf){ .fill = 0,
-					.mix = TF_MIX_RW,
+					.mix = BENCH_MIXED,
 					.random = true,
 					.bs = bs,
 					.depth = fc->depth,
@@ -106,7 +106,7 @@ static void hostile_run(enum tf_hostile mode, unsigned queues, struct rig *r)
 	rig_open(r, queues, false);
 	assert_int_equal(rig_attach(r, &fc), 0);
 	r->load = (struct tf_load_conf){ .fill = 0,
-					 .mix = TF_MIX_RW,
+					 .mix = BENCH_MIXED,
 					 .random = true,
 					 .bs = 4096,
 					 .depth = 8,
@@ -183,34 +183,6 @@ static void test_hostile_change(void **state)
 }
 
 /* ---- single requests ---------------------------------------------------------- */
-
-struct one {
-	struct tf_queue *q;
-	struct tf_io *io;
-	bool done;
-};
-
-static void one_done(struct tf_io *io)
-{
-	((struct one *)io->opaque)->done = true;
-}
-
-static int16_t one_request(struct tf_queue *q, uint8_t op, uint64_t offset, uint64_t len)
-{
-	struct tf_io *io = tf_queue_io(q, 0);
-	struct one o = { .q = q, .io = io };
-
-	io->op = op;
-	io->offset = offset;
-	io->len = len;
-	io->done = one_done;
-	io->opaque = &o;
-	assert_int_equal(tf_queue_submit(q, io), 0);
-	tf_queue_push(q);
-	while (!o.done)
-		assert_true(tf_queue_wait(q, 10000) >= 0);
-	return io->status;
-}
 
 static void test_readonly_and_discard(void **state)
 {

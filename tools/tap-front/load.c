@@ -65,11 +65,11 @@ static uint64_t pick_pos(struct tf_worker *w)
 static uint8_t pick_op(struct tf_worker *w)
 {
 	switch (w->conf->mix) {
-	case TF_MIX_READ:
+	case BENCH_READ:
 		return RING_OP_READ;
-	case TF_MIX_WRITE:
+	case BENCH_WRITE:
 		return RING_OP_WRITE;
-	case TF_MIX_RW:
+	case BENCH_MIXED:
 		break;
 	}
 	return bench_rand(&w->rng) & 1 ? RING_OP_READ : RING_OP_WRITE;

@@ -20,12 +20,6 @@
 #include "front.h"
 #include "tools/tap-img/bench.h"
 
-enum tf_mix {
-	TF_MIX_READ,
-	TF_MIX_WRITE,
-	TF_MIX_RW, /* half and half */
-};
-
 /* change requests write only here, after the span: what the tests check. */
 #define TF_CHANGE_RESERVE_BYTES (1024 * 1024)
 
@@ -42,7 +36,7 @@ enum tf_hostile {
 };
 
 struct tf_load_conf {
-	enum tf_mix mix;
+	enum bench_mix mix; /* BENCH_MIXED: half reads, half writes */
 	bool random;
 	uint64_t bs;
 	unsigned depth;
@@ -153,6 +147,5 @@ int tf_hostile_parse(const char *name, enum tf_hostile *out);
 void tf_stats_add(struct tf_qstats *sum, const struct tf_qstats *q);
 int tf_report(const struct tf_load_conf *conf, const char *engine, const struct tf_qstats *sum,
 	      bool json);
-const char *tf_mix_name(const struct tf_load_conf *conf);
 
 #endif

@@ -114,7 +114,7 @@ static void usage(FILE *f)
 		"                   handshake with tapctld's Xen backend, the rings on the local\n"
 		"                   transport (tapctld at -S SOCKET; XENSTORED_PATH for xenstore)\n"
 		"  --raw FILE       the physical-limit baseline: the load on FILE directly\n"
-		"  --rw MODE        read|write|randread|randwrite|randrw (default randread)\n"
+		"  --rw MODE        read|write|rw|randread|randwrite|randrw (default randread)\n"
 		"  --bs SIZE        bytes per request, a multiple of 512 (default 4k)\n"
 		"  --qd N           requests in flight per queue (default 1)\n"
 		"  --runtime SECS   run this long (default %.0f)\n"
@@ -156,24 +156,9 @@ static int parse_num(const char *opt, const char *s, bool suffixes, uint64_t min
 
 static int parse_rw(struct tf_load_conf *c, const char *s)
 {
-	static const struct {
-		const char *name;
-		enum tf_mix mix;
-		bool random;
-	} modes[] = {
-		{ "read", TF_MIX_READ, false },	   { "write", TF_MIX_WRITE, false },
-		{ "randread", TF_MIX_READ, true }, { "randwrite", TF_MIX_WRITE, true },
-		{ "randrw", TF_MIX_RW, true },
-	};
-
-	for (unsigned i = 0; i < ARRAY_SIZE(modes); i++) {
-		if (strcmp(s, modes[i].name) == 0) {
-			c->mix = modes[i].mix;
-			c->random = modes[i].random;
-			return 0;
-		}
-	}
-	return bad_value("--rw", s, "read, write, randread, randwrite or randrw");
+	if (bench_parse_rw(s, &c->mix, &c->random) == 0)
+		return 0;
+	return bad_value("--rw", s, "read, write, rw, randread, randwrite or randrw");
 }
 
 static int parse_seconds(const char *s, uint64_t *ns)
@@ -326,7 +311,7 @@ static int parse_args(int argc, char **argv, struct tf_opts *o)
 	int opt;
 
 	*o = (struct tf_opts){
-		.load = { .mix = TF_MIX_READ,
+		.load = { .mix = BENCH_READ,
 			  .random = true,
 			  .bs = 4096,
 			  .depth = 1,
@@ -544,7 +529,7 @@ static int check_offer(const struct tf_opts *o, const struct tf_disk *d)
 			o->load.bs, d->sector_size);
 		return -EINVAL;
 	}
-	if ((d->info & RING_INFO_READONLY) && o->load.mix != TF_MIX_READ) {
+	if ((d->info & RING_INFO_READONLY) && o->load.mix != BENCH_READ) {
 		fprintf(stderr, "tap-front: the disk is read-only\n");
 		return -EROFS;
 	}

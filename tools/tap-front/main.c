@@ -98,7 +98,8 @@ static const struct option long_opts[] = {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: tap-front (--ctl SOCKET | -m MINOR [-S TAPCTLD_SOCKET] | --raw FILE)\n"
+		"Usage: tap-front (--ctl SOCKET | -m MINOR [-S TAPCTLD_SOCKET] | --xenstore DIR\n"
+		"                  [-S TAPCTLD_SOCKET] | --raw FILE)\n"
 		"         [--rw MODE] [--bs SIZE] [--qd N]\n"
 		"         [--runtime SECONDS | --ops N] [--queues N] [--ring-order N]\n"
 		"         [--abi native|x86_32|x86_64] [--indirect N] [--offset SIZE]\n"

@@ -174,6 +174,7 @@ static void finish(struct td_ring *r, struct td_ring_req *req, int err)
 	req->next = r->free_reqs;
 	r->free_reqs = req;
 	r->inflight--;
+	__atomic_store_n(&r->stats.inflight, r->inflight, __ATOMIC_RELAXED);
 }
 
 static void start(struct td_ring *r, struct td_ring_req *req)
@@ -265,6 +266,7 @@ void td_ring_io_take(struct td_ring *r, const struct td_ring_msg *m)
 	req->treq.iov = req->iov;
 	req->treq.iovcnt = 0; /* set by take_pages */
 	r->inflight++;
+	__atomic_store_n(&r->stats.inflight, r->inflight, __ATOMIC_RELAXED);
 	if (!r->wait_head && req->nr_segs <= r->nr_free_pages) {
 		start(r, req);
 		return;

@@ -13,7 +13,7 @@
 . "$(dirname "$0")/ring-functions.sh"
 requires qemu-img qemu-io
 
-ops=$(scaled 3000)
+ops=$(scaled 2000)
 base=$(mktmp base.raw)
 img=$(mktmp vm.qcow2)
 raw=$(mktmp plain.raw)

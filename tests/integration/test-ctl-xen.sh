@@ -64,7 +64,7 @@ hotplug() { # be spec
 			sh "$TOP/tools/hotplug/block-tap" add || die "block-tap add failed"
 	else
 		_m=$($TAPCTL create -a "$2")
-		_ctl=$($TAPCTL list --json | jq -r ".disks[] | select(.minor == $_m) | .ctl")
+		_ctl=$($TAPCTL_Q list --json | jq -r ".disks[] | select(.minor == $_m) | .ctl")
 		put "$1" qtap-minor "$_m" physical-device-path "$_ctl" hotplug-status connected
 	fi
 }
@@ -80,7 +80,7 @@ wait_key "$BE/state" 2
 [ -n "$(get "$BE/multi-queue-max-queues")" ] || die "no multi-queue-max-queues"
 [ "$(get "$BE/feature-max-indirect-segments")" = 256 ] || die "feature-max-indirect-segments"
 minor=$(get "$BE/qtap-minor")
-$TAPCTL list | grep -q "^$minor .*xen=vbd3/5/51712 InitWait" || die "list: $($TAPCTL list)"
+$TAPCTL_Q list | grep -q "^$minor .*xen=vbd3/5/51712 InitWait" || die "list: $($TAPCTL list)"
 
 # A second device whose frontend writes garbage: error state, clear message.
 toolstack_add "$BE2" "$FE2" 6 "aio:$TEST_DIR/other.raw"
@@ -115,7 +115,7 @@ if [ -x "$BIN/tap-front" ] && tapdisk_has attach-ring; then
 	[ "$(get "$BE/feature-flush-cache")" = 1 ] || die "feature-flush-cache"
 	[ "$(get "$FE/ring-ref")" != "" ] || die "the frontend wrote no ring-ref"
 	# (the load may be over and the device closing by now)
-	$TAPCTL list | grep -q "^$minor .*xen=vbd3/5/51712 " || die "list: $($TAPCTL list)"
+	$TAPCTL_Q list | grep -q "^$minor .*xen=vbd3/5/51712 " || die "list: $($TAPCTL list)"
 	wait "$front" || die "the load through the Xen handshake failed: $(cat front.txt)"
 	grep -q "0 wrong" front.txt || die "no verification: $(cat front.txt)"
 	[ "$(get "$BE/state")" = 6 ] || die "after the frontend closed the backend is $(get "$BE/state")"
@@ -144,7 +144,7 @@ for be in "$BE" "$BE2"; do
 	fi
 	xenstore-rm "$be"
 done
-[ "$($TAPCTL list --json | jq '.disks | length')" = 0 ] || die "disks left: $($TAPCTL list)"
+[ "$($TAPCTL_Q list --json | jq '.disks | length')" = 0 ] || die "disks left: $($TAPCTL list)"
 stop_tapctld
 qemu-img check -q vm.qcow2 || die "vm.qcow2 does not check clean"
 echo "Xen backend handshake: ok"

@@ -58,6 +58,13 @@ static void conn_destroy(struct nbds_conn *c)
 	struct nbds_qctx *qc = c->qc;
 
 	log_dbg(LOG_F_NBD, "nbd %s: disconnected", c->peer);
+	if (c->flush_queued) {
+		struct nbds_conn **pp = &qc->flush;
+
+		while (*pp != c)
+			pp = &(*pp)->flush_next;
+		*pp = c->flush_next;
+	}
 	evloop_watch_del(&c->watch);
 	evloop_timer_cancel(&c->hs_timer);
 	if (c->prev)

@@ -11,6 +11,7 @@
  * contexts); O_DIRECT preadv/pwritev on one fd from several rings needs no
  * per-fd state, and one open file keeps one set of OFD locks.
  */
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,6 +76,8 @@ int vbd_call_queues(struct td_vbd *vbd, struct td_queue *only,
 	for (i = 0; i < n; i++) {
 		struct td_qcall *c = &calls[i];
 
+		/* from its own thread this would wait for itself forever */
+		assert(!pthread_equal(pthread_self(), vbd->queues[first + i].thread));
 		*c = (struct td_qcall){
 			.q = &vbd->queues[first + i], .fn = fn, .opaque = opaque, .w = &w
 		};

@@ -26,6 +26,7 @@ size=$size
 offset_increment=8M
 verify=crc32c
 verify_fatal=1
+verify_state_save=0
 iodepth=16
 [rand4k]
 rw=randwrite

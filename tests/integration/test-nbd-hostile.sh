@@ -14,7 +14,7 @@
 . "$(dirname "$0")/nbd-lib.sh"
 requires qemu-img qemu-io python3
 
-HOSTILE="python3 $TOP/tests/integration/nbd-hostile.py"
+HOSTILE="$PYTHON $TOP/tests/integration/nbd-hostile.py"
 img=$(mktmp vm.qcow2)
 sock=$(mktmp nbd.sock)
 slow_out=$(mktmp slow.out)

@@ -138,6 +138,28 @@ static int run_stop(void *opaque)
 	return 0;
 }
 
+/* The image was resized while paused: the file follows (on rq, its owner). */
+static int run_resize(void *opaque)
+{
+	struct tdfuse *f = opaque;
+
+	f->size_bytes = f->new_size;
+	f->st.st_size = (off_t)f->new_size;
+	f->st.st_blocks = (blkcnt_t)(f->new_size / 512);
+	/* the kernel's cached attributes (a second's worth) are stale now */
+	fuse_lowlevel_notify_inval_inode(f->se, FUSE_ROOT_ID, -1, 0);
+	return 0;
+}
+
+static void on_resize(struct td_resize_notifier *n, uint64_t old_size, uint64_t new_size)
+{
+	struct tdfuse *f = n->opaque;
+
+	f->new_size = ALIGN_DOWN(new_size, (uint64_t)f->block_bytes);
+	td_queue_run(f->rq, run_resize, f);
+	log_info("fuse %s: now %llu bytes", f->path, (unsigned long long)f->new_size);
+}
+
 /* ---- mounting ------------------------------------------------------------------- */
 
 /* The mount point: a regular file, created (0600) when it does not exist. */
@@ -176,6 +198,7 @@ static int session_start(struct tdfuse *f)
 	snprintf(opts, sizeof(opts), "max_read=%u,fsname=qtap,subtype=tapdisk%s", TDFUSE_MAX_IO,
 		 geteuid() == 0 ? ",allow_other,default_permissions" : "");
 	f->se = fuse_session_new(&args, &tdfuse_ops, sizeof(tdfuse_ops), f);
+	fuse_opt_free_args(&args); /* libfuse may have copied them */
 	if (!f->se) {
 		log_err("fuse %s: cannot create the FUSE session", f->path);
 		return -EIO;
@@ -301,6 +324,8 @@ int tdfuse_new(struct td_vbd *vbd, const struct tdfuse_config *cfg, struct tdfus
 		tdfuse_free(f);
 		return err;
 	}
+	f->resize = (struct td_resize_notifier){ .fn = on_resize, .opaque = f };
+	vbd_resize_notifier_add(vbd, &f->resize);
 	log_info("fuse: the image is the file %s", f->path);
 	*out = f;
 	return 0;
@@ -310,6 +335,8 @@ void tdfuse_free(struct tdfuse *f)
 {
 	if (!f)
 		return;
+	if (f->resize.fn)
+		vbd_resize_notifier_del(f->vbd, &f->resize);
 	if (f->se) {
 		td_queue_run(f->rq, run_stop, f);
 		pthread_mutex_lock(&f->lock);

@@ -78,6 +78,8 @@ struct tdfuse {
 	unsigned nr_queues;
 	unsigned next_queue; /* round robin, on rq */
 	struct stat st;	     /* the file's attributes (rq only) */
+	struct td_resize_notifier resize;
+	uint64_t new_size;
 
 	pthread_mutex_t lock; /* the pool, blocked, stopping */
 	pthread_cond_t cond;

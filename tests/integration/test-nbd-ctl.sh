@@ -6,7 +6,9 @@
 # default export both reach it, another name does not), info lists both
 # frontends, fuse-add shows the same bytes as the NBD export, nbd-remove
 # and fuse-remove take them away again while the image stays open; a
-# second nbd-add with other settings is refused.
+# second nbd-add with other settings is refused; a read sent while the
+# image is paused is served after resume, and after a resize while paused
+# new connections and the FUSE file have the new size.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/nbd-lib.sh"
 requires qemu-img qemu-io nbdinfo python3 jq
@@ -50,10 +52,27 @@ if [ -c /dev/fuse ] && $CTL "$ctl" fuse-add "{\"path\": \"$file\"}" >/dev/null; 
 		die "the FUSE file does not show what was written over NBD"
 	$CTL "$ctl" info | jq -e '[.result.frontends[].kind] | sort == ["fuse", "nbd"]' \
 		>/dev/null || die "info does not list both frontends"
-	$CTL "$ctl" fuse-remove "{\"path\": \"$file\"}" >/dev/null || die "fuse-remove failed"
-	grep -q " $file fuse" /proc/self/mounts && die "fuse-remove left the mount"
+	fuse=1
 else
 	echo "SKIP: FUSE part (no /dev/fuse or mounting not permitted)"
+	fuse=0
+fi
+
+# Paused: a read waits, qemu-img may resize; resumed: the read is served,
+# new NBD connections and the FUSE file see the new size.
+$CTL "$ctl" pause >/dev/null || die "pause failed"
+qemu-io -f raw -r -c 'read -P 0x3c 512k 64k' "nbd+unix:///?socket=$sock" >"$TEST_DIR/paused.out" 2>&1 &
+qio=$!
+qemu-img resize -q "$img" 48M || die "qemu-img resize while paused failed"
+$CTL "$ctl" resume >/dev/null || die "resume failed"
+wait "$qio" || die "the read sent while paused failed: $(cat "$TEST_DIR/paused.out")"
+grep -q 'read 65536/65536' "$TEST_DIR/paused.out" || die "paused read: $(cat "$TEST_DIR/paused.out")"
+[ "$(nbdinfo --size "nbd+unix:///?socket=$sock")" = 50331648 ] || die "NBD does not show the new size"
+
+if [ "$fuse" = 1 ]; then
+	[ "$(stat -c %s "$file")" = 50331648 ] || die "the FUSE file does not show the new size"
+	$CTL "$ctl" fuse-remove "{\"path\": \"$file\"}" >/dev/null || die "fuse-remove failed"
+	grep -q " $file fuse" /proc/self/mounts && die "fuse-remove left the mount"
 fi
 
 $CTL "$ctl" info | jq -e ".result.frontends[0].kind == \"nbd\" and

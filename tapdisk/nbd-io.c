@@ -102,9 +102,9 @@ static void reply_read_sparse(struct nbds_slot *s, uint8_t *data)
 		uint16_t flags = i + 1 == nr ? NBDP_REPLY_FLAG_DONE : 0;
 		uint8_t *h = s->hdr[i];
 
-		nbdp_put64(h + NBDP_CHUNK_HDR_BYTES, s->r.offset + runs[i].off);
+		put_be64(h + NBDP_CHUNK_HDR_BYTES, s->r.offset + runs[i].off);
 		if (runs[i].zero) {
-			nbdp_put32(h + NBDP_CHUNK_HDR_BYTES + 8, runs[i].len);
+			put_be32(h + NBDP_CHUNK_HDR_BYTES + 8, runs[i].len);
 			chunk(s, h, flags, NBDP_REPLY_TYPE_OFFSET_HOLE, 12,
 			      NBDP_CHUNK_HDR_BYTES + 12);
 		} else {
@@ -128,7 +128,7 @@ static void reply_read(struct nbds_slot *s)
 		chunk(s, s->hdr[0], NBDP_REPLY_FLAG_DONE, NBDP_REPLY_TYPE_NONE, 0,
 		      NBDP_CHUNK_HDR_BYTES);
 	} else if (s->r.flags & NBDP_CMD_FLAG_DF) {
-		nbdp_put64(s->hdr[0] + NBDP_CHUNK_HDR_BYTES, s->r.offset);
+		put_be64(s->hdr[0] + NBDP_CHUNK_HDR_BYTES, s->r.offset);
 		chunk(s, s->hdr[0], NBDP_REPLY_FLAG_DONE, NBDP_REPLY_TYPE_OFFSET_DATA, 8 + s->r.len,
 		      NBDP_CHUNK_HDR_BYTES + 8);
 	} else {

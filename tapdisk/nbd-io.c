@@ -153,7 +153,19 @@ static void read_done(struct td_request *req, int err)
 		reply_read(s);
 }
 
-static void flush_after_done(struct td_request *req, int err);
+/* The reply of a request without data: its result. */
+static void reply_result(struct nbds_slot *s, int err)
+{
+	if (err)
+		nbds_reply_error(s, nbdp_errno(err), NULL);
+	else
+		nbds_reply_ok(s);
+}
+
+static void flush_after_done(struct td_request *req, int err)
+{
+	reply_result(req->opaque, err);
+}
 
 static void op_done(struct td_request *req, int err)
 {
@@ -167,30 +179,12 @@ static void op_done(struct td_request *req, int err)
 		vbd_submit(s->c->q, &s->req);
 		return;
 	}
-	if (err)
-		nbds_reply_error(s, nbdp_errno(err), NULL);
-	else
-		nbds_reply_ok(s);
-}
-
-static void flush_after_done(struct td_request *req, int err)
-{
-	struct nbds_slot *s = req->opaque;
-
-	if (err)
-		nbds_reply_error(s, nbdp_errno(err), NULL);
-	else
-		nbds_reply_ok(s);
+	reply_result(s, err);
 }
 
 static void rmw_done(struct td_rmw *rmw, int err)
 {
-	struct nbds_slot *s = rmw->opaque;
-
-	if (err)
-		nbds_reply_error(s, nbdp_errno(err), NULL);
-	else
-		nbds_reply_ok(s);
+	reply_result(rmw->opaque, err);
 }
 
 /* ---- issuing ------------------------------------------------------------------ */

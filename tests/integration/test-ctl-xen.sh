@@ -145,6 +145,35 @@ for be in "$BE" "$BE2"; do
 	xenstore-rm "$be"
 done
 [ "$($TAPCTL_Q list --json | jq '.disks | length')" = 0 ] || die "disks left: $($TAPCTL list)"
+
+# script=block-tap on a stock xl: kind vbd, Linux blkback served from a loop
+# device on the disk's FUSE export (as root, where the tapdisk has FUSE).
+if [ "$(id -u)" = 0 ] && tapdisk_has fuse-add && command -v losetup >/dev/null; then
+	BE3=/local/domain/0/backend/vbd/7/51712
+	toolstack_add "$BE3" /local/domain/7/device/vbd/51712 7 "qcow2:$TEST_DIR/vm.qcow2"
+	XENBUS_PATH=$BE3 QTAP_RUN=$TEST_DIR/run QTAP_TAP_CTL=$BIN/tap-ctl \
+		sh "$TOP/tools/hotplug/block-tap" add || die "block-tap add (vbd) failed"
+	[ "$(get "$BE3/hotplug-status")" = connected ] || die "hotplug-status: $(get "$BE3/hotplug-status")"
+	loop=$(get "$BE3/physical-device-path")
+	[ -b "$loop" ] || die "physical-device-path '$loop' is not a block device"
+	[ "$(get "$BE3/physical-device")" = "$(stat -L -c '%t:%T' "$loop")" ] ||
+		die "physical-device $(get "$BE3/physical-device") is not $loop's"
+	[ "$(blockdev --getsize64 "$loop")" = 67108864 ] || die "the loop device has the wrong size"
+	dd if="$loop" of=/dev/null bs=1M count=4 iflag=direct 2>/dev/null || die "cannot read $loop"
+	XENBUS_PATH=$BE3 QTAP_RUN=$TEST_DIR/run QTAP_TAP_CTL=$BIN/tap-ctl \
+		sh "$TOP/tools/hotplug/block-tap" remove || die "block-tap remove (vbd) failed"
+	losetup -a | grep -q "$TEST_DIR/run/" && die "block-tap remove left a loop device"
+	[ "$($TAPCTL_Q list --json | jq '.disks | length')" = 0 ] || die "block-tap remove left a disk"
+else
+	echo "note: block-tap's blkback mode needs root and the FUSE export; not tested"
+fi
+# A hotplug call with bad input fails clearly, as Xen's scripts do.
+rc=0
+XENBUS_PATH=/local/domain/0/backend/vbd3/9/51712 sh "$TOP/tools/hotplug/block-tap" add \
+	2>err.txt || rc=$?
+[ "$rc" = 1 ] && grep -q "no params key" err.txt || die "block-tap with no params: $(cat err.txt)"
+[ "$(get /local/domain/0/backend/vbd3/9/51712/hotplug-status)" = error ] ||
+	die "block-tap did not write hotplug-status=error"
 stop_tapctld
 qemu-img check -q vm.qcow2 || die "vm.qcow2 does not check clean"
 echo "Xen backend handshake: ok"

@@ -34,6 +34,8 @@
 #define RING_INDIRECT_PAGES_MAX 8	/* BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST */
 #define RING_SEGS_PER_INDIRECT_PAGE 512 /* RING_PAGE_BYTES / sizeof(ring_seg) */
 #define RING_SRING_HDR_BYTES 64
+#define RING_ENTRY64_BYTES 112u /* a slot: the larger of request and response */
+#define RING_ENTRY32_BYTES 108u
 
 /* Operations (BLKIF_OP_*). */
 #define RING_OP_READ 0
@@ -152,6 +154,17 @@ struct __attribute__((packed, aligned(4))) ring_rsp32 {
 	int16_t status;
 };
 
+/* Any request of any kind and layout: a private copy of one slot. */
+union ring_req_any {
+	struct ring_req64 r64;
+	struct ring_discard64 d64;
+	struct ring_indirect64 i64;
+	struct ring_req32 r32;
+	struct ring_discard32 d32;
+	struct ring_indirect32 i32;
+	uint8_t bytes[RING_ENTRY64_BYTES];
+};
+
 /* ---- the shared ring ------------------------------------------------------ */
 
 /*
@@ -167,9 +180,6 @@ struct ring_sring {
 	uint8_t pad[RING_SRING_HDR_BYTES - 16];
 	uint8_t slots[];
 };
-
-#define RING_ENTRY64_BYTES 112u
-#define RING_ENTRY32_BYTES 108u
 
 /* The wire layout an ABI uses: true for the 4-byte-aligned x86_32 one. */
 static inline int ring_abi_is_32(enum ring_abi abi)
@@ -230,6 +240,7 @@ static_assert(RING_ENTRY64_BYTES >= sizeof(struct ring_req64) &&
 static_assert(RING_ENTRY32_BYTES >= sizeof(struct ring_req32) &&
 		      RING_ENTRY32_BYTES >= sizeof(struct ring_rsp32),
 	      "x86_32 slot");
+static_assert(sizeof(union ring_req_any) == RING_ENTRY64_BYTES, "slot copy");
 static_assert(RING_SEGS_PER_INDIRECT_PAGE * sizeof(struct ring_seg) == RING_PAGE_BYTES,
 	      "indirect page");
 

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -11,7 +12,6 @@
 
 #include "checked.h"
 #include "errors.h"
-#include "log.h"
 #include "ringshm.h"
 
 #define REQUIRED_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
@@ -71,26 +71,29 @@ fail_errno:
 	return err;
 }
 
-static int check_header(const struct ringshm_hdr *h, uint64_t file_bytes, struct ringshm_layout *l)
+static int check_header(const struct ringshm_hdr *h, uint64_t file_bytes, struct ringshm_layout *l,
+			char *why, size_t len)
 {
 	uint64_t gnt_end = (uint64_t)h->gnt_first + h->gnt_pages;
 
 	if (h->magic != RINGSHM_MAGIC || h->version != RINGSHM_VERSION ||
 	    h->hdr_bytes != sizeof(*h)) {
-		log_err("ring memfd: magic 0x%016llx, version %u, %u-byte header; this tapdisk "
-			"speaks version %u with a %zu-byte header",
-			(unsigned long long)h->magic, h->version, h->hdr_bytes, RINGSHM_VERSION,
-			sizeof(*h));
+		snprintf(why, len,
+			 "ring memfd: magic 0x%016llx, version %u, %u-byte header; this tapdisk "
+			 "speaks version %u with a %zu-byte header",
+			 (unsigned long long)h->magic, h->version, h->hdr_bytes, RINGSHM_VERSION,
+			 sizeof(*h));
 		return -EINVAL;
 	}
 	if (h->page_bytes != RINGSHM_PAGE_BYTES || h->total_pages > RINGSHM_MAX_PAGES ||
 	    h->gnt_first == 0 || h->gnt_pages == 0 || gnt_end > h->frame_first ||
 	    h->frame_first >= h->total_pages ||
 	    (uint64_t)h->total_pages * RINGSHM_PAGE_BYTES > file_bytes) {
-		log_err("ring memfd: bad layout (%u-byte pages; grant table at page %u, %u pages; "
-			"frames from page %u of %u; file of %llu bytes)",
-			h->page_bytes, h->gnt_first, h->gnt_pages, h->frame_first, h->total_pages,
-			(unsigned long long)file_bytes);
+		snprintf(why, len,
+			 "ring memfd: bad layout (%u-byte pages; grant table at page %u, %u pages; "
+			 "frames from page %u of %u; file of %llu bytes)",
+			 h->page_bytes, h->gnt_first, h->gnt_pages, h->frame_first, h->total_pages,
+			 (unsigned long long)file_bytes);
 		return -EINVAL;
 	}
 	*l = (struct ringshm_layout){
@@ -102,7 +105,7 @@ static int check_header(const struct ringshm_hdr *h, uint64_t file_bytes, struct
 	return 0;
 }
 
-int ringshm_open(int fd, struct ringshm_layout *out)
+int ringshm_open(int fd, struct ringshm_layout *out, char *why, size_t len)
 {
 	struct ringshm_hdr h;
 	struct stat st;
@@ -111,21 +114,26 @@ int ringshm_open(int fd, struct ringshm_layout *out)
 
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals < 0) {
-		log_err("ring memfd: not a memfd (F_GET_SEALS: %m)");
+		snprintf(why, len, "ring memfd: not a memfd (F_GET_SEALS: %s)",
+			 err_str(neg_errno()));
 		return -EINVAL;
 	}
 	if ((seals & REQUIRED_SEALS) != REQUIRED_SEALS) {
-		log_err("ring memfd: not sealed against shrinking and growing (seals 0x%x)", seals);
+		snprintf(why, len,
+			 "ring memfd: not sealed against shrinking and growing (seals 0x%x)",
+			 seals);
 		return -EPERM;
 	}
-	if (fstat(fd, &st) < 0)
-		return neg_errno();
-	n = pread(fd, &h, sizeof(h), 0); /* the one read of the header */
-	if (n != (ssize_t)sizeof(h)) {
-		log_err("ring memfd: cannot read its header");
+	if (fstat(fd, &st) < 0) {
+		snprintf(why, len, "ring memfd: fstat: %s", err_str(neg_errno()));
 		return -EINVAL;
 	}
-	return check_header(&h, (uint64_t)st.st_size, out);
+	n = pread(fd, &h, sizeof(h), 0); /* the one read of the header */
+	if (n != (ssize_t)sizeof(h)) {
+		snprintf(why, len, "ring memfd: cannot read its header");
+		return -EINVAL;
+	}
+	return check_header(&h, (uint64_t)st.st_size, out, why, len);
 }
 
 int ringshm_lookup(const struct ringshm_gnt *table, const struct ringshm_layout *l, uint32_t ref,

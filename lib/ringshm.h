@@ -83,9 +83,10 @@ int ringshm_create(uint32_t nr_grefs, uint32_t nr_frames, int *fd, struct ringsh
 /*
  * ringshm_open - backend side: check that @fd is a sealed memfd whose
  * header (read once) describes a layout that fits its size.  0 and
- * @out, or -EINVAL/-EPERM (unsealed) with the reason logged.
+ * @out, or -EINVAL/-EPERM (unsealed) with the reason in @why (@len bytes)
+ * for the caller to report.
  */
-int ringshm_open(int fd, struct ringshm_layout *out);
+int ringshm_open(int fd, struct ringshm_layout *out, char *why, size_t len);
 
 /*
  * ringshm_lookup - resolve grant @ref of the table at @table for an access

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "checked.h"
+#include "errors.h"
 #include "log.h"
 #include "tapdisk/blkif.h"
 #include "tapdisk/ring-transport.h"
@@ -69,71 +70,68 @@ void td_blkif_conf_close(struct td_blkif_conf *c)
 	}
 }
 
-static int refuse(char *why, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int refuse(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-	log_err("ring: attach refused: %s", why);
-	return -EINVAL;
-}
-
 static int check_conf(struct td_vbd *vbd, const struct td_blkif_conf *c, char *why, size_t len)
 {
 	struct td_blkif_offer offer;
 
 	td_blkif_offer(vbd, &offer);
 	if (c->order > offer.max_ring_order)
-		return refuse(why, len, "ring-page-order %u is over the maximum %u", c->order,
-			      offer.max_ring_order);
+		return td_ring_why(
+			why, len, -EINVAL,
+			"ring: attach refused: ring-page-order %u is over the maximum %u", c->order,
+			offer.max_ring_order);
 	if (c->nr_queues == 0 || c->nr_queues > offer.max_queues)
-		return refuse(why, len, "%u queues asked for; this tapdisk serves 1 to %u",
-			      c->nr_queues, offer.max_queues);
+		return td_ring_why(
+			why, len, -EINVAL,
+			"ring: attach refused: %u queues asked for; this tapdisk serves 1 to %u",
+			c->nr_queues, offer.max_queues);
 	if (c->abi != RING_ABI_NATIVE && c->abi != RING_ABI_X86_32 && c->abi != RING_ABI_X86_64)
-		return refuse(why, len, "unknown protocol");
+		return td_ring_why(why, len, -EINVAL, "ring: attach refused: unknown protocol");
 	if (c->kind == TD_BLKIF_LOCAL && c->memfd < 0)
-		return refuse(why, len, "the local transport needs the ring memfd");
+		return td_ring_why(
+			why, len, -EINVAL,
+			"ring: attach refused: the local transport needs the ring memfd");
 	for (unsigned q = 0; c->kind == TD_BLKIF_LOCAL && q < c->nr_queues; q++)
 		if (c->kick_fds[q] < 0 || c->irq_fds[q] < 0)
-			return refuse(why, len, "queue %u has no event fds", q);
+			return td_ring_why(why, len, -EINVAL,
+					   "ring: attach refused: queue %u has no event fds", q);
 	return 0;
 }
 
 /* ---- rings ---------------------------------------------------------------- */
 
 static int make_transport(struct td_blkif *b, struct td_blkif_conf *c, unsigned q,
-			  struct td_transport **t)
+			  struct td_transport **t, char *why, size_t len)
 {
 	unsigned pages = 1u << c->order;
 	unsigned max_segs = MAX(TD_RING_MAX_INDIRECT_SEGS, RING_INDIRECT_PAGES_MAX);
 
 	if (c->kind == TD_BLKIF_XEN)
-		return td_transport_xen_new(c->domid, c->refs[q], pages, c->ports[q], max_segs, t);
+		return td_transport_xen_new(c->domid, c->refs[q], pages, c->ports[q], max_segs, t,
+					    why, len);
 	return td_transport_local_new(b->mem, c->refs[q], pages, c->kick_fds[q], c->irq_fds[q],
-				      max_segs, t);
+				      max_segs, t, why, len);
 }
 
-static int add_ring(struct td_blkif *b, struct td_blkif_conf *c, unsigned q)
+static int add_ring(struct td_blkif *b, struct td_blkif_conf *c, unsigned q, char *why, size_t len)
 {
 	const struct td_ring_opts opts = { .abi = c->abi,
 					   .max_indirect_segs = TD_RING_MAX_INDIRECT_SEGS };
 	struct td_transport *t;
-	int err = make_transport(b, c, q, &t);
+	int err = make_transport(b, c, q, &t, why, len);
 
 	c->kick_fds[q] = c->irq_fds[q] = -1; /* the transport has them now */
 	if (err)
 		return err;
 	err = td_ring_new(b->vbd, vbd_queue(b->vbd, q), t, &opts, &b->rings[q]);
 	if (err)
-		return err;
+		return td_ring_why(why, len, err, "ring: queue %u: cannot set up its ring: %s", q,
+				   err_str(err));
 	b->nr_queues = q + 1;
 	err = td_ring_start(b->rings[q]);
 	b->started[q] = err == 0;
+	if (err)
+		td_ring_why(why, len, err, "ring: queue %u: cannot start: %s", q, err_str(err));
 	return err;
 }
 
@@ -163,22 +161,21 @@ int td_blkif_connect(struct td_vbd *vbd, struct td_blkif_conf *c, struct td_blki
 
 	if (err)
 		goto fail_conf;
-	err = -ENOMEM;
 	b = calloc(1, sizeof(*b));
-	if (!b)
+	if (!b) {
+		err = -ENOMEM;
 		goto fail_conf;
+	}
 	b->vbd = vbd;
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->cond, NULL);
 	if (c->kind == TD_BLKIF_LOCAL) {
-		err = td_local_mem_open(c->memfd, &b->mem);
+		err = td_local_mem_open(c->memfd, &b->mem, why, why_len);
 		c->memfd = -1;
 	}
 	for (unsigned q = 0; !err && q < c->nr_queues; q++)
-		err = add_ring(b, c, q);
+		err = add_ring(b, c, q, why, why_len);
 	if (err) {
-		snprintf(why, why_len, "cannot set up the rings: %s (see tapdisk's log)",
-			 strerror(-err));
 		td_blkif_disconnect(b);
 		goto fail_conf;
 	}

@@ -128,10 +128,11 @@ static int arg_u32_table(struct td_ctl_call *call, const char *key, unsigned n, 
 	return 0;
 bad:
 	if (m)
-		return td_ctl_fail(call, -EINVAL,
-				   "attach-ring: '%s' must be %u arrays (one per queue) of %u grant "
-				   "references",
-				   key, n, m);
+		return td_ctl_fail(
+			call, -EINVAL,
+			"attach-ring: '%s' must be %u arrays (one per queue) of %u grant "
+			"references",
+			key, n, m);
 	return td_ctl_fail(call, -EINVAL,
 			   "attach-ring: '%s' must be %u event channel ports (one per queue)", key,
 			   n);
@@ -207,11 +208,12 @@ static json_t *ring_stats_json(struct td_ring *ring)
 	struct td_ring_stats s;
 
 	td_ring_get_stats(ring, &s);
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "requests",
-			 (json_int_t)s.requests, "errors", (json_int_t)s.errors, "bad_requests",
-			 (json_int_t)s.bad_requests, "kicks", (json_int_t)s.kicks, "spurious",
-			 (json_int_t)s.spurious, "storms", (json_int_t)s.storms, "notifies",
-			 (json_int_t)s.notifies, "halted", s.halted);
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "inflight",
+			 (json_int_t)s.inflight, "requests", (json_int_t)s.requests, "errors",
+			 (json_int_t)s.errors, "bad_requests", (json_int_t)s.bad_requests, "kicks",
+			 (json_int_t)s.kicks, "spurious", (json_int_t)s.spurious, "storms",
+			 (json_int_t)s.storms, "notifies", (json_int_t)s.notifies, "halted",
+			 s.halted);
 }
 
 static int ring_describe(struct td_frontend *fe, json_t *obj)
@@ -261,10 +263,16 @@ int td_cmd_attach_ring(struct td_ctl_call *call)
 		free(r);
 		return td_ctl_fail(call, err, "attach-ring: %s", why);
 	}
-	*r = (struct ring_fe){ .fe = { .kind = "ring", .detach = ring_detach,
-				       .describe = ring_describe, .opaque = r },
-			       .td = call->td, .blkif = blkif, .id = next_ring_id++,
-			       .kind = c.kind, .abi = c.abi, .order = c.order };
+	*r = (struct ring_fe){ .fe = { .kind = "ring",
+				       .detach = ring_detach,
+				       .describe = ring_describe,
+				       .opaque = r },
+			       .td = call->td,
+			       .blkif = blkif,
+			       .id = next_ring_id++,
+			       .kind = c.kind,
+			       .abi = c.abi,
+			       .order = c.order };
 	tapdisk_frontend_add(call->td, &r->fe);
 	result = offer_json(call->td->vbd);
 	if (!result || json_obj_set(result, "ring", json_integer((json_int_t)r->id)))
@@ -275,6 +283,27 @@ int td_cmd_attach_ring(struct td_ctl_call *call)
 }
 
 /* ---- detach-ring ------------------------------------------------------------ */
+
+/*
+ * Detaching waits for the requests taken to be answered; those of a paused
+ * disk wait for `resume`, which this control thread could then never run.
+ * Refuse instead, as Linux blkback refuses to disconnect with I/O in flight.
+ */
+static bool waiting_in_pause(struct tapdisk *td, struct ring_fe *r)
+{
+	struct td_vbd_info info;
+	struct td_ring_stats st;
+
+	vbd_get_info(td->vbd, &info);
+	if (!info.paused)
+		return false;
+	for (unsigned q = 0; q < td_blkif_nr_queues(r->blkif); q++) {
+		td_ring_get_stats(td_blkif_ring(r->blkif, q), &st);
+		if (st.inflight)
+			return true;
+	}
+	return false;
+}
 
 int td_cmd_detach_ring(struct td_ctl_call *call)
 {
@@ -288,6 +317,12 @@ int td_cmd_detach_ring(struct td_ctl_call *call)
 
 		if (fe->detach != ring_detach || r->id != id)
 			continue;
+		if (waiting_in_pause(call->td, r))
+			return td_ctl_fail(
+				call, -EBUSY,
+				"detach-ring: ring %llu has requests waiting in the paused "
+				"disk; resume it first",
+				(unsigned long long)id);
 		tapdisk_frontend_del(call->td, fe);
 		ring_detach(fe);
 		return 0;

@@ -23,6 +23,8 @@ struct td_ring_req {
 	uint16_t nr_segs;
 	struct ring_seg *segs; /* ring->segs + index * max_segs */
 	struct iovec *iov;     /* ring->iovs + index * max_segs */
+	unsigned iovcnt;       /* adjacent full pages merge into one iovec */
+	uint8_t **pages;       /* ring->page_ptrs + index * max_segs: segment i's page */
 };
 
 struct td_ring {
@@ -49,6 +51,7 @@ struct td_ring {
 	unsigned inflight;			   /* taken and not answered */
 	struct ring_seg *segs;
 	struct iovec *iovs;
+	uint8_t **page_ptrs;
 
 	/* data pages */
 	uint8_t *pool;

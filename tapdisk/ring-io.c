@@ -8,7 +8,11 @@
  * Each segment gets a page of its own, its sectors at the same place in
  * the page as in the guest's frame, so one copy segment moves one blkif
  * segment; full-page segments (what Linux sends) give page-aligned buffers
- * for O_DIRECT.  When the pool runs dry, requests wait in ring order, and
+ * for O_DIRECT.  The free pages are a stack handed out lowest address
+ * first and given back in the same order, so a request usually gets a run
+ * of adjacent pages (the pages a request of its size just gave back), and
+ * adjacent full pages go to the vbd as one iovec: a 1 MiB request is one
+ * buffer, not 256, for the block layer to merge.  When the pool runs dry, requests wait in ring order, and
  * every request after a waiting one waits too, so that a barrier or flush
  * never overtakes a write the guest queued before it.
  */
@@ -39,14 +43,15 @@ static int alloc_arrays(struct td_ring *r, unsigned pool_pages)
 	r->reqs = calloc(r->nr_ents, sizeof(*r->reqs));
 	r->segs = calloc(per_ring, sizeof(*r->segs));
 	r->iovs = calloc(per_ring, sizeof(*r->iovs));
+	r->page_ptrs = calloc(per_ring, sizeof(*r->page_ptrs));
 	r->copies = calloc(copies, sizeof(*r->copies));
 	r->free_pages = calloc(pool_pages, sizeof(*r->free_pages));
 	r->pool = buf_alloc((size_t)pool_pages * RING_PAGE_BYTES, RING_PAGE_BYTES);
 	if (indirect_pages(r))
 		r->indirect =
 			buf_alloc((size_t)indirect_pages(r) * RING_PAGE_BYTES, RING_PAGE_BYTES);
-	if (!r->reqs || !r->segs || !r->iovs || !r->copies || !r->free_pages || !r->pool ||
-	    (indirect_pages(r) && !r->indirect))
+	if (!r->reqs || !r->segs || !r->iovs || !r->page_ptrs || !r->copies || !r->free_pages ||
+	    !r->pool || (indirect_pages(r) && !r->indirect))
 		return -ENOMEM;
 	return 0;
 }
@@ -61,7 +66,7 @@ int td_ring_io_init(struct td_ring *r, unsigned pool_pages)
 		return err;
 	}
 	r->pool_pages = pool_pages;
-	for (unsigned i = 0; i < pool_pages; i++)
+	for (unsigned i = pool_pages; i-- > 0;) /* the lowest address on top */
 		r->free_pages[r->nr_free_pages++] = r->pool + (size_t)i * RING_PAGE_BYTES;
 	for (unsigned i = r->nr_ents; i-- > 0;) {
 		struct td_ring_req *req = &r->reqs[i];
@@ -69,6 +74,7 @@ int td_ring_io_init(struct td_ring *r, unsigned pool_pages)
 		req->ring = r;
 		req->segs = r->segs + (size_t)i * r->max_segs;
 		req->iov = r->iovs + (size_t)i * r->max_segs;
+		req->pages = r->page_ptrs + (size_t)i * r->max_segs;
 		req->treq.done = req_done;
 		req->treq.opaque = req;
 		req->next = r->free_reqs;
@@ -82,6 +88,7 @@ void td_ring_io_free(struct td_ring *r)
 	free(r->reqs);
 	free(r->segs);
 	free(r->iovs);
+	free(r->page_ptrs);
 	free(r->copies);
 	free(r->free_pages);
 	buf_free(r->pool);
@@ -92,33 +99,46 @@ void td_ring_io_free(struct td_ring *r)
 
 static void take_pages(struct td_ring *r, struct td_ring_req *req)
 {
+	struct iovec *last = NULL;
+
+	req->iovcnt = 0;
 	for (unsigned i = 0; i < req->nr_segs; i++) {
 		const struct ring_seg *s = &req->segs[i];
-		uint8_t *page = r->free_pages[--r->nr_free_pages];
+		uint8_t *base, *page = r->free_pages[--r->nr_free_pages];
+		size_t len = (size_t)(s->last_sect - s->first_sect + 1) * RING_SECTOR_BYTES;
 
-		req->iov[i].iov_base = page + (size_t)s->first_sect * RING_SECTOR_BYTES;
-		req->iov[i].iov_len =
-			(size_t)(s->last_sect - s->first_sect + 1) * RING_SECTOR_BYTES;
+		req->pages[i] = page;
+		base = page + (size_t)s->first_sect * RING_SECTOR_BYTES;
+		if (last && (uint8_t *)last->iov_base + last->iov_len == base) {
+			last->iov_len += len;
+			continue;
+		}
+		last = &req->iov[req->iovcnt++];
+		*last = (struct iovec){ .iov_base = base, .iov_len = len };
 	}
 }
 
+/* Back on the stack in reverse, so that the request's first page is on top again. */
 static void put_pages(struct td_ring *r, struct td_ring_req *req)
 {
-	for (unsigned i = 0; i < req->nr_segs; i++)
-		r->free_pages[r->nr_free_pages++] =
-			(void *)ALIGN_DOWN((uintptr_t)req->iov[i].iov_base, RING_PAGE_BYTES);
+	for (unsigned i = req->nr_segs; i-- > 0;)
+		r->free_pages[r->nr_free_pages++] = req->pages[i];
 }
 
 /* Copy the request's data between its pages and the guest's frames. */
 static int copy_data(struct td_ring *r, struct td_ring_req *req, bool to_guest)
 {
-	for (unsigned i = 0; i < req->nr_segs; i++)
+	for (unsigned i = 0; i < req->nr_segs; i++) {
+		const struct ring_seg *s = &req->segs[i];
+		unsigned offset = s->first_sect * RING_SECTOR_BYTES;
+
 		r->copies[i] = (struct td_copy_seg){
-			.gref = req->segs[i].gref,
-			.offset = (uint16_t)(req->segs[i].first_sect * RING_SECTOR_BYTES),
-			.len = (uint16_t)req->iov[i].iov_len,
-			.local = req->iov[i].iov_base,
+			.gref = s->gref,
+			.offset = (uint16_t)offset,
+			.len = (uint16_t)((s->last_sect + 1) * RING_SECTOR_BYTES - offset),
+			.local = req->pages[i] + offset,
 		};
+	}
 	return r->tp->ops->copy(r->tp, r->copies, req->nr_segs, to_guest);
 }
 
@@ -154,6 +174,7 @@ static void finish(struct td_ring *r, struct td_ring_req *req, int err)
 	req->next = r->free_reqs;
 	r->free_reqs = req;
 	r->inflight--;
+	__atomic_store_n(&r->stats.inflight, r->inflight, __ATOMIC_RELAXED);
 }
 
 static void start(struct td_ring *r, struct td_ring_req *req)
@@ -161,6 +182,7 @@ static void start(struct td_ring *r, struct td_ring_req *req)
 	int err;
 
 	take_pages(r, req);
+	req->treq.iovcnt = req->iovcnt;
 	if (req->treq.op == TD_OP_WRITE) {
 		err = copy_data(r, req, false);
 		if (err) {
@@ -242,8 +264,9 @@ void td_ring_io_take(struct td_ring *r, const struct td_ring_msg *m)
 	req->treq.offset = plan.offset;
 	req->treq.len = plan.len;
 	req->treq.iov = req->iov;
-	req->treq.iovcnt = plan.nr_segs;
+	req->treq.iovcnt = 0; /* set by take_pages */
 	r->inflight++;
+	__atomic_store_n(&r->stats.inflight, r->inflight, __ATOMIC_RELAXED);
 	if (!r->wait_head && req->nr_segs <= r->nr_free_pages) {
 		start(r, req);
 		return;

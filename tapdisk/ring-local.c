@@ -37,15 +37,17 @@ struct local_transport {
 	int irq_fd;
 };
 
-int td_local_mem_open(int memfd, struct td_local_mem **out)
+int td_local_mem_open(int memfd, struct td_local_mem **out, char *why, size_t why_len)
 {
 	struct td_local_mem *mem;
 	struct ringshm_layout l;
 	void *p;
-	int err = ringshm_open(memfd, &l);
+	int err = ringshm_open(memfd, &l, why, why_len);
 
-	if (err)
+	if (err) {
+		log_err("%s", why);
 		goto fail;
+	}
 	mem = calloc(1, sizeof(*mem));
 	if (!mem) {
 		err = -ENOMEM;
@@ -54,8 +56,8 @@ int td_local_mem_open(int memfd, struct td_local_mem **out)
 	mem->bytes = (size_t)l.total_pages * RINGSHM_PAGE_BYTES;
 	p = mmap(NULL, mem->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
 	if (p == MAP_FAILED) {
-		err = neg_errno();
-		log_err("ring memfd: cannot map %zu bytes: %m", mem->bytes);
+		err = td_ring_why(why, why_len, neg_errno(), "ring memfd: cannot map %zu bytes: %s",
+				  mem->bytes, err_str(neg_errno()));
 		free(mem);
 		goto fail;
 	}
@@ -176,7 +178,8 @@ static bool is_eventfd(int fd)
 	return strcmp(target, "anon_inode:[eventfd]") == 0;
 }
 
-static int map_ring(struct td_local_mem *mem, const uint32_t *refs, unsigned nr_pages, void **out)
+static int map_ring(struct td_local_mem *mem, const uint32_t *refs, unsigned nr_pages, void **out,
+		    char *why, size_t why_len)
 {
 	uint32_t frames[RING_PAGES_MAX];
 	int err;
@@ -185,19 +188,21 @@ static int map_ring(struct td_local_mem *mem, const uint32_t *refs, unsigned nr_
 		return -EINVAL;
 	for (unsigned i = 0; i < nr_pages; i++) {
 		err = ringshm_lookup(mem->table, &mem->layout, refs[i], true, &frames[i]);
-		if (err) {
-			log_err("ring: ring-ref%u %u does not grant a writable frame", i, refs[i]);
-			return err;
-		}
+		if (err)
+			return td_ring_why(why, why_len, err,
+					   "ring: ring-ref%u %u does not grant a writable frame", i,
+					   refs[i]);
 	}
 	err = ringshm_map_frames(mem->fd, frames, nr_pages, out);
 	if (err)
-		log_err("ring: cannot map the %u ring pages: %s", nr_pages, strerror(-err));
+		td_ring_why(why, why_len, err, "ring: cannot map the %u ring pages: %s", nr_pages,
+			    err_str(err));
 	return err;
 }
 
 int td_transport_local_new(struct td_local_mem *mem, const uint32_t *refs, unsigned nr_pages,
-			   int kick_fd, int irq_fd, unsigned max_segs, struct td_transport **out)
+			   int kick_fd, int irq_fd, unsigned max_segs, struct td_transport **out,
+			   char *why, size_t why_len)
 {
 	struct local_transport *lt = calloc(1, sizeof(*lt));
 	int err;
@@ -213,17 +218,17 @@ int td_transport_local_new(struct td_local_mem *mem, const uint32_t *refs, unsig
 	lt->mem = mem;
 	lt->irq_fd = irq_fd;
 	if (!is_eventfd(kick_fd) || !is_eventfd(irq_fd)) {
-		log_err("ring: the notification fds passed are not eventfds");
 		local_free(&lt->t);
-		return -EINVAL;
+		return td_ring_why(why, why_len, -EINVAL,
+				   "ring: the notification fds passed are not eventfds");
 	}
 	/* The kick is read only when epoll says so, but never block a queue thread. */
 	if (fcntl(kick_fd, F_SETFL, O_NONBLOCK) < 0 || fcntl(irq_fd, F_SETFL, O_NONBLOCK) < 0) {
 		err = neg_errno();
 		local_free(&lt->t);
-		return err;
+		return td_ring_why(why, why_len, err, "ring: eventfd: %s", err_str(err));
 	}
-	err = map_ring(mem, refs, nr_pages, &lt->t.sring);
+	err = map_ring(mem, refs, nr_pages, &lt->t.sring, why, why_len);
 	if (err) {
 		local_free(&lt->t);
 		return err;

@@ -11,17 +11,7 @@
 #include "checked.h"
 #include "tapdisk/ring-req.h"
 
-union ring_slot_copy {
-	struct ring_req64 r64;
-	struct ring_discard64 d64;
-	struct ring_indirect64 i64;
-	struct ring_req32 r32;
-	struct ring_discard32 d32;
-	struct ring_indirect32 i32;
-	uint8_t bytes[RING_ENTRY64_BYTES];
-};
-
-static void decode64(const union ring_slot_copy *c, struct td_ring_msg *m)
+static void decode64(const union ring_req_any *c, struct td_ring_msg *m)
 {
 	m->operation = c->r64.operation;
 	switch (m->operation) {
@@ -47,7 +37,7 @@ static void decode64(const union ring_slot_copy *c, struct td_ring_msg *m)
 	}
 }
 
-static void decode32(const union ring_slot_copy *c, struct td_ring_msg *m)
+static void decode32(const union ring_req_any *c, struct td_ring_msg *m)
 {
 	m->operation = c->r32.operation;
 	switch (m->operation) {
@@ -75,7 +65,7 @@ static void decode32(const union ring_slot_copy *c, struct td_ring_msg *m)
 
 void td_ring_fetch(const void *slot, enum ring_abi abi, struct td_ring_msg *m)
 {
-	union ring_slot_copy c;
+	union ring_req_any c;
 
 	memcpy(&c, slot, ring_entry_bytes(abi));
 	/*

@@ -20,6 +20,7 @@
 #define QTAP_TAPDISK_RING_TRANSPORT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct td_transport;
@@ -71,6 +72,13 @@ struct td_transport {
 /* td_transport_free - NULL is a no-op. */
 void td_transport_free(struct td_transport *t);
 
+/*
+ * td_ring_why - a set-up failure: log it, and keep the sentence in @why
+ * (@len bytes) for the control client that asked.  Returns @err.
+ */
+int td_ring_why(char *why, size_t len, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* ---- local ---------------------------------------------------------------- */
 
 struct td_local_mem;
@@ -78,9 +86,10 @@ struct td_local_mem;
 /*
  * td_local_mem_open - take @memfd (ownership passes, also on failure):
  * check it (ringshm_open) and map it whole.  One per attached frontend,
- * shared by its rings; it must outlive them.  0 or -errno, logged.
+ * shared by its rings; it must outlive them.  0 or -errno, logged and
+ * said in @why (@why_len bytes).
  */
-int td_local_mem_open(int memfd, struct td_local_mem **out);
+int td_local_mem_open(int memfd, struct td_local_mem **out, char *why, size_t why_len);
 
 /* td_local_mem_free - NULL is a no-op. */
 void td_local_mem_free(struct td_local_mem *mem);
@@ -90,10 +99,12 @@ void td_local_mem_free(struct td_local_mem *mem);
  * references @refs[0..@nr_pages) name, contiguously and in that order,
  * whatever the frames' order in the memfd; take @kick_fd (frontend ->
  * us) and @irq_fd (us -> frontend), which must be eventfds (ownership
- * passes, also on failure).  @max_segs sizes the copies.  0 or -errno.
+ * passes, also on failure).  @max_segs sizes the copies.  0 or -errno,
+ * logged and said in @why.
  */
 int td_transport_local_new(struct td_local_mem *mem, const uint32_t *refs, unsigned nr_pages,
-			   int kick_fd, int irq_fd, unsigned max_segs, struct td_transport **out);
+			   int kick_fd, int irq_fd, unsigned max_segs, struct td_transport **out,
+			   char *why, size_t why_len);
 
 /* ---- Xen ------------------------------------------------------------------ */
 
@@ -102,9 +113,10 @@ int td_transport_local_new(struct td_local_mem *mem, const uint32_t *refs, unsig
  * pages @refs[0..@nr_pages) through gntdev and bind to its event channel
  * @remote_port.  Where Xen's devices cannot be opened, says why (not a Xen
  * host, a module not loaded, not root) and returns -errno, leaving nothing
- * open or mapped.  0 or -errno, logged.
+ * open or mapped.  0 or -errno, logged and said in @why.
  */
 int td_transport_xen_new(uint16_t domid, const uint32_t *refs, unsigned nr_pages,
-			 uint32_t remote_port, unsigned max_segs, struct td_transport **out);
+			 uint32_t remote_port, unsigned max_segs, struct td_transport **out,
+			 char *why, size_t why_len);
 
 #endif

@@ -100,14 +100,15 @@ void td_xen_explain(const struct td_xen_host *host, const char *dev, const char 
 		snprintf(buf, len, "%s: cannot open: %s", dev, strerror(err));
 }
 
-static void explain_open_failure(const char *dev, const char *module, int err)
+static int explain_open_failure(const char *dev, const char *module, int err, char *why,
+				size_t why_len)
 {
 	struct td_xen_host host;
 	char msg[256];
 
 	lib->probe(&host);
-	td_xen_explain(&host, dev, module, err, msg, sizeof(msg));
-	log_err("xen ring: %s", msg);
+	td_xen_explain(&host, dev, module, -err, msg, sizeof(msg));
+	return td_ring_why(why, why_len, err, "xen ring: %s", msg);
 }
 
 /* ---- copies and events ---------------------------------------------------- */
@@ -228,27 +229,19 @@ static const struct td_transport_ops xen_ops = {
 
 /* ---- set-up --------------------------------------------------------------- */
 
-static int xen_open_handles(struct xen_transport *xt)
+static int xen_open_handles(struct xen_transport *xt, char *why, size_t why_len)
 {
 	xt->gnt = lib->gnttab_open(NULL, 0);
-	if (!xt->gnt) {
-		int err = neg_errno();
-
-		explain_open_failure(GNTDEV_PATH, "xen-gntdev", -err);
-		return err;
-	}
+	if (!xt->gnt)
+		return explain_open_failure(GNTDEV_PATH, "xen-gntdev", neg_errno(), why, why_len);
 	xt->evtchn = lib->evtchn_open(NULL, 0);
-	if (!xt->evtchn) {
-		int err = neg_errno();
-
-		explain_open_failure(EVTCHN_PATH, "xen-evtchn", -err);
-		return err;
-	}
+	if (!xt->evtchn)
+		return explain_open_failure(EVTCHN_PATH, "xen-evtchn", neg_errno(), why, why_len);
 	return 0;
 }
 
 static int xen_connect(struct xen_transport *xt, const uint32_t *refs, unsigned nr_pages,
-		       uint32_t remote_port)
+		       uint32_t remote_port, char *why, size_t why_len)
 {
 	uint32_t grefs[RING_PAGES_MAX];
 	xenevtchn_port_or_error_t port;
@@ -259,17 +252,17 @@ static int xen_connect(struct xen_transport *xt, const uint32_t *refs, unsigned 
 							PROT_READ | PROT_WRITE);
 	if (!xt->t.sring) {
 		err = neg_errno();
-		log_err("xen ring: cannot map the %u ring pages of domain %u: %m", nr_pages,
-			xt->domid);
-		return err;
+		return td_ring_why(why, why_len, err,
+				   "xen ring: cannot map the %u ring pages of domain %u: %s",
+				   nr_pages, xt->domid, err_str(err));
 	}
 	xt->t.nr_pages = nr_pages;
 	port = lib->evtchn_bind_interdomain(xt->evtchn, xt->domid, remote_port);
 	if (port < 0) {
 		err = neg_errno();
-		log_err("xen ring: cannot bind event channel %u of domain %u: %m", remote_port,
-			xt->domid);
-		return err;
+		return td_ring_why(why, why_len, err,
+				   "xen ring: cannot bind event channel %u of domain %u: %s",
+				   remote_port, xt->domid, err_str(err));
 	}
 	xt->local_port = (evtchn_port_t)port;
 	xt->bound = true;
@@ -278,16 +271,17 @@ static int xen_connect(struct xen_transport *xt, const uint32_t *refs, unsigned 
 }
 
 int td_transport_xen_new(uint16_t domid, const uint32_t *refs, unsigned nr_pages,
-			 uint32_t remote_port, unsigned max_segs, struct td_transport **out)
+			 uint32_t remote_port, unsigned max_segs, struct td_transport **out,
+			 char *why, size_t why_len)
 {
 	struct xen_transport *xt;
 	int err;
 
 	if (nr_pages == 0 || nr_pages > RING_PAGES_MAX || domid >= DOMID_FIRST_RESERVED ||
-	    max_segs == 0) {
-		log_err("xen ring: bad parameters (domain %u, %u ring pages)", domid, nr_pages);
-		return -EINVAL;
-	}
+	    max_segs == 0)
+		return td_ring_why(why, why_len, -EINVAL,
+				   "xen ring: bad parameters (domain %u, %u ring pages)", domid,
+				   nr_pages);
 	xt = calloc(1, sizeof(*xt));
 	if (!xt)
 		return -ENOMEM;
@@ -296,9 +290,9 @@ int td_transport_xen_new(uint16_t domid, const uint32_t *refs, unsigned nr_pages
 	};
 	xt->domid = domid;
 	xt->segs = calloc(max_segs, sizeof(*xt->segs));
-	err = xt->segs ? xen_open_handles(xt) : -ENOMEM;
+	err = xt->segs ? xen_open_handles(xt, why, why_len) : -ENOMEM;
 	if (!err)
-		err = xen_connect(xt, refs, nr_pages, remote_port);
+		err = xen_connect(xt, refs, nr_pages, remote_port, why, why_len);
 	if (err) {
 		xen_free(&xt->t);
 		return err;

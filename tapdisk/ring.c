@@ -5,6 +5,8 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,8 +160,11 @@ void td_ring_idle_check(struct td_ring *r)
 static void storm_over(struct evloop_timer *t)
 {
 	struct td_ring *r = t->opaque;
-	int err = evloop_watch_add(r->loop, &r->watch);
+	int err;
 
+	if (r->halted || r->stopping)
+		return; /* nothing more to hear */
+	err = evloop_watch_add(r->loop, &r->watch);
 	if (err)
 		log_err("ring: cannot watch the event channel again: %s", strerror(-err));
 	r->watching = err == 0;
@@ -200,6 +205,8 @@ static void on_event(struct evloop_watch *w, uint32_t events)
 		return;
 	}
 	RING_STAT_INC(r, kicks);
+	if (r->stopping)
+		return; /* finish_stop removes the watch once the last answer is out */
 	td_ring_consume(r);
 	if (r->req_cons == cons && !r->halted)
 		note_spurious(r);
@@ -338,11 +345,23 @@ void td_ring_get_stats(const struct td_ring *r, struct td_ring_stats *out)
 	out->storms = __atomic_load_n(&r->stats.storms, __ATOMIC_RELAXED);
 	out->notifies = __atomic_load_n(&r->stats.notifies, __ATOMIC_RELAXED);
 	out->halted = __atomic_load_n(&r->stats.halted, __ATOMIC_RELAXED);
+	out->inflight = __atomic_load_n(&r->stats.inflight, __ATOMIC_RELAXED);
 }
 
 unsigned td_ring_nr_ents(const struct td_ring *r)
 {
 	return r->nr_ents;
+}
+
+int td_ring_why(char *why, size_t len, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+	log_err("%s", why);
+	return err;
 }
 
 void td_transport_free(struct td_transport *t)

@@ -57,6 +57,7 @@ struct td_ring_stats {
 	uint64_t spurious;     /* notifications that brought nothing */
 	uint64_t storms;       /* times the ring stopped listening for a while */
 	uint64_t notifies;     /* notifications sent */
+	uint64_t inflight;     /* taken, not yet answered */
 	bool halted;	       /* producer index overrun: nothing more is taken */
 };
 

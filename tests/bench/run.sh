@@ -118,3 +118,6 @@ rm -f "$raw" "$alloc" "$fresh" "$sock"
 
 # ---- NBD: tapdisk vs qemu-nbd through fio's nbd engine (tests/bench/nbd.sh) -------------
 BUILD=$BUILD sh "$top/tests/bench/nbd.sh"
+
+# ---- the blkif ring ------------------------------------------------------------------
+. "$top/tests/bench/ring.sh"

@@ -4,8 +4,9 @@
  * (tools/tap-front/front.h, a separate implementation of the other end)
  * over the local transport, attached with td_blkif_connect to a real vbd
  * on a raw file, driven by tap-front's verified load.  Every ABI, indirect
- * requests, multi-page rings, two queues; every hostile mode; the slot
- * bytes a response must leave zero; refused attachments.
+ * requests, multi-page rings; every hostile mode; the slot bytes a
+ * response must leave zero; refused attachments.  The multi-queue runs,
+ * which ThreadSanitizer checks, are in test-ring-threads.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,135 +23,8 @@
 
 #include <cmocka.h>
 
-#include "checked.h"
-#include "qcow2-test-util.h"
+#include "ring-test-util.h"
 #include "ringshm.h"
-#include "tapdisk/blkif.h"
-#include "tapdisk/vbd.h"
-#include "tools/tap-front/engine.h"
-#include "tools/tap-front/front.h"
-#include "tools/tap-front/load.h"
-
-#define DISK_BYTES (16ull << 20)
-
-struct rig {
-	struct td_vbd *vbd;
-	struct tf_dev *dev;
-	struct td_blkif *blkif;
-	struct tf_load_conf load;
-	struct tf_worker w[TD_BLKIF_MAX_QUEUES];
-	struct tf_qstats sum;
-};
-
-static const char *disk_path(void)
-{
-	return qt_path("disk.raw");
-}
-
-static void make_disk(void)
-{
-	int fd = open(disk_path(), O_RDWR | O_CREAT | O_TRUNC, 0644);
-
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, (off_t)DISK_BYTES), 0);
-	close(fd);
-}
-
-static void rig_open(struct rig *r, unsigned queues, bool readonly)
-{
-	struct td_vbd_opts o = { .nr_queues = queues, .readonly = readonly };
-	char spec[PATH_MAX + 8];
-
-	memset(r, 0, sizeof(*r));
-	make_disk();
-	snprintf(spec, sizeof(spec), "raw:%s", disk_path());
-	assert_int_equal(vbd_open(spec, &o, &r->vbd), 0);
-}
-
-/* The attach message's content, with fds of our own (the blkif takes them). */
-static void conf_from(struct tf_dev *dev, const struct tf_conf *fc, struct td_blkif_conf *c)
-{
-	td_blkif_conf_init(c);
-	c->kind = TD_BLKIF_LOCAL;
-	c->abi = fc->abi;
-	c->order = fc->order;
-	c->nr_queues = fc->nr_queues;
-	c->memfd = dup(tf_dev_memfd(dev));
-	for (unsigned q = 0; q < fc->nr_queues; q++) {
-		struct tf_queue *fq = tf_dev_queue(dev, q);
-
-		memcpy(c->refs[q], tf_queue_ring_refs(fq), sizeof(c->refs[q]));
-		c->kick_fds[q] = dup(tf_queue_kick_fd(fq));
-		c->irq_fds[q] = dup(tf_queue_irq_fd(fq));
-	}
-}
-
-static int rig_attach(struct rig *r, const struct tf_conf *fc)
-{
-	struct td_blkif_conf c;
-	char why[256];
-
-	assert_int_equal(tf_dev_new(fc, &r->dev), 0);
-	conf_from(r->dev, fc, &c);
-	return td_blkif_connect(r->vbd, &c, &r->blkif, why, sizeof(why));
-}
-
-static void rig_close(struct rig *r)
-{
-	td_blkif_disconnect(r->blkif);
-	tf_dev_free(r->dev);
-	vbd_close(r->vbd);
-}
-
-static void *worker_thread(void *arg)
-{
-	struct tf_worker *w = arg;
-	int err = w->conf->hostile == TF_HOSTILE_PROD && w->index == 0 ? tf_hostile_prod(w)
-								       : tf_worker_run(w);
-
-	if (err)
-		w->st.protocol_error = true;
-	return NULL;
-}
-
-/* Run @r->load on every queue of @r->dev, a thread each; sums into r->sum. */
-static void rig_run(struct rig *r)
-{
-	pthread_t t[TD_BLKIF_MAX_QUEUES];
-	unsigned n = r->load.nr_queues;
-
-	r->load.disk_bytes = DISK_BYTES;
-	if (!r->load.span)
-		r->load.span = DISK_BYTES;
-	for (unsigned i = 0; i < n; i++) {
-		struct tf_worker *w = &r->w[i];
-
-		*w = (struct tf_worker){ .conf = &r->load,
-					 .index = i,
-					 .eng = &tf_ring_engine,
-					 .ctx = tf_dev_queue(r->dev, i),
-					 .ring = tf_dev_queue(r->dev, i) };
-		assert_int_equal(tf_worker_init(w), 0);
-		if (r->load.hostile)
-			assert_int_equal(tf_hostile_start(w), 0);
-	}
-	for (unsigned i = 0; i < n; i++)
-		assert_int_equal(pthread_create(&t[i], NULL, worker_thread, &r->w[i]), 0);
-	for (unsigned i = 0; i < n; i++) {
-		pthread_join(t[i], NULL);
-		tf_hostile_stop(&r->w[i]);
-		tf_stats_add(&r->sum, &r->w[i].st);
-		tf_worker_fini(&r->w[i]);
-	}
-}
-
-static void expect_clean(const struct rig *r)
-{
-	assert_false(r->sum.protocol_error);
-	assert_int_equal(r->sum.io_errors, 0);
-	assert_int_equal(r->sum.verify_errors, 0);
-	assert_int_equal(r->sum.hostile.unexpected, 0);
-}
 
 /* A verified random load with @fc's frontend. */
 static void verified_run(const struct tf_conf *fc, uint64_t bs, uint64_t ops)
@@ -159,19 +33,20 @@ static void verified_run(const struct tf_conf *fc, uint64_t bs, uint64_t ops)
 
 	rig_open(&r, fc->nr_queues, false);
 	assert_int_equal(rig_attach(&r, fc), 0);
-	r.load = (struct tf_load_conf){ .mix = TF_MIX_RW,
+	r.load = (struct tf_load_conf){ .fill = 0,
+					.mix = BENCH_MIXED,
 					.random = true,
 					.bs = bs,
 					.depth = fc->depth,
 					.nr_queues = fc->nr_queues,
-					.ops = ops,
+					.ops = scaled(ops),
 					.verify = true,
 					.seed = 42,
 					.flush = true };
 	rig_run(&r);
 	expect_clean(&r);
 	assert_true(r.sum.verified > 0);
-	assert_int_equal(r.sum.ops, ops);
+	assert_int_equal(r.sum.ops, scaled(ops));
 	rig_close(&r);
 }
 
@@ -183,7 +58,7 @@ static void test_abi_x86_64(void **state)
 				    .max_bytes = 8192,
 				    .sub_page = true };
 
-	verified_run(&fc, 8192, 3000);
+	verified_run(&fc, 8192, 2000);
 }
 
 static void test_abi_x86_32(void **state)
@@ -194,7 +69,7 @@ static void test_abi_x86_32(void **state)
 				    .max_bytes = 8192,
 				    .sub_page = true };
 
-	verified_run(&fc, 8192, 3000);
+	verified_run(&fc, 8192, 2000);
 }
 
 static void test_abi_native_big_direct(void **state)
@@ -220,15 +95,6 @@ static void test_indirect_multipage(void **state)
 	verified_run(&fc, 64 * 1024, 1000);
 }
 
-static void test_two_queues_order4(void **state)
-{
-	const struct tf_conf fc = {
-		.abi = RING_ABI_X86_64, .order = 4, .nr_queues = 2, .depth = 64, .max_bytes = 4096
-	};
-
-	verified_run(&fc, 4096, 6000);
-}
-
 /* ---- hostile -------------------------------------------------------------- */
 
 static void hostile_run(enum tf_hostile mode, unsigned queues, struct rig *r)
@@ -239,12 +105,13 @@ static void hostile_run(enum tf_hostile mode, unsigned queues, struct rig *r)
 
 	rig_open(r, queues, false);
 	assert_int_equal(rig_attach(r, &fc), 0);
-	r->load = (struct tf_load_conf){ .mix = TF_MIX_RW,
+	r->load = (struct tf_load_conf){ .fill = 0,
+					 .mix = BENCH_MIXED,
 					 .random = true,
 					 .bs = 4096,
 					 .depth = 8,
 					 .nr_queues = queues,
-					 .ops = 2000,
+					 .ops = scaled(1200),
 					 .verify = true,
 					 .seed = 7,
 					 .hostile = mode };
@@ -316,34 +183,6 @@ static void test_hostile_change(void **state)
 }
 
 /* ---- single requests ---------------------------------------------------------- */
-
-struct one {
-	struct tf_queue *q;
-	struct tf_io *io;
-	bool done;
-};
-
-static void one_done(struct tf_io *io)
-{
-	((struct one *)io->opaque)->done = true;
-}
-
-static int16_t one_request(struct tf_queue *q, uint8_t op, uint64_t offset, uint64_t len)
-{
-	struct tf_io *io = tf_queue_io(q, 0);
-	struct one o = { .q = q, .io = io };
-
-	io->op = op;
-	io->offset = offset;
-	io->len = len;
-	io->done = one_done;
-	io->opaque = &o;
-	assert_int_equal(tf_queue_submit(q, io), 0);
-	tf_queue_push(q);
-	while (!o.done)
-		assert_true(tf_queue_wait(q, 10000) >= 0);
-	return io->status;
-}
 
 static void test_readonly_and_discard(void **state)
 {
@@ -452,7 +291,6 @@ int main(void)
 		cmocka_unit_test(test_abi_x86_32),
 		cmocka_unit_test(test_abi_native_big_direct),
 		cmocka_unit_test(test_indirect_multipage),
-		cmocka_unit_test(test_two_queues_order4),
 		cmocka_unit_test(test_hostile_requests),
 		cmocka_unit_test(test_hostile_prod),
 		cmocka_unit_test(test_hostile_storm),

@@ -19,16 +19,6 @@
 #include "front-internal.h"
 #include "ring-idx.h"
 
-union tf_req {
-	struct ring_req64 r64;
-	struct ring_discard64 d64;
-	struct ring_indirect64 i64;
-	struct ring_req32 r32;
-	struct ring_discard32 d32;
-	struct ring_indirect32 i32;
-	uint8_t bytes[RING_ENTRY64_BYTES];
-};
-
 /*
  * An id is the generation and the slot, with bits 0-15 zero: those are the
  * bytes a hostile frontend rewrites in place (operation, nr_segments), so
@@ -61,7 +51,7 @@ static unsigned build_segs(struct tf_queue *q, const struct tf_io *io, struct ri
 	return n;
 }
 
-static void fill_direct(struct tf_queue *q, struct tf_io *io, union tf_req *r)
+static void fill_direct(struct tf_queue *q, struct tf_io *io, union ring_req_any *r)
 {
 	struct ring_seg segs[RING_SEGS_DIRECT];
 	unsigned n = io->len ? build_segs(q, io, segs) : 0;
@@ -82,7 +72,7 @@ static void fill_direct(struct tf_queue *q, struct tf_io *io, union tf_req *r)
 	}
 }
 
-static void fill_indirect(struct tf_queue *q, struct tf_io *io, union tf_req *r)
+static void fill_indirect(struct tf_queue *q, struct tf_io *io, union ring_req_any *r)
 {
 	struct tf_dev *dev = q->dev;
 	const struct tf_slot *sl = &q->slots[io->slot];
@@ -113,7 +103,7 @@ static void fill_indirect(struct tf_queue *q, struct tf_io *io, union tf_req *r)
 	}
 }
 
-static void fill_discard(struct tf_queue *q, struct tf_io *io, union tf_req *r)
+static void fill_discard(struct tf_queue *q, struct tf_io *io, union ring_req_any *r)
 {
 	if (ring_abi_is_32(q->dev->conf.abi))
 		r->d32 = (struct ring_discard32){ .operation = RING_OP_DISCARD,
@@ -158,7 +148,7 @@ static void *claim(struct tf_queue *q, struct tf_io *io)
 
 int tf_queue_submit(struct tf_queue *q, struct tf_io *io)
 {
-	union tf_req r;
+	union ring_req_any r;
 	void *slot;
 	int err = check_io(q, io);
 
@@ -182,7 +172,7 @@ int tf_queue_submit(struct tf_queue *q, struct tf_io *io)
 
 int tf_queue_submit_raw(struct tf_queue *q, struct tf_io *io, const void *req)
 {
-	union tf_req r;
+	union ring_req_any r;
 	void *slot = claim(q, io);
 	uint64_t id;
 

@@ -12,7 +12,7 @@
  *   change        a thread rewrites a published request (operation, segment
  *                 count, sector, segment bounds and references) while the
  *                 backend may be reading it; any answer is fine, a write may
- *                 land only in the 16 KiB after --span
+ *                 land only in the 16 KiB after the span
  *   storm         a thread notifies the backend without pause, with no request
  *   prod-overrun  queue 0 publishes a producer index beyond the ring after its
  *                 requests were answered; the ring must halt: no response
@@ -155,7 +155,7 @@ static int16_t make_bad(struct hostile *h, const struct tf_io *io, struct bad_re
 
 	memset(b, 0, sizeof(*b));
 	b->op = v & 1 ? RING_OP_WRITE : RING_OP_READ;
-	b->sector = (uint64_t)h->w->index * (c->bs / RING_SECTOR_BYTES);
+	b->sector = (c->offset + (uint64_t)h->w->index * c->bs) / RING_SECTOR_BYTES;
 	fill_segs(io, b, 2);
 	b->nr_segments = 2;
 	switch (h->mode) {
@@ -297,15 +297,15 @@ static void change_done(struct tf_io *io)
 static int issue_change(struct hostile *h, struct tf_io *io)
 {
 	struct bad_req b = { .op = RING_OP_WRITE, .nr_segments = 2, .sector = h->change_sector };
-	uint8_t req[RING_ENTRY64_BYTES];
+	union ring_req_any req;
 	int err;
 
 	fill_segs(io, &b, 2);
-	encode(h->w, &b, req);
+	encode(h->w, &b, &req);
 	io->loose = true;
 	io->done = change_done;
 	io->opaque = h->w;
-	err = tf_queue_submit_raw(h->w->ring, io, req);
+	err = tf_queue_submit_raw(h->w->ring, io, &req);
 	if (err) {
 		io->loose = false;
 		return err;
@@ -357,7 +357,7 @@ static int change_turn(struct hostile *h, struct tf_io *io)
 int tf_hostile_turn(struct tf_worker *w, struct tf_io *io)
 {
 	struct hostile *h = w->hostile;
-	uint8_t req[RING_ENTRY64_BYTES];
+	union ring_req_any req;
 	struct bad_req b;
 
 	switch (h->mode) {
@@ -373,10 +373,10 @@ int tf_hostile_turn(struct tf_worker *w, struct tf_io *io)
 		return 0;
 	io->expect = make_bad(h, io, &b);
 	io->rsp_op = b.op; /* also indirect_op, for INDIRECT */
-	encode(w, &b, req);
+	encode(w, &b, &req);
 	io->done = bad_done;
 	io->opaque = w;
-	if (tf_queue_submit_raw(w->ring, io, req))
+	if (tf_queue_submit_raw(w->ring, io, &req))
 		return 0;
 	w->st.hostile.sent++;
 	return 1;
@@ -393,7 +393,7 @@ int tf_hostile_start(struct tf_worker *w)
 		return -ENOMEM;
 	h->w = w;
 	h->mode = c->hostile;
-	h->change_sector = c->span / RING_SECTOR_BYTES;
+	h->change_sector = (c->offset + c->span) / RING_SECTOR_BYTES;
 	w->hostile = h;
 	if (h->mode == TF_HOSTILE_CHANGE && w->index == 0)
 		fn = flipper;

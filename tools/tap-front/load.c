@@ -30,7 +30,7 @@ static void slot_done(struct tf_io *io);
 
 static uint64_t pos_offset(const struct tf_worker *w, uint64_t i)
 {
-	return (w->index + i * w->conf->nr_queues) * w->conf->bs;
+	return w->conf->offset + (w->index + i * w->conf->nr_queues) * w->conf->bs;
 }
 
 static bool report_allowed(struct tf_worker *w)
@@ -65,11 +65,11 @@ static uint64_t pick_pos(struct tf_worker *w)
 static uint8_t pick_op(struct tf_worker *w)
 {
 	switch (w->conf->mix) {
-	case TF_MIX_READ:
+	case BENCH_READ:
 		return RING_OP_READ;
-	case TF_MIX_WRITE:
+	case BENCH_WRITE:
 		return RING_OP_WRITE;
-	case TF_MIX_RW:
+	case BENCH_MIXED:
 		break;
 	}
 	return bench_rand(&w->rng) & 1 ? RING_OP_READ : RING_OP_WRITE;
@@ -189,6 +189,15 @@ void tf_worker_resume(struct tf_worker *w)
 
 /* ---- completion ----------------------------------------------------------------- */
 
+/* The first byte of @buf that is not @byte, or @len. */
+static uint64_t check_fill(const uint8_t *buf, uint64_t len, uint8_t byte)
+{
+	for (uint64_t i = 0; i < len; i++)
+		if (buf[i] != byte)
+			return i;
+	return len;
+}
+
 static void verify_read(struct tf_worker *w, const struct tf_io *io, unsigned gen)
 {
 	uint64_t bad;
@@ -196,7 +205,12 @@ static void verify_read(struct tf_worker *w, const struct tf_io *io, unsigned ge
 
 	if (w->phase == PHASE_READBACK)
 		w->st.verified++;
-	bad = bench_check(io->buf, io->len, w->conf->seed, io->offset, gen, &want);
+	if (gen == 0) { /* never written in this run: --fill says what is there */
+		want = (uint8_t)w->conf->fill;
+		bad = check_fill(io->buf, io->len, want);
+	} else {
+		bad = bench_check(io->buf, io->len, w->conf->seed, io->offset, gen, &want);
+	}
 	if (bad == io->len)
 		return;
 	w->st.verify_errors++;
@@ -245,7 +259,7 @@ static void slot_done(struct tf_io *io)
 		account(w, io, now);
 	else if (w->phase == PHASE_FLUSH)
 		w->st.flushed = true;
-	if (ok && io->op == RING_OP_READ && s->gen)
+	if (ok && io->op == RING_OP_READ && (s->gen || (w->gens && w->conf->fill >= 0)))
 		verify_read(w, io, s->gen);
 	if (w->gens && w->phase == PHASE_MAIN) {
 		/* A failed write leaves the block's contents unknown. */
@@ -297,8 +311,16 @@ static int run_phase(struct tf_worker *w, int phase)
 {
 	w->phase = phase;
 	w->issued = 0;
-	for (unsigned i = 0; i < w->conf->depth; i++)
-		slot_issue(w, w->eng->io(w->ctx, i));
+	for (unsigned i = 0; i < w->conf->depth; i++) {
+		struct tf_io *io = w->eng->io(w->ctx, i);
+
+		if (!io) {
+			fprintf(stderr, "tap-front: queue %u has fewer than %u slots\n", w->index,
+				w->conf->depth);
+			return -EINVAL;
+		}
+		slot_issue(w, io);
+	}
 	while (w->inflight) {
 		int n;
 

@@ -6,7 +6,7 @@
  * records latencies, and with --verify writes seeded data and checks every
  * read of a block it wrote, then reads back everything it wrote.
  *
- * The disk's first @span bytes are cut into positions of @bs bytes; queue
+ * The disk's @span bytes from @offset are cut into positions of @bs bytes; queue
  * q owns the positions q, q + N, q + 2N ... (N queues), so the workers
  * share nothing while they run.  Under --verify a position is never the
  * target of two requests in flight (their result would be undefined).
@@ -19,12 +19,6 @@
 
 #include "front.h"
 #include "tools/tap-img/bench.h"
-
-enum tf_mix {
-	TF_MIX_READ,
-	TF_MIX_WRITE,
-	TF_MIX_RW, /* half and half */
-};
 
 /* change requests write only here, after the span: what the tests check. */
 #define TF_CHANGE_RESERVE_BYTES (1024 * 1024)
@@ -42,14 +36,16 @@ enum tf_hostile {
 };
 
 struct tf_load_conf {
-	enum tf_mix mix;
+	enum bench_mix mix; /* BENCH_MIXED: half reads, half writes */
 	bool random;
 	uint64_t bs;
 	unsigned depth;
 	unsigned nr_queues;
 	uint64_t ops;	  /* in all; 0: until time_ns */
 	uint64_t time_ns; /* 0: until ops */
-	uint64_t span;	  /* bytes of the disk used, a multiple of bs */
+	uint64_t offset;  /* the first byte used, a multiple of bs */
+	uint64_t span;	  /* bytes of the disk used from there, a multiple of bs */
+	int fill;	  /* --verify: what blocks not written in this run hold; -1: unknown */
 	bool verify;
 	uint64_t seed;
 	bool flush; /* FLUSH once the load is done, before the read-back */
@@ -151,6 +147,5 @@ int tf_hostile_parse(const char *name, enum tf_hostile *out);
 void tf_stats_add(struct tf_qstats *sum, const struct tf_qstats *q);
 int tf_report(const struct tf_load_conf *conf, const char *engine, const struct tf_qstats *sum,
 	      bool json);
-const char *tf_mix_name(const struct tf_load_conf *conf);
 
 #endif

@@ -58,7 +58,9 @@ enum {
 	OPT_ORDER,
 	OPT_ABI,
 	OPT_INDIRECT,
+	OPT_OFFSET,
 	OPT_SPAN,
+	OPT_FILL,
 	OPT_VERIFY,
 	OPT_SEED,
 	OPT_FLUSH,
@@ -78,7 +80,9 @@ static const struct option long_opts[] = {
 	{ "ring-order", required_argument, NULL, OPT_ORDER },
 	{ "abi", required_argument, NULL, OPT_ABI },
 	{ "indirect", required_argument, NULL, OPT_INDIRECT },
+	{ "offset", required_argument, NULL, OPT_OFFSET },
 	{ "span", required_argument, NULL, OPT_SPAN },
+	{ "fill", required_argument, NULL, OPT_FILL },
 	{ "verify", no_argument, NULL, OPT_VERIFY },
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "flush", no_argument, NULL, OPT_FLUSH },
@@ -94,11 +98,13 @@ static const struct option long_opts[] = {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: tap-front (--ctl SOCKET | -m MINOR [-S TAPCTLD_SOCKET] | --raw FILE)\n"
+		"Usage: tap-front (--ctl SOCKET | -m MINOR [-S TAPCTLD_SOCKET] | --xenstore DIR\n"
+		"                  [-S TAPCTLD_SOCKET] | --raw FILE)\n"
 		"         [--rw MODE] [--bs SIZE] [--qd N]\n"
 		"         [--runtime SECONDS | --ops N] [--queues N] [--ring-order N]\n"
-		"         [--abi native|x86_32|x86_64] [--indirect N] [--span SIZE]\n"
-		"         [--verify [--seed N]] [--flush] [--json] [--hostile MODE]\n"
+		"         [--abi native|x86_32|x86_64] [--indirect N] [--offset SIZE]\n"
+		"         [--span SIZE] [--verify [--seed N] [--fill BYTE]] [--flush] [--json]\n"
+		"         [--hostile MODE]\n"
 		"\n"
 		"A blkif frontend on the local ring transport: attach to a tapdisk and run a\n"
 		"load through its rings, or run the same load on a raw file (libaio, O_DIRECT).\n"
@@ -109,7 +115,7 @@ static void usage(FILE *f)
 		"                   handshake with tapctld's Xen backend, the rings on the local\n"
 		"                   transport (tapctld at -S SOCKET; XENSTORED_PATH for xenstore)\n"
 		"  --raw FILE       the physical-limit baseline: the load on FILE directly\n"
-		"  --rw MODE        read|write|randread|randwrite|randrw (default randread)\n"
+		"  --rw MODE        read|write|rw|randread|randwrite|randrw (default randread)\n"
 		"  --bs SIZE        bytes per request, a multiple of 512 (default 4k)\n"
 		"  --qd N           requests in flight per queue (default 1)\n"
 		"  --runtime SECS   run this long (default %.0f)\n"
@@ -118,10 +124,13 @@ static void usage(FILE *f)
 		"  --ring-order N   2^N pages per ring, 0 to 4 (default 0)\n"
 		"  --abi ABI        the request layout: native, x86_32 or x86_64 (default native)\n"
 		"  --indirect N     send every data request as INDIRECT, up to N segments\n"
-		"  --span SIZE      use only the disk's first SIZE bytes (default: all of it)\n"
+		"  --offset SIZE    the first byte used, a multiple of --bs (default 0)\n"
+		"  --span SIZE      use only SIZE bytes from there (default: the rest of the "
+		"disk)\n"
 		"  --verify         write seeded data, check every read of it, then read back\n"
 		"                   every block written; any wrong byte fails the run\n"
 		"  --seed N         the seed of --verify's data and of random offsets (default 1)\n"
+		"  --fill BYTE      --verify: blocks not yet written hold BYTE: check their reads\n"
 		"  --flush          FLUSH once the load is done; the run fails if it does\n"
 		"  --json           report as JSON\n"
 		"  --hostile MODE   also send bad requests: segments, nr-segments, past-end,\n"
@@ -148,24 +157,9 @@ static int parse_num(const char *opt, const char *s, bool suffixes, uint64_t min
 
 static int parse_rw(struct tf_load_conf *c, const char *s)
 {
-	static const struct {
-		const char *name;
-		enum tf_mix mix;
-		bool random;
-	} modes[] = {
-		{ "read", TF_MIX_READ, false },	   { "write", TF_MIX_WRITE, false },
-		{ "randread", TF_MIX_READ, true }, { "randwrite", TF_MIX_WRITE, true },
-		{ "randrw", TF_MIX_RW, true },
-	};
-
-	for (unsigned i = 0; i < ARRAY_SIZE(modes); i++) {
-		if (strcmp(s, modes[i].name) == 0) {
-			c->mix = modes[i].mix;
-			c->random = modes[i].random;
-			return 0;
-		}
-	}
-	return bad_value("--rw", s, "read, write, randread, randwrite or randrw");
+	if (bench_parse_rw(s, &c->mix, &c->random) == 0)
+		return 0;
+	return bad_value("--rw", s, "read, write, rw, randread, randwrite or randrw");
 }
 
 static int parse_seconds(const char *s, uint64_t *ns)
@@ -234,6 +228,12 @@ static int parse_one(struct tf_opts *o, int opt, const char *arg)
 				RING_INDIRECT_PAGES_MAX * RING_SEGS_PER_INDIRECT_PAGE, &v);
 		o->indirect = (unsigned)v;
 		return err;
+	case OPT_OFFSET:
+		return parse_num("--offset", arg, true, 0, UINT64_MAX, &o->load.offset);
+	case OPT_FILL:
+		err = parse_num("--fill", arg, false, 0, 255, &v);
+		o->load.fill = (int)v;
+		return err;
 	case OPT_SPAN:
 		return parse_num("--span", arg, true, RING_SECTOR_BYTES, UINT64_MAX, &o->load.span);
 	case OPT_VERIFY:
@@ -283,8 +283,15 @@ static int check_opts(struct tf_opts *o)
 	}
 	if (!o->have_ops && !o->have_time)
 		c->time_ns = (uint64_t)(DEFAULT_SECONDS * 1e9);
-	if (c->bs % RING_SECTOR_BYTES) {
-		fprintf(stderr, "tap-front: --bs %" PRIu64 " is not a multiple of 512\n", c->bs);
+	if (c->bs % RING_SECTOR_BYTES || c->offset % c->bs) {
+		fprintf(stderr,
+			"tap-front: --bs %" PRIu64 " must be a multiple of 512, and --offset "
+			"a multiple of --bs\n",
+			c->bs);
+		return -EINVAL;
+	}
+	if (c->fill >= 0 && !c->verify) {
+		fprintf(stderr, "tap-front: --fill says what --verify expects; give --verify\n");
 		return -EINVAL;
 	}
 	if (c->hostile == TF_HOSTILE_PROD && c->nr_queues < 2) {
@@ -305,12 +312,13 @@ static int parse_args(int argc, char **argv, struct tf_opts *o)
 	int opt;
 
 	*o = (struct tf_opts){
-		.load = { .mix = TF_MIX_READ,
+		.load = { .mix = BENCH_READ,
 			  .random = true,
 			  .bs = 4096,
 			  .depth = 1,
 			  .nr_queues = 1,
-			  .seed = 1 },
+			  .seed = 1,
+			  .fill = -1 },
 		.abi = RING_ABI_NATIVE,
 		.minor = -1,
 	};
@@ -367,6 +375,7 @@ static void *ring_thread(void *arg)
 		err = tf_worker_run(w);
 	if (err)
 		w->st.protocol_error = true;
+	tf_hostile_stop(w); /* its counts are part of the worker's */
 	return NULL;
 }
 
@@ -419,12 +428,20 @@ static void workers_fini(struct tf_run *run)
 	free(run->workers);
 }
 
-/* The span the load uses: all of the disk unless --span, whole blocks. */
+/* The span the load uses: the rest of the disk from --offset unless --span, whole blocks. */
 static int set_span(struct tf_load_conf *c, uint64_t disk_bytes)
 {
-	uint64_t usable = disk_bytes;
+	uint64_t usable;
 
 	c->disk_bytes = disk_bytes;
+	if (c->offset >= disk_bytes) {
+		fprintf(stderr,
+			"tap-front: --offset %" PRIu64 " is past the end of the disk (%" PRIu64
+			" bytes)\n",
+			c->offset, disk_bytes);
+		return -EINVAL;
+	}
+	usable = disk_bytes - c->offset;
 	if (c->hostile == TF_HOSTILE_CHANGE) {
 		/* change's writes go right after the span: keep room for them */
 		if (disk_bytes < 2 * TF_CHANGE_RESERVE_BYTES) {
@@ -513,7 +530,7 @@ static int check_offer(const struct tf_opts *o, const struct tf_disk *d)
 			o->load.bs, d->sector_size);
 		return -EINVAL;
 	}
-	if ((d->info & RING_INFO_READONLY) && o->load.mix != TF_MIX_READ) {
+	if ((d->info & RING_INFO_READONLY) && o->load.mix != BENCH_READ) {
 		fprintf(stderr, "tap-front: the disk is read-only\n");
 		return -EROFS;
 	}

@@ -31,21 +31,6 @@ void tf_stats_add(struct tf_qstats *sum, const struct tf_qstats *q)
 	sum->hist.total += q->hist.total;
 }
 
-const char *tf_mix_name(const struct tf_load_conf *c)
-{
-	static const char *const names[2][3] = {
-		{ "read", "write", "rw" },
-		{ "randread", "randwrite", "randrw" },
-	};
-
-	return names[c->random][c->mix];
-}
-
-static double per_second(uint64_t n, uint64_t ns)
-{
-	return ns ? (double)n * 1e9 / (double)ns : 0.0;
-}
-
 static double pct_us(const struct bench_hist *h, double p)
 {
 	return (double)bench_hist_percentile(h, p) / 1e3;
@@ -56,10 +41,11 @@ static void print_human(const struct tf_load_conf *c, const char *engine, const 
 	printf("%s %s bs %" PRIu64 " qd %u queues %u: %" PRIu64 " ops (%" PRIu64 " reads, %" PRIu64
 	       " writes) in %.3f s, %.0f IOPS, %.1f MiB/s; latency us: p50 %.1f p99 %.1f "
 	       "p99.9 %.1f\n",
-	       engine, tf_mix_name(c), c->bs, c->depth, c->nr_queues, s->ops, s->reads, s->writes,
-	       (double)s->elapsed_ns / 1e9, per_second(s->ops, s->elapsed_ns),
-	       per_second(s->bytes, s->elapsed_ns) / (1024.0 * 1024.0), pct_us(&s->hist, 50.0),
-	       pct_us(&s->hist, 99.0), pct_us(&s->hist, 99.9));
+	       engine, bench_mix_name(c->random, c->mix), c->bs, c->depth, c->nr_queues, s->ops,
+	       s->reads, s->writes, (double)s->elapsed_ns / 1e9,
+	       bench_per_second(s->ops, s->elapsed_ns),
+	       bench_per_second(s->bytes, s->elapsed_ns) / (1024.0 * 1024.0),
+	       pct_us(&s->hist, 50.0), pct_us(&s->hist, 99.0), pct_us(&s->hist, 99.9));
 	if (s->io_errors)
 		printf("%" PRIu64 " requests failed\n", s->io_errors);
 	if (c->verify)
@@ -99,17 +85,15 @@ fail:
 
 static int print_json(const struct tf_load_conf *c, const char *engine, const struct tf_qstats *s)
 {
-	json_t *obj =
-		json_pack("{s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:{s:f, "
-			  "s:f, s:f}, s:I}",
-			  "engine", engine, "rw", tf_mix_name(c), "block_size", (json_int_t)c->bs,
-			  "depth", (int)c->depth, "queues", (int)c->nr_queues, "ops",
-			  (json_int_t)s->ops, "reads", (json_int_t)s->reads, "writes",
-			  (json_int_t)s->writes, "bytes", (json_int_t)s->bytes, "seconds",
-			  (double)s->elapsed_ns / 1e9, "iops", per_second(s->ops, s->elapsed_ns),
-			  "mib_s", per_second(s->bytes, s->elapsed_ns) / (1024.0 * 1024.0),
-			  "lat_us", "p50", pct_us(&s->hist, 50.0), "p99", pct_us(&s->hist, 99.0),
-			  "p99.9", pct_us(&s->hist, 99.9), "errors", (json_int_t)s->io_errors);
+	json_t *obj = json_pack(
+		"{s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:o, s:I}", "engine",
+		engine, "rw", bench_mix_name(c->random, c->mix), "block_size", (json_int_t)c->bs,
+		"depth", (int)c->depth, "queues", (int)c->nr_queues, "ops", (json_int_t)s->ops,
+		"reads", (json_int_t)s->reads, "writes", (json_int_t)s->writes, "bytes",
+		(json_int_t)s->bytes, "seconds", (double)s->elapsed_ns / 1e9, "iops",
+		bench_per_second(s->ops, s->elapsed_ns), "mib_s",
+		bench_per_second(s->bytes, s->elapsed_ns) / (1024.0 * 1024.0), "lat_us",
+		bench_latency_json(&s->hist), "errors", (json_int_t)s->io_errors);
 	json_t *more = details_json(c, s);
 	int err = obj && more && !json_object_update(obj, more) ? 0 : -ENOMEM;
 

@@ -5,8 +5,8 @@
  * machine with no Xen, a fake xenstored reached through XENSTORED_PATH),
  * while its rings travel on the local transport: it registers its memfd and
  * eventfds with tapctld as a "local domain" (xen-local), whose grant
- * references are page indices in that memfd and whose event channels are
- * its queues' eventfds.  Everything else is what a Linux blkfront does:
+ * references index the memfd's emulated grant table (lib/ringshm.h) and
+ * whose event channels are its queues' eventfds.  Everything else is what a Linux blkfront does:
  * wait for InitWait, read the limits, write ring-ref(s), event-channel(s),
  * protocol and Initialised in one transaction, wait for Connected, read
  * sectors and sector-size; Closing and Closed at the end.

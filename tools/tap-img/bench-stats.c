@@ -64,17 +64,22 @@ uint64_t bench_hist_percentile(const struct bench_hist *h, double pct)
 	return hist_value(BENCH_HIST_BUCKETS - 1);
 }
 
-static const char *mix_name(const struct bench_cfg *cfg)
+const char *bench_mix_name(bool random, enum bench_mix mix)
 {
 	static const char *const names[2][3] = {
 		{ "read", "write", "rw" },
 		{ "randread", "randwrite", "randrw" },
 	};
 
-	return names[cfg->random][cfg->mix];
+	return names[random][mix];
 }
 
-static double per_second(uint64_t n, uint64_t ns)
+static const char *mix_name(const struct bench_cfg *cfg)
+{
+	return bench_mix_name(cfg->random, cfg->mix);
+}
+
+double bench_per_second(uint64_t n, uint64_t ns)
 {
 	return ns ? (double)n * 1e9 / (double)ns : 0.0;
 }
@@ -87,8 +92,8 @@ static void print_human(const struct bench_cfg *cfg, const struct bench_result *
 	printf("%s %s: %" PRIu64 " ops (%" PRIu64 " reads, %" PRIu64 " writes), "
 	       "%.0f IOPS, %.1f MiB/s; latency us: p50 %.1f p99 %.1f p99.9 %.1f\n",
 	       r->engine, mix_name(cfg), r->ops, r->reads, r->writes,
-	       per_second(r->ops, r->elapsed_ns),
-	       per_second(r->bytes, r->elapsed_ns) / (1024.0 * 1024.0),
+	       bench_per_second(r->ops, r->elapsed_ns),
+	       bench_per_second(r->bytes, r->elapsed_ns) / (1024.0 * 1024.0),
 	       (double)bench_hist_percentile(h, 50.0) / 1e3,
 	       (double)bench_hist_percentile(h, 99.0) / 1e3,
 	       (double)bench_hist_percentile(h, 99.9) / 1e3);
@@ -100,7 +105,7 @@ static void print_human(const struct bench_cfg *cfg, const struct bench_result *
 		       cfg->seed, r->verified_blocks, r->verify_errors);
 }
 
-static json_t *latency_json(const struct bench_hist *h)
+json_t *bench_latency_json(const struct bench_hist *h)
 {
 	return json_pack("{s:f, s:f, s:f}", "p50", (double)bench_hist_percentile(h, 50.0) / 1e3,
 			 "p99", (double)bench_hist_percentile(h, 99.0) / 1e3, "p99.9",
@@ -114,9 +119,9 @@ static int print_json(const struct bench_cfg *cfg, const struct bench_result *r)
 		r->engine, "rw", mix_name(cfg), "block_size", (json_int_t)cfg->bs, "depth",
 		(json_int_t)cfg->depth, "ops", (json_int_t)r->ops, "reads", (json_int_t)r->reads,
 		"writes", (json_int_t)r->writes, "bytes", (json_int_t)r->bytes, "seconds",
-		(double)r->elapsed_ns / 1e9, "iops", per_second(r->ops, r->elapsed_ns), "mib_s",
-		per_second(r->bytes, r->elapsed_ns) / (1024.0 * 1024.0), "lat_us",
-		latency_json(&r->hist), "errors", (json_int_t)r->io_errors);
+		(double)r->elapsed_ns / 1e9, "iops", bench_per_second(r->ops, r->elapsed_ns),
+		"mib_s", bench_per_second(r->bytes, r->elapsed_ns) / (1024.0 * 1024.0), "lat_us",
+		bench_latency_json(&r->hist), "errors", (json_int_t)r->io_errors);
 	int err;
 
 	if (!obj)

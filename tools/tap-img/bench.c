@@ -77,7 +77,7 @@ static void bench_usage(FILE *f)
 		BENCH_DEFAULT_COUNT, BENCH_DEFAULT_DEPTH, BENCH_DEFAULT_BS);
 }
 
-static int parse_rw(struct bench_cfg *cfg, const char *s)
+int bench_parse_rw(const char *s, enum bench_mix *mix, bool *random)
 {
 	static const struct {
 		const char *name;
@@ -93,11 +93,18 @@ static int parse_rw(struct bench_cfg *cfg, const char *s)
 
 	for (i = 0; i < ARRAY_SIZE(modes); i++) {
 		if (strcmp(s, modes[i].name) == 0) {
-			cfg->mix = modes[i].mix;
-			cfg->random = modes[i].random;
+			*mix = modes[i].mix;
+			*random = modes[i].random;
 			return 0;
 		}
 	}
+	return -EINVAL;
+}
+
+static int parse_rw(struct bench_cfg *cfg, const char *s)
+{
+	if (bench_parse_rw(s, &cfg->mix, &cfg->random) == 0)
+		return 0;
 	img_err("bench", "invalid --rw mode '%s' (read, write, rw, randread, randwrite, randrw)",
 		s);
 	return -EINVAL;

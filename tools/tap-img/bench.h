@@ -94,6 +94,19 @@ uint64_t bench_rand(uint64_t *state);
 void bench_hist_add(struct bench_hist *h, uint64_t ns);
 uint64_t bench_hist_percentile(const struct bench_hist *h, double pct);
 
+/* bench_mix_name - "read", "randrw"...: fio's and qemu's names of a load. */
+const char *bench_mix_name(bool random, enum bench_mix mix);
+
+/* bench_per_second - @n per second over @ns nanoseconds; 0 when @ns is 0. */
+double bench_per_second(uint64_t n, uint64_t ns);
+
+/* bench_parse_rw - read|write|rw|readwrite|randread|randwrite|randrw.  0 or -EINVAL. */
+int bench_parse_rw(const char *s, enum bench_mix *mix, bool *random);
+
+/* bench_latency_json - {"p50", "p99", "p99.9"} in microseconds; NULL on ENOMEM. */
+struct json_t;
+struct json_t *bench_latency_json(const struct bench_hist *h);
+
 /* bench_print - the report, human or JSON.  Returns 0 or -errno. */
 int bench_print(const struct bench_cfg *cfg, const struct bench_result *res);
 

@@ -22,13 +22,7 @@ const char *ctlc_socket(const char *explicit_path)
 	return env && *env ? env : CTLC_DEFAULT_SOCKET;
 }
 
-int ctlc_call(const char *sock, const char *cmd, json_t *args, unsigned timeout_s, json_t **result,
-	      char *err, size_t size)
-{
-	return ctlc_call_fds(sock, cmd, args, NULL, 0, timeout_s, result, err, size);
-}
-
-int ctlc_call_fds(const char *sock, const char *cmd, json_t *args, const int *fds,
+int ctlc_exchange(const char *sock, const char *peer, const char *cmd, json_t *args, const int *fds,
 		  unsigned nr_fds, unsigned timeout_s, json_t **result, char *err, size_t size)
 {
 	CLEANUP_CLOSE int fd = -1;
@@ -41,19 +35,13 @@ int ctlc_call_fds(const char *sock, const char *cmd, json_t *args, const int *fd
 	rc = ctlmsg_connect(sock, &fd);
 	if (rc < 0) {
 		json_decref(req);
-		if (rc == -ENOENT || rc == -ECONNREFUSED)
-			snprintf(err, size,
-				 "cannot reach tapctld at %s: %s (is tapctld running? -S SOCKET "
-				 "or TAPCTLD_SOCKET names another socket)",
-				 sock, err_str(rc));
-		else
-			snprintf(err, size, "cannot reach tapctld at %s: %s", sock, err_str(rc));
+		snprintf(err, size, "cannot reach %s at %s: %s", peer, sock, err_str(rc));
 		return rc;
 	}
 	rc = ctlmsg_call(fd, req, fds, nr_fds, &rep, (int)timeout_s * 1000);
 	json_decref(req);
 	if (rc < 0) {
-		snprintf(err, size, "tapctld at %s: %s", sock,
+		snprintf(err, size, "%s at %s: %s: %s", peer, sock, cmd,
 			 rc == -ETIMEDOUT    ? "no reply in time"
 			 : rc == -ECONNRESET ? "closed the connection without a reply"
 					     : err_str(rc));
@@ -65,6 +53,26 @@ int ctlc_call_fds(const char *sock, const char *cmd, json_t *args, const int *fd
 	else if (result)
 		*result = json_incref(res);
 	json_decref(rep);
+	return rc;
+}
+
+int ctlc_call(const char *sock, const char *cmd, json_t *args, unsigned timeout_s, json_t **result,
+	      char *err, size_t size)
+{
+	return ctlc_call_fds(sock, cmd, args, NULL, 0, timeout_s, result, err, size);
+}
+
+int ctlc_call_fds(const char *sock, const char *cmd, json_t *args, const int *fds, unsigned nr_fds,
+		  unsigned timeout_s, json_t **result, char *err, size_t size)
+{
+	int rc = ctlc_exchange(sock, "tapctld", cmd, args, fds, nr_fds, timeout_s, result, err,
+			       size);
+	size_t n = strlen(err);
+
+	if ((rc == -ENOENT || rc == -ECONNREFUSED) && strncmp(err, "cannot reach", 12) == 0)
+		snprintf(err + n, size - n,
+			 " (is tapctld running? -S SOCKET or TAPCTLD_SOCKET "
+			 "names another socket)");
 	return rc;
 }
 

@@ -24,9 +24,18 @@ const char *ctlc_socket(const char *explicit_path);
 int ctlc_call(const char *sock, const char *cmd, json_t *args, unsigned timeout_s, json_t **result,
 	      char *err, size_t size);
 
-/* ctlc_call_fds - ctlc_call sending @nr_fds descriptors with the request (they stay ours). */
-int ctlc_call_fds(const char *sock, const char *cmd, json_t *args, const int *fds,
+/*
+ * ctlc_exchange - one request on the control socket @sock of @peer (a name
+ * for messages: "tapctld", "the tapdisk"), with @nr_fds descriptors (they
+ * stay ours) and @args (stolen).  0 and *result (may be NULL if unwanted),
+ * or -errno with why in @err: the peer's own message when it refused.
+ */
+int ctlc_exchange(const char *sock, const char *peer, const char *cmd, json_t *args, const int *fds,
 		  unsigned nr_fds, unsigned timeout_s, json_t **result, char *err, size_t size);
+
+/* ctlc_call_fds - ctlc_call sending @nr_fds descriptors with the request (they stay ours). */
+int ctlc_call_fds(const char *sock, const char *cmd, json_t *args, const int *fds, unsigned nr_fds,
+		  unsigned timeout_s, json_t **result, char *err, size_t size);
 
 /*
  * ctlc_minor_ctl - the control socket of the tapdisk serving @minor, asked

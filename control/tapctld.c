@@ -25,6 +25,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "sigfd.h"
 #include "tapctld.h"
 
 #define DEFAULT_SOCK "/run/qtap/tapctld.sock"
@@ -210,17 +211,11 @@ static void on_signal(struct evloop_watch *w, uint32_t events)
 
 static int signals(struct tcd *t, struct evloop_watch *w)
 {
-	sigset_t set;
-	int fd;
+	static const int sigs[] = { SIGTERM, SIGINT };
+	int fd = sigfd_open(sigs, 2);
 
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (fd < 0)
-		return neg_errno();
+		return fd;
 	*w = (struct evloop_watch){ .fd = fd, .events = EPOLLIN, .fn = on_signal, .opaque = t };
 	return evloop_watch_add(t->loop, w);
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cleanup.h"
+#include "ctlclient.h"
 #include "ctlmsg.h"
 #include "errors.h"
 #include "tdclient.h"
@@ -32,34 +32,8 @@ int tdc_call(const char *ctl_path, const char *cmd, const json_t *args, unsigned
 int tdc_call_fds(const char *ctl_path, const char *cmd, const json_t *args, const int *fds,
 		 unsigned nr_fds, unsigned timeout_s, json_t **reply, char *err, size_t size)
 {
-	CLEANUP_CLOSE int fd = -1;
-	json_t *req, *rep = NULL, *result;
-	const char *msg;
-	int rc;
-
-	req = ctlmsg_request(cmd, args ? json_deep_copy(args) : NULL);
-	if (!req)
-		return -ENOMEM;
-	rc = ctlmsg_connect(ctl_path, &fd);
-	if (rc < 0) {
-		snprintf(err, size, "cannot reach the tapdisk at %s: %s", ctl_path, err_str(rc));
-		json_decref(req);
-		return rc;
-	}
-	rc = ctlmsg_call(fd, req, fds, nr_fds, &rep, (int)timeout_s * 1000);
-	json_decref(req);
-	if (rc < 0) {
-		snprintf(err, size, "tapdisk at %s: %s: %s", ctl_path, cmd,
-			 rc == -ETIMEDOUT ? "no answer in time" : err_str(rc));
-		return rc;
-	}
-	rc = ctlmsg_reply_status(rep, &result, &msg);
-	if (rc < 0)
-		snprintf(err, size, "%s", msg);
-	else if (reply)
-		*reply = json_incref(result);
-	json_decref(rep);
-	return rc;
+	return ctlc_exchange(ctl_path, "the tapdisk", cmd, args ? json_deep_copy(args) : NULL, fds,
+			     nr_fds, timeout_s, reply, err, size);
 }
 
 int tdc_open(const char *ctl_path, const char *spec, const json_t *args, unsigned timeout_s,

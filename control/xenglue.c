@@ -186,11 +186,14 @@ static int xg_disconnect(void *opaque, int minor)
 	rc = tdc_call(d->ctl_path, "detach-ring", args, t->opts.tapdisk_timeout_s, NULL, err,
 		      sizeof(err));
 	json_decref(args);
-	if (rc < 0)
+	if (rc < 0 && rc != -ENOENT) {
+		/* Still attached (EBUSY: requests wait in a paused disk): keep its id. */
 		log_err("xen: minor %d: %s", minor, err);
+		return rc;
+	}
 	d->xen_ring = 0;
 	tcd_state_save(d);
-	return rc;
+	return 0;
 }
 
 static const struct xbk_ops xg_ops = {

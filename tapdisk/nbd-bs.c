@@ -103,12 +103,12 @@ static void finish(struct nbds_slot *s)
 	}
 	for (k = 0; k < nctx; k++) {
 		uint8_t *reg = region(s, k);
-		uint32_t nr = nbdp_get32(reg); /* stashed by the walk */
+		uint32_t nr = get_be32(reg); /* stashed by the walk */
 		size_t bytes = CTX_HDR_BYTES + 8 * (size_t)nr;
 
 		nbdp_chunk_hdr(reg, k + 1 == nctx ? NBDP_REPLY_FLAG_DONE : 0,
 			       NBDP_REPLY_TYPE_BLOCK_STATUS, s->r.cookie, (uint32_t)(bytes - 20));
-		nbdp_put32(reg + NBDP_CHUNK_HDR_BYTES, ids[k]);
+		put_be32(reg + NBDP_CHUNK_HDR_BYTES, ids[k]);
 		memmove(s->buf + out, reg, bytes);
 		out += bytes;
 	}
@@ -125,11 +125,11 @@ static void stash_counts(struct nbds_slot *s)
 
 	if (s->phase == 0) {
 		if (ss->base)
-			nbdp_put32(region(s, k++), s->bs[0].nr);
+			put_be32(region(s, k++), s->bs[0].nr);
 		if (ss->depth)
-			nbdp_put32(region(s, k), s->bs[1].nr);
+			put_be32(region(s, k), s->bs[1].nr);
 	} else {
-		nbdp_put32(region(s, bitmap_region(s, s->phase - 1)), s->bs[0].nr);
+		put_be32(region(s, bitmap_region(s, s->phase - 1)), s->bs[0].nr);
 	}
 }
 

@@ -12,13 +12,13 @@
 
 int nbdp_request_decode(const uint8_t hdr[NBDP_REQUEST_BYTES], struct nbdp_request *r)
 {
-	if (nbdp_get32(hdr) != NBDP_REQUEST_MAGIC)
+	if (get_be32(hdr) != NBDP_REQUEST_MAGIC)
 		return -EPROTO;
-	r->flags = nbdp_get16(hdr + 4);
-	r->type = nbdp_get16(hdr + 6);
-	r->cookie = nbdp_get64(hdr + 8);
-	r->offset = nbdp_get64(hdr + 16);
-	r->len = nbdp_get32(hdr + 24);
+	r->flags = get_be16(hdr + 4);
+	r->type = get_be16(hdr + 6);
+	r->cookie = get_be64(hdr + 8);
+	r->offset = get_be64(hdr + 16);
+	r->len = get_be32(hdr + 24);
 	return 0;
 }
 
@@ -120,19 +120,19 @@ uint32_t nbdp_errno(int err)
 
 void nbdp_simple_reply(uint8_t out[NBDP_SIMPLE_REPLY_BYTES], uint32_t error, uint64_t cookie)
 {
-	nbdp_put32(out, NBDP_SIMPLE_REPLY_MAGIC);
-	nbdp_put32(out + 4, error);
-	nbdp_put64(out + 8, cookie);
+	put_be32(out, NBDP_SIMPLE_REPLY_MAGIC);
+	put_be32(out + 4, error);
+	put_be64(out + 8, cookie);
 }
 
 void nbdp_chunk_hdr(uint8_t out[NBDP_CHUNK_HDR_BYTES], uint16_t flags, uint16_t type,
 		    uint64_t cookie, uint32_t payload_len)
 {
-	nbdp_put32(out, NBDP_STRUCTURED_REPLY_MAGIC);
-	nbdp_put16(out + 4, flags);
-	nbdp_put16(out + 6, type);
-	nbdp_put64(out + 8, cookie);
-	nbdp_put32(out + 16, payload_len);
+	put_be32(out, NBDP_STRUCTURED_REPLY_MAGIC);
+	put_be16(out + 4, flags);
+	put_be16(out + 6, type);
+	put_be64(out + 8, cookie);
+	put_be32(out + 16, payload_len);
 }
 
 size_t nbdp_error_chunk(uint8_t *out, size_t cap, uint64_t cookie, uint32_t error, const char *msg)
@@ -144,8 +144,8 @@ size_t nbdp_error_chunk(uint8_t *out, size_t cap, uint64_t cookie, uint32_t erro
 	mlen = MIN(mlen, cap - fixed);
 	nbdp_chunk_hdr(out, NBDP_REPLY_FLAG_DONE, NBDP_REPLY_TYPE_ERROR, cookie,
 		       (uint32_t)(6 + mlen));
-	nbdp_put32(out + NBDP_CHUNK_HDR_BYTES, error);
-	nbdp_put16(out + NBDP_CHUNK_HDR_BYTES + 4, (uint16_t)mlen);
+	put_be32(out + NBDP_CHUNK_HDR_BYTES, error);
+	put_be16(out + NBDP_CHUNK_HDR_BYTES + 4, (uint16_t)mlen);
 	if (mlen)
 		memcpy(out + fixed, msg, mlen);
 	return fixed + mlen;
@@ -206,13 +206,13 @@ bool nbdp_bs_add(struct nbdp_bs *bs, uint32_t len, uint32_t flags)
 
 	if (len == 0)
 		return true;
-	if (last && bs->last_flags == flags && nbdp_get32(last) <= UINT32_MAX - len) {
-		nbdp_put32(last, nbdp_get32(last) + len);
+	if (last && bs->last_flags == flags && get_be32(last) <= UINT32_MAX - len) {
+		put_be32(last, get_be32(last) + len);
 	} else {
 		if (bs->nr == bs->max)
 			return false;
-		nbdp_put32(bs->desc + 8 * bs->nr, len);
-		nbdp_put32(bs->desc + 8 * bs->nr + 4, flags);
+		put_be32(bs->desc + 8 * bs->nr, len);
+		put_be32(bs->desc + 8 * bs->nr + 4, flags);
 		bs->nr++;
 		bs->last_flags = flags;
 	}

@@ -58,6 +58,13 @@ static void conn_destroy(struct nbds_conn *c)
 	struct nbds_qctx *qc = c->qc;
 
 	log_dbg(LOG_F_NBD, "nbd %s: disconnected", c->peer);
+	if (c->flush_queued) {
+		struct nbds_conn **pp = &qc->flush;
+
+		while (*pp != c)
+			pp = &(*pp)->flush_next;
+		*pp = c->flush_next;
+	}
 	evloop_watch_del(&c->watch);
 	evloop_timer_cancel(&c->hs_timer);
 	if (c->prev)
@@ -374,7 +381,7 @@ static bool rx_handshake(struct nbds_conn *c, const uint8_t *p, size_t avail)
 	case RX_CLIENT_FLAGS:
 		if (avail < 4)
 			return false;
-		if (nbdp_client_flags(&c->sess, nbdp_get32(p)) < 0) {
+		if (nbdp_client_flags(&c->sess, get_be32(p)) < 0) {
 			nbds_conn_fail(c, "client flags the server did not offer");
 			return true;
 		}
@@ -384,12 +391,12 @@ static bool rx_handshake(struct nbds_conn *c, const uint8_t *p, size_t avail)
 	case RX_OPT_HDR:
 		if (avail < NBDP_OPT_HDR_BYTES)
 			return false;
-		if (nbdp_get64(p) != NBDP_OPTS_MAGIC) {
+		if (get_be64(p) != NBDP_OPTS_MAGIC) {
 			nbds_conn_fail(c, "bad option magic");
 			return true;
 		}
-		c->opt = nbdp_get32(p + 8);
-		c->opt_len = nbdp_get32(p + 12);
+		c->opt = get_be32(p + 8);
+		c->opt_len = get_be32(p + 12);
 		consume(c, NBDP_OPT_HDR_BYTES);
 		c->discard = c->opt_len;
 		c->rx_state = c->opt_len > NBDP_OPT_MAX_BYTES ? RX_OPT_DISCARD : RX_OPT_DATA;

@@ -188,6 +188,7 @@ struct nbds_server {
 	struct td_blocklock *locks;
 	bool own_locks;
 	unsigned next_queue; /* round robin, on the accepting thread */
+	struct td_resize_notifier resize;
 
 	pthread_mutex_t lock; /* nr_conns, exp, the condition */
 	pthread_cond_t cond;

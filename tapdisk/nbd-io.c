@@ -102,9 +102,9 @@ static void reply_read_sparse(struct nbds_slot *s, uint8_t *data)
 		uint16_t flags = i + 1 == nr ? NBDP_REPLY_FLAG_DONE : 0;
 		uint8_t *h = s->hdr[i];
 
-		nbdp_put64(h + NBDP_CHUNK_HDR_BYTES, s->r.offset + runs[i].off);
+		put_be64(h + NBDP_CHUNK_HDR_BYTES, s->r.offset + runs[i].off);
 		if (runs[i].zero) {
-			nbdp_put32(h + NBDP_CHUNK_HDR_BYTES + 8, runs[i].len);
+			put_be32(h + NBDP_CHUNK_HDR_BYTES + 8, runs[i].len);
 			chunk(s, h, flags, NBDP_REPLY_TYPE_OFFSET_HOLE, 12,
 			      NBDP_CHUNK_HDR_BYTES + 12);
 		} else {
@@ -128,7 +128,7 @@ static void reply_read(struct nbds_slot *s)
 		chunk(s, s->hdr[0], NBDP_REPLY_FLAG_DONE, NBDP_REPLY_TYPE_NONE, 0,
 		      NBDP_CHUNK_HDR_BYTES);
 	} else if (s->r.flags & NBDP_CMD_FLAG_DF) {
-		nbdp_put64(s->hdr[0] + NBDP_CHUNK_HDR_BYTES, s->r.offset);
+		put_be64(s->hdr[0] + NBDP_CHUNK_HDR_BYTES, s->r.offset);
 		chunk(s, s->hdr[0], NBDP_REPLY_FLAG_DONE, NBDP_REPLY_TYPE_OFFSET_DATA, 8 + s->r.len,
 		      NBDP_CHUNK_HDR_BYTES + 8);
 	} else {
@@ -153,7 +153,19 @@ static void read_done(struct td_request *req, int err)
 		reply_read(s);
 }
 
-static void flush_after_done(struct td_request *req, int err);
+/* The reply of a request without data: its result. */
+static void reply_result(struct nbds_slot *s, int err)
+{
+	if (err)
+		nbds_reply_error(s, nbdp_errno(err), NULL);
+	else
+		nbds_reply_ok(s);
+}
+
+static void flush_after_done(struct td_request *req, int err)
+{
+	reply_result(req->opaque, err);
+}
 
 static void op_done(struct td_request *req, int err)
 {
@@ -167,30 +179,12 @@ static void op_done(struct td_request *req, int err)
 		vbd_submit(s->c->q, &s->req);
 		return;
 	}
-	if (err)
-		nbds_reply_error(s, nbdp_errno(err), NULL);
-	else
-		nbds_reply_ok(s);
-}
-
-static void flush_after_done(struct td_request *req, int err)
-{
-	struct nbds_slot *s = req->opaque;
-
-	if (err)
-		nbds_reply_error(s, nbdp_errno(err), NULL);
-	else
-		nbds_reply_ok(s);
+	reply_result(s, err);
 }
 
 static void rmw_done(struct td_rmw *rmw, int err)
 {
-	struct nbds_slot *s = rmw->opaque;
-
-	if (err)
-		nbds_reply_error(s, nbdp_errno(err), NULL);
-	else
-		nbds_reply_ok(s);
+	reply_result(rmw->opaque, err);
 }
 
 /* ---- issuing ------------------------------------------------------------------ */

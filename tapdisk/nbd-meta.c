@@ -91,7 +91,7 @@ static int rep_context(struct nbdp_buf *out, uint32_t opt, uint32_t id, const ch
 	size_t la = strlen(a), lb = b ? strlen(b) : 0;
 	uint8_t be[4];
 
-	nbdp_put32(be, id);
+	put_be32(be, id);
 	return nbdp_rep_hdr(out, opt, NBDP_REP_META_CONTEXT, (uint32_t)(4 + la + lb)) ?:
 		       nbdp_buf_put(out, be, 4) ?: nbdp_buf_put(out, a, la) ?:
 							  nbdp_buf_put(out, b, lb);
@@ -129,7 +129,7 @@ static uint32_t parse(const struct nbdp_export *e, bool list, const uint8_t *dat
 	uint32_t nlen, nq, qlen, pos, i;
 
 	*why = "malformed option data";
-	if (len < 8 || (nlen = nbdp_get32(data)) > len - 8)
+	if (len < 8 || (nlen = get_be32(data)) > len - 8)
 		return NBDP_REP_ERR_INVALID;
 	if (nlen > NBDP_STRING_MAX)
 		return NBDP_REP_ERR_INVALID;
@@ -138,14 +138,14 @@ static uint32_t parse(const struct nbdp_export *e, bool list, const uint8_t *dat
 		return NBDP_REP_ERR_UNKNOWN;
 	}
 	pos = 4 + nlen;
-	nq = nbdp_get32(data + pos);
+	nq = get_be32(data + pos);
 	pos += 4;
 	if (list && nq == 0) {
 		*m = (struct meta_set){ true, true, all_bitmaps(e) };
 		return pos == len ? 0 : NBDP_REP_ERR_INVALID;
 	}
 	for (i = 0; i < nq; i++) {
-		if (len - pos < 4 || (qlen = nbdp_get32(data + pos)) > len - pos - 4)
+		if (len - pos < 4 || (qlen = get_be32(data + pos)) > len - pos - 4)
 			return NBDP_REP_ERR_INVALID;
 		if (qlen > NBDP_STRING_MAX) {
 			*why = "query longer than 4096 bytes";

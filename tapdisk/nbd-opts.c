@@ -59,9 +59,9 @@ uint16_t nbdp_tx_flags(const struct nbdp_export *e, bool structured)
 
 void nbdp_greeting(uint8_t out[NBDP_GREETING_BYTES])
 {
-	nbdp_put64(out, NBDP_MAGIC);
-	nbdp_put64(out + 8, NBDP_OPTS_MAGIC);
-	nbdp_put16(out + 16, NBDP_FLAG_FIXED_NEWSTYLE | NBDP_FLAG_NO_ZEROES);
+	put_be64(out, NBDP_MAGIC);
+	put_be64(out + 8, NBDP_OPTS_MAGIC);
+	put_be16(out + 16, NBDP_FLAG_FIXED_NEWSTYLE | NBDP_FLAG_NO_ZEROES);
 }
 
 int nbdp_client_flags(struct nbdp_session *s, uint32_t flags)
@@ -82,10 +82,10 @@ int nbdp_rep_hdr(struct nbdp_buf *out, uint32_t opt, uint32_t type, uint32_t len
 {
 	uint8_t h[NBDP_REP_HDR_BYTES];
 
-	nbdp_put64(h, NBDP_REP_MAGIC);
-	nbdp_put32(h + 8, opt);
-	nbdp_put32(h + 12, type);
-	nbdp_put32(h + 16, len);
+	put_be64(h, NBDP_REP_MAGIC);
+	put_be32(h + 8, opt);
+	put_be32(h + 12, type);
+	put_be32(h + 16, len);
 	return nbdp_buf_put(out, h, sizeof(h));
 }
 
@@ -134,7 +134,7 @@ static int opt_list(const struct nbdp_export *e, uint32_t len, struct nbdp_buf *
 	if (len)
 		return nbdp_rep_err(out, NBDP_OPT_LIST, NBDP_REP_ERR_INVALID,
 				    "NBD_OPT_LIST takes no data");
-	nbdp_put32(be, (uint32_t)nlen);
+	put_be32(be, (uint32_t)nlen);
 	err = nbdp_rep_hdr(out, NBDP_OPT_LIST, NBDP_REP_SERVER, (uint32_t)(4 + nlen + dlen));
 	if (!err)
 		err = nbdp_buf_put(out, be, 4);
@@ -152,9 +152,9 @@ static int info_export(const struct nbdp_session *s, const struct nbdp_export *e
 {
 	uint8_t d[12];
 
-	nbdp_put16(d, NBDP_INFO_EXPORT);
-	nbdp_put64(d + 2, e->size_bytes);
-	nbdp_put16(d + 10, nbdp_tx_flags(e, s->structured));
+	put_be16(d, NBDP_INFO_EXPORT);
+	put_be64(d + 2, e->size_bytes);
+	put_be16(d + 10, nbdp_tx_flags(e, s->structured));
 	return nbdp_rep_hdr(out, opt, NBDP_REP_INFO, sizeof(d)) ?: nbdp_buf_put(out, d, sizeof(d));
 }
 
@@ -163,7 +163,7 @@ static int info_string(uint32_t opt, uint16_t type, const char *str, struct nbdp
 	size_t len = strlen(str);
 	uint8_t d[2];
 
-	nbdp_put16(d, type);
+	put_be16(d, type);
 	return nbdp_rep_hdr(out, opt, NBDP_REP_INFO, (uint32_t)(2 + len)) ?:
 		       nbdp_buf_put(out, d, 2) ?: nbdp_buf_put(out, str, len);
 }
@@ -177,10 +177,10 @@ static int info_block_size(const struct nbdp_export *e, uint32_t opt, struct nbd
 {
 	uint8_t d[14];
 
-	nbdp_put16(d, NBDP_INFO_BLOCK_SIZE);
-	nbdp_put32(d + 2, e->min_block);
-	nbdp_put32(d + 6, e->pref_block);
-	nbdp_put32(d + 10, e->max_block);
+	put_be16(d, NBDP_INFO_BLOCK_SIZE);
+	put_be32(d + 2, e->min_block);
+	put_be32(d + 6, e->pref_block);
+	put_be32(d + 10, e->max_block);
 	return nbdp_rep_hdr(out, opt, NBDP_REP_INFO, sizeof(d)) ?: nbdp_buf_put(out, d, sizeof(d));
 }
 
@@ -192,9 +192,9 @@ static int opt_info_go(const struct nbdp_session *s, const struct nbdp_export *e
 	int err;
 
 	*go = false;
-	if (len < 6 || (nlen = nbdp_get32(data)) > len - 6 || nlen > NBDP_STRING_MAX)
+	if (len < 6 || (nlen = get_be32(data)) > len - 6 || nlen > NBDP_STRING_MAX)
 		return nbdp_rep_err(out, opt, NBDP_REP_ERR_INVALID, "malformed export name");
-	nreq = nbdp_get16(data + 4 + nlen);
+	nreq = get_be16(data + 4 + nlen);
 	if ((uint64_t)len != 6ull + nlen + 2ull * nreq)
 		return nbdp_rep_err(out, opt, NBDP_REP_ERR_INVALID,
 				    "option length %u does not match %u information requests", len,
@@ -203,7 +203,7 @@ static int opt_info_go(const struct nbdp_session *s, const struct nbdp_export *e
 		return nbdp_rep_err(out, opt, NBDP_REP_ERR_UNKNOWN, "export '%.*s' not found",
 				    (int)MIN(nlen, 256u), (const char *)data + 4);
 	for (i = 0; i < nreq; i++) {
-		uint16_t t = nbdp_get16(data + 6 + nlen + 2 * i);
+		uint16_t t = get_be16(data + 6 + nlen + 2 * i);
 
 		want_name |= t == NBDP_INFO_NAME;
 		want_desc |= t == NBDP_INFO_DESCRIPTION;
@@ -232,8 +232,8 @@ static int opt_export_name(const struct nbdp_session *s, const struct nbdp_expor
 	*ok = len <= NBDP_STRING_MAX && nbdp_name_matches(e, data, len);
 	if (!*ok)
 		return 0;
-	nbdp_put64(d, e->size_bytes);
-	nbdp_put16(d + 8, nbdp_tx_flags(e, s->structured));
+	put_be64(d, e->size_bytes);
+	put_be16(d + 8, nbdp_tx_flags(e, s->structured));
 	return nbdp_buf_put(out, d, sizeof(d))
 		       ?: nbdp_buf_put(out, zeroes, s->no_zeroes ? 0 : sizeof(zeroes));
 }

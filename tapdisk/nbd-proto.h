@@ -24,11 +24,12 @@
 #ifndef QTAP_TAPDISK_NBD_PROTO_H
 #define QTAP_TAPDISK_NBD_PROTO_H
 
-#include <endian.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "byteorder.h"
 
 /* ---- wire constants (doc/proto.md) ------------------------------------- */
 
@@ -148,50 +149,6 @@
 #define NBDP_CTX_ALLOCATION_DEPTH 2u
 #define NBDP_CTX_BITMAP0 3u /* + index in nbdp_export.bitmaps */
 #define NBDP_MAX_BITMAPS 64u
-
-/* ---- byte order -------------------------------------------------------- */
-
-static inline uint16_t nbdp_get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return be16toh(v);
-}
-
-static inline uint32_t nbdp_get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return be32toh(v);
-}
-
-static inline uint64_t nbdp_get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return be64toh(v);
-}
-
-static inline void nbdp_put16(uint8_t *p, uint16_t v)
-{
-	v = htobe16(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void nbdp_put32(uint8_t *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void nbdp_put64(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, sizeof(v));
-}
 
 /* ---- the export, as the handshake advertises it ------------------------ */
 

@@ -321,6 +321,22 @@ static int qctx_stop(void *opaque)
 
 /* ---- the server -------------------------------------------------------------- */
 
+/*
+ * The image was resized while paused: connections made from now on see the
+ * new size.  Those already connected keep the size they were told (NBD has
+ * no way to tell them); past the new end the vbd refuses their requests.
+ */
+static void on_resize(struct td_resize_notifier *n, uint64_t old_size, uint64_t new_size)
+{
+	struct nbds_server *s = n->opaque;
+
+	pthread_mutex_lock(&s->lock);
+	s->exp.size_bytes = ALIGN_DOWN(new_size, (uint64_t)s->block_bytes);
+	pthread_mutex_unlock(&s->lock);
+	log_info("nbd: the export is now %llu bytes for new connections",
+		 (unsigned long long)s->exp.size_bytes);
+}
+
 static int export_init(struct nbds_server *s, const struct nbds_config *cfg,
 		       const struct td_vbd_info *info)
 {
@@ -443,6 +459,8 @@ int nbds_new(struct td_vbd *vbd, const struct nbds_config *cfg, struct nbds_serv
 		server_free(s);
 		return err;
 	}
+	s->resize = (struct td_resize_notifier){ .fn = on_resize, .opaque = s };
+	vbd_resize_notifier_add(vbd, &s->resize);
 	*out = s;
 	return 0;
 }
@@ -454,6 +472,7 @@ void nbds_free(struct nbds_server *s)
 
 	if (!s)
 		return;
+	vbd_resize_notifier_del(s->vbd, &s->resize);
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
 	pthread_mutex_unlock(&s->lock);

@@ -51,49 +51,17 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "byteorder.h"
+
 /* ---- big-endian access ------------------------------------------------ */
 
-static inline uint16_t qcow2_get_be16(const void *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return be16toh(v);
-}
-
-static inline uint32_t qcow2_get_be32(const void *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return be32toh(v);
-}
-
-static inline uint64_t qcow2_get_be64(const void *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return be64toh(v);
-}
-
-static inline void qcow2_put_be16(void *p, uint16_t v)
-{
-	v = htobe16(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void qcow2_put_be32(void *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void qcow2_put_be64(void *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, sizeof(v));
-}
+/* lib/byteorder.h's, under the names the qcow2 files use */
+#define qcow2_get_be16 get_be16
+#define qcow2_get_be32 get_be32
+#define qcow2_get_be64 get_be64
+#define qcow2_put_be16 put_be16
+#define qcow2_put_be32 put_be32
+#define qcow2_put_be64 put_be64
 
 /* ---- the fixed header ---------------------------------------------------- */
 

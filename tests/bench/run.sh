@@ -116,5 +116,8 @@ for spec in "randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" 
 done
 rm -f "$raw" "$alloc" "$fresh" "$sock"
 
+# ---- NBD: tapdisk vs qemu-nbd through fio's nbd engine (tests/bench/nbd.sh) -------------
+BUILD=$BUILD sh "$top/tests/bench/nbd.sh"
+
 # ---- the blkif ring ------------------------------------------------------------------
 . "$top/tests/bench/ring.sh"

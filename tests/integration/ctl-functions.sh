@@ -9,6 +9,8 @@
 #                           waits until it answers; $TAPCTLD_PID
 #   stop_tapctld            SIGTERM, and fail if it did not exit 0
 #   $TAPCTL                 tap-ctl (under valgrind with QTAP_VALGRIND=1)
+#   $TAPCTL_Q               tap-ctl never under valgrind: for the many queries
+#                           a test parses (valgrind's start-up is slow)
 #   expect_fail CODE WORDS CMD...   CMD must exit CODE, saying WORDS on stderr
 #
 # Every tapdisk a test started is killed at exit (they run in sessions of
@@ -18,6 +20,7 @@ TAPCTLD_SOCKET=$TEST_DIR/tapctld.sock
 export TAPCTLD_SOCKET
 CTL_STATE=$TEST_DIR/state
 TAPCTL="$VG $BIN/tap-ctl"
+TAPCTL_Q=$BIN/tap-ctl
 TAPCTLD_PID=""
 # Seconds to wait for things; valgrind is slow.
 CTL_WAIT=20

@@ -8,7 +8,11 @@
 #                              errors and leaks included)
 #   qnbd_start SOCKET ARGS...  qemu-nbd -t -k SOCKET ARGS; pid in $QNBD_PID
 #   nbd_uri SOCKET [NAME]      the nbd+unix:// URI of an export
+#   $PYTHON                    the system's python3 (a version manager's
+#                              shim in PATH can take seconds to start)
 TD_LOG=$TEST_DIR/tapdisk.log
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
 
 td_start() {
 	_td_wait=$1

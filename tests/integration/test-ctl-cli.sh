@@ -30,7 +30,7 @@ m_q=$($TAPCTL create -a qcow2:disk.qcow2 "${exports[@]}")
 $TAPCTL list >list.txt
 grep -q "^0 .*running .*aio:$TEST_DIR/disk.raw" list.txt || die "list: $(cat list.txt)"
 grep -q "^1 .*running .*qcow2:$TEST_DIR/disk.qcow2" list.txt || die "list: $(cat list.txt)"
-$TAPCTL list --json >list.json
+$TAPCTL_Q list --json >list.json
 [ "$(jq '.disks | length' list.json)" = 2 ] || die "list --json: $(cat list.json)"
 [ "$(jq -r '.disks[] | select(.minor == 1) | .state' list.json)" = running ] ||
 	die "list --json: minor 1 not running"
@@ -57,7 +57,7 @@ jq -e '.tapdisk | type == "object"' stats.json >/dev/null || die "stats has no t
 
 # pause and unpause, and their wrong states
 $TAPCTL pause -m "$m_q"
-[ "$($TAPCTL list --json | jq -r '.disks[] | select(.minor == 1) | .state')" = paused ] ||
+[ "$($TAPCTL_Q list --json | jq -r '.disks[] | select(.minor == 1) | .state')" = paused ] ||
 	die "pause did not show in list"
 expect_fail 1 "only a running disk" $TAPCTL pause -m "$m_q"
 $TAPCTL unpause -m "$m_q"
@@ -93,22 +93,22 @@ TAPCTLD_SOCKET=$TEST_DIR/nowhere.sock expect_fail 1 "is tapctld running" $TAPCTL
 # destroy
 $TAPCTL destroy -m "$m_raw"
 $TAPCTL destroy -m "$m_q"
-[ "$($TAPCTL list --json | jq '.disks | length')" = 0 ] || die "destroy left disks"
+[ "$($TAPCTL_Q list --json | jq '.disks | length')" = 0 ] || die "destroy left disks"
 ls "$CTL_STATE"/tapdisk-* 2>/dev/null && die "destroy left state records or sockets"
 
 # the low-level verbs: spawn, attach, open, close, detach
 pid=$($TAPCTL spawn)
-[ "$($TAPCTL list --json | jq -r ".disks[] | select(.pid == $pid) | .state")" = spawned ] ||
+[ "$($TAPCTL_Q list --json | jq -r ".disks[] | select(.pid == $pid) | .state")" = spawned ] ||
 	die "spawn: not listed"
 m=$($TAPCTL attach -p "$pid" -m 5)
 [ "$m" = 5 ] || die "attach -m 5 gave minor $m"
 expect_fail 1 "already has minor 5" $TAPCTL attach -p "$pid"
 expect_fail 1 "no image open" $TAPCTL close -m 5
 $TAPCTL open -m 5 -a qcow2:disk.qcow2 -R
-[ "$($TAPCTL list --json | jq -r '.disks[0].state')" = running ] || die "open: not running"
+[ "$($TAPCTL_Q list --json | jq -r '.disks[0].state')" = running ] || die "open: not running"
 expect_fail 1 "close it first" $TAPCTL detach -m 5
 $TAPCTL close -m 5
-[ "$($TAPCTL list --json | jq -r '.disks[0].state')" = attached ] || die "close: not attached"
+[ "$($TAPCTL_Q list --json | jq -r '.disks[0].state')" = attached ] || die "close: not attached"
 $TAPCTL detach -m 5
 kill -0 "$pid" 2>/dev/null && die "detach left tapdisk $pid running"
 

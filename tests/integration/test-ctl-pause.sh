@@ -3,7 +3,8 @@
 #
 # Pause and unpause through tapctld with QEMU's image locks: while a disk
 # is served, qemu-img snapshot -c and resize fail on the lock; paused, they
-# succeed; unpaused, I/O goes on (a verified tap-front load) and its writes
+# succeed (and qemu-img commit of a paused overlay into its base);
+# unpaused, I/O goes on (a verified tap-front load) and its writes
 # leave the snapshot's shared clusters alone (the snapshot still reads what
 # was there), the new size is what the tapdisk serves, qemu-img check is
 # clean and snapshot -l lists the snapshot.  And qtap refuses an image that
@@ -11,7 +12,7 @@
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/ctl-functions.sh"
 requires_tapdisk
-requires qemu-img qemu-nbd cmp
+requires qemu-img qemu-nbd qemu-io cmp
 
 cd "$TEST_DIR"
 $TAPIMG create -f qcow2 vm.qcow2 64M >/dev/null
@@ -49,6 +50,24 @@ if [ -n "${wrote:-}" ]; then
 	"$BIN/tap-front" -m "$m" --rw randwrite --bs 4k --qd 4 --ops 200 --verify \
 		--seed 6 >load2.txt 2>&1 || die "I/O on the resized disk failed: $(cat load2.txt)"
 fi
+
+# qemu-img commit on a paused overlay: its data goes into the base, and
+# the disk (still the overlay, now empty) reads the same after unpause.
+$TAPIMG create -f qcow2 base.qcow2 16M >/dev/null
+$TAPIMG create -f qcow2 -b base.qcow2 -F qcow2 top.qcow2 >/dev/null
+$TAPIMG io -f qcow2 -c 'write -P 0x22 0 1M' top.qcow2 >/dev/null
+mt=$($TAPCTL create -a qcow2:top.qcow2 --nbd "unix:$TEST_DIR/top.nbd")
+$TAPCTL pause -m "$mt"
+qemu-img commit -q top.qcow2 || die "commit while paused failed"
+$TAPCTL unpause -m "$mt"
+if command -v qemu-io >/dev/null 2>&1 && tapdisk_has nbd-add; then
+	qemu-io -r -f raw -c 'read -P 0x22 0 1M' "nbd+unix:///?socket=$TEST_DIR/top.nbd" \
+		>/dev/null || die "after commit and unpause the disk does not read its data"
+fi
+$TAPCTL destroy -m "$mt"
+qemu-io -r -f qcow2 -c 'read -P 0x22 0 1M' base.qcow2 >/dev/null ||
+	die "the commit did not reach the base"
+qemu-img check -q base.qcow2 && qemu-img check -q top.qcow2 || die "commit: images not clean"
 
 # qtap refuses an image that qemu-nbd serves.
 $TAPIMG create -f qcow2 held.qcow2 16M >/dev/null

@@ -27,7 +27,7 @@ if [ -x "$BIN/tap-front" ] && tapdisk_has attach-ring; then
 	[ "${QTAP_VALGRIND:-0}" = 1 ] && secs=4
 	for i in 0 1; do
 		# --ctl, not -m: tapctld is about to go away
-		ctl=$($TAPCTL list --json | jq -r ".disks[] | select(.minor == $i) | .ctl")
+		ctl=$($TAPCTL_Q list --json | jq -r ".disks[] | select(.minor == $i) | .ctl")
 		"$BIN/tap-front" --ctl "$ctl" --rw randrw --bs 4k --qd 8 --runtime "$secs" --span 4M \
 			--verify --seed "$i" >"load$i.txt" 2>&1 &
 		loads+=($!)
@@ -44,14 +44,14 @@ pid2=$(jq -r '.[] | select(.minor == 2) | .pid' before.json)
 kill -KILL "$pid2"
 start_tapctld --no-xen
 
-$TAPCTL list --json >after.json
+$TAPCTL_Q list --json >after.json
 jq -c '[.disks[] | {minor, pid}] | sort_by(.minor)' after.json >after-ids.json
 jq -c '[.[] | select(.minor != 2)]' before.json | cmp -s - after-ids.json ||
 	die "re-adoption: before $(cat before.json), after $(cat after-ids.json)"
 [ "$(jq -r '.deaths[0].minor' after.json)" = 2 ] || die "the death of minor 2 is not listed"
 grep -q "died while tapctld was not running" "$TEST_DIR/tapctld.log" ||
 	die "the death of minor 2 is not logged"
-$TAPCTL list | grep -q "^died: minor 2" || die "list does not report the death"
+$TAPCTL_Q list | grep -q "^died: minor 2" || die "list does not report the death"
 [ "$($TAPCTL stats -m 1 | jq -r .state)" = running ] || die "stats on a re-adopted disk"
 
 for i in "${!loads[@]}"; do
@@ -62,7 +62,7 @@ done
 [ "$($TAPCTL create -a qcow2:d2.qcow2)" = 2 ] || die "minor 2 was not released"
 stop_tapctld
 start_tapctld --no-xen
-[ "$($TAPCTL list --json | jq '.disks | length')" = 3 ] || die "graceful restart lost disks"
+[ "$($TAPCTL_Q list --json | jq '.disks | length')" = 3 ] || die "graceful restart lost disks"
 $TAPCTL pause -m 0
 $TAPCTL unpause -m 0
 for i in 0 1 2; do

@@ -20,7 +20,7 @@ for i in $(seq 0 $((n - 1))); do
 	$TAPIMG create -f qcow2 "d$i.qcow2" 16M >/dev/null
 	[ "$($TAPCTL create -a "qcow2:d$i.qcow2")" = "$i" ] || die "create d$i"
 done
-$TAPCTL list --json >list.json
+$TAPCTL_Q list --json >list.json
 [ "$(jq '.disks | length' list.json)" = "$n" ] || die "not $n disks"
 
 loads=()
@@ -38,7 +38,7 @@ fi
 vpid=$(jq -r ".disks[] | select(.minor == $victim) | .pid" list.json)
 kill -KILL "$vpid"
 deadline=$(($(date +%s) + CTL_WAIT))
-until $TAPCTL list | grep -q "^died: minor $victim, tapdisk $vpid .* killed by signal 9"; do
+until $TAPCTL_Q list | grep -q "^died: minor $victim, tapdisk $vpid .* killed by signal 9"; do
 	[ "$(date +%s)" -lt "$deadline" ] || die "the death of minor $victim was not reported"
 	sleep 0.1
 done
@@ -55,7 +55,7 @@ if [ -n "${loads[$victim]:-}" ]; then
 	wait "${loads[$victim]}" || true
 fi
 
-$TAPCTL list --json >after.json
+$TAPCTL_Q list --json >after.json
 [ "$(jq '[.disks[] | select(.state == "running")] | length' after.json)" = $((n - 1)) ] ||
 	die "the other disks are not all running"
 [ "$($TAPCTL create -a "qcow2:d$victim.qcow2")" = "$victim" ] || die "minor $victim not released"

@@ -64,7 +64,7 @@ hotplug() { # be spec
 			sh "$TOP/tools/hotplug/block-tap" add || die "block-tap add failed"
 	else
 		_m=$($TAPCTL create -a "$2")
-		_ctl=$($TAPCTL list --json | jq -r ".disks[] | select(.minor == $_m) | .ctl")
+		_ctl=$($TAPCTL_Q list --json | jq -r ".disks[] | select(.minor == $_m) | .ctl")
 		put "$1" qtap-minor "$_m" physical-device-path "$_ctl" hotplug-status connected
 	fi
 }
@@ -80,7 +80,7 @@ wait_key "$BE/state" 2
 [ -n "$(get "$BE/multi-queue-max-queues")" ] || die "no multi-queue-max-queues"
 [ "$(get "$BE/feature-max-indirect-segments")" = 256 ] || die "feature-max-indirect-segments"
 minor=$(get "$BE/qtap-minor")
-$TAPCTL list | grep -q "^$minor .*xen=vbd3/5/51712 InitWait" || die "list: $($TAPCTL list)"
+$TAPCTL_Q list | grep -q "^$minor .*xen=vbd3/5/51712 InitWait" || die "list: $($TAPCTL list)"
 
 # A second device whose frontend writes garbage: error state, clear message.
 toolstack_add "$BE2" "$FE2" 6 "aio:$TEST_DIR/other.raw"
@@ -114,7 +114,8 @@ if [ -x "$BIN/tap-front" ] && tapdisk_has attach-ring; then
 	[ "$(get "$BE/info")" = 0 ] || die "info: $(get "$BE/info")"
 	[ "$(get "$BE/feature-flush-cache")" = 1 ] || die "feature-flush-cache"
 	[ "$(get "$FE/ring-ref")" != "" ] || die "the frontend wrote no ring-ref"
-	$TAPCTL list | grep -q "^$minor .*xen=vbd3/5/51712 Connected" || die "list: $($TAPCTL list)"
+	# (the load may be over and the device closing by now)
+	$TAPCTL_Q list | grep -q "^$minor .*xen=vbd3/5/51712 " || die "list: $($TAPCTL list)"
 	wait "$front" || die "the load through the Xen handshake failed: $(cat front.txt)"
 	grep -q "0 wrong" front.txt || die "no verification: $(cat front.txt)"
 	[ "$(get "$BE/state")" = 6 ] || die "after the frontend closed the backend is $(get "$BE/state")"
@@ -143,7 +144,36 @@ for be in "$BE" "$BE2"; do
 	fi
 	xenstore-rm "$be"
 done
-[ "$($TAPCTL list --json | jq '.disks | length')" = 0 ] || die "disks left: $($TAPCTL list)"
+[ "$($TAPCTL_Q list --json | jq '.disks | length')" = 0 ] || die "disks left: $($TAPCTL list)"
+
+# script=block-tap on a stock xl: kind vbd, Linux blkback served from a loop
+# device on the disk's FUSE export (as root, where the tapdisk has FUSE).
+if [ "$(id -u)" = 0 ] && tapdisk_has fuse-add && command -v losetup >/dev/null; then
+	BE3=/local/domain/0/backend/vbd/7/51712
+	toolstack_add "$BE3" /local/domain/7/device/vbd/51712 7 "qcow2:$TEST_DIR/vm.qcow2"
+	XENBUS_PATH=$BE3 QTAP_RUN=$TEST_DIR/run QTAP_TAP_CTL=$BIN/tap-ctl \
+		sh "$TOP/tools/hotplug/block-tap" add || die "block-tap add (vbd) failed"
+	[ "$(get "$BE3/hotplug-status")" = connected ] || die "hotplug-status: $(get "$BE3/hotplug-status")"
+	loop=$(get "$BE3/physical-device-path")
+	[ -b "$loop" ] || die "physical-device-path '$loop' is not a block device"
+	[ "$(get "$BE3/physical-device")" = "$(stat -L -c '%t:%T' "$loop")" ] ||
+		die "physical-device $(get "$BE3/physical-device") is not $loop's"
+	[ "$(blockdev --getsize64 "$loop")" = 67108864 ] || die "the loop device has the wrong size"
+	dd if="$loop" of=/dev/null bs=1M count=4 iflag=direct 2>/dev/null || die "cannot read $loop"
+	XENBUS_PATH=$BE3 QTAP_RUN=$TEST_DIR/run QTAP_TAP_CTL=$BIN/tap-ctl \
+		sh "$TOP/tools/hotplug/block-tap" remove || die "block-tap remove (vbd) failed"
+	losetup -a | grep -q "$TEST_DIR/run/" && die "block-tap remove left a loop device"
+	[ "$($TAPCTL_Q list --json | jq '.disks | length')" = 0 ] || die "block-tap remove left a disk"
+else
+	echo "note: block-tap's blkback mode needs root and the FUSE export; not tested"
+fi
+# A hotplug call with bad input fails clearly, as Xen's scripts do.
+rc=0
+XENBUS_PATH=/local/domain/0/backend/vbd3/9/51712 sh "$TOP/tools/hotplug/block-tap" add \
+	2>err.txt || rc=$?
+[ "$rc" = 1 ] && grep -q "no params key" err.txt || die "block-tap with no params: $(cat err.txt)"
+[ "$(get /local/domain/0/backend/vbd3/9/51712/hotplug-status)" = error ] ||
+	die "block-tap did not write hotplug-status=error"
 stop_tapctld
 qemu-img check -q vm.qcow2 || die "vm.qcow2 does not check clean"
 echo "Xen backend handshake: ok"

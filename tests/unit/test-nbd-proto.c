@@ -46,10 +46,10 @@ static unsigned parse_replies(const struct nbdp_buf *b, struct rep *r, unsigned 
 	while (pos < b->len) {
 		assert_true(b->len - pos >= NBDP_REP_HDR_BYTES);
 		assert_true(n < max);
-		assert_true(nbdp_get64(b->data + pos) == NBDP_REP_MAGIC);
-		r[n].opt = nbdp_get32(b->data + pos + 8);
-		r[n].type = nbdp_get32(b->data + pos + 12);
-		r[n].len = nbdp_get32(b->data + pos + 16);
+		assert_true(get_be64(b->data + pos) == NBDP_REP_MAGIC);
+		r[n].opt = get_be32(b->data + pos + 8);
+		r[n].type = get_be32(b->data + pos + 12);
+		r[n].len = get_be32(b->data + pos + 16);
 		r[n].data = b->data + pos + NBDP_REP_HDR_BYTES;
 		pos += NBDP_REP_HDR_BYTES + r[n].len;
 		assert_true(pos <= b->len);
@@ -64,12 +64,12 @@ static uint32_t go_data(uint8_t *d, const char *name, const uint16_t *reqs, unsi
 	uint32_t nlen = (uint32_t)strlen(name), pos;
 	unsigned i;
 
-	nbdp_put32(d, nlen);
+	put_be32(d, nlen);
 	memcpy(d + 4, name, nlen);
-	nbdp_put16(d + 4 + nlen, (uint16_t)nreq);
+	put_be16(d + 4 + nlen, (uint16_t)nreq);
 	pos = 6 + nlen;
 	for (i = 0; i < nreq; i++, pos += 2)
-		nbdp_put16(d + pos, reqs[i]);
+		put_be16(d + pos, reqs[i]);
 	return pos;
 }
 
@@ -79,13 +79,13 @@ static uint32_t meta_data(uint8_t *d, const char *name, const char *const *q, un
 	uint32_t nlen = (uint32_t)strlen(name), pos, qlen;
 	unsigned i;
 
-	nbdp_put32(d, nlen);
+	put_be32(d, nlen);
 	memcpy(d + 4, name, nlen);
-	nbdp_put32(d + 4 + nlen, nq);
+	put_be32(d + 4 + nlen, nq);
 	pos = 8 + nlen;
 	for (i = 0; i < nq; i++) {
 		qlen = (uint32_t)strlen(q[i]);
-		nbdp_put32(d + pos, qlen);
+		put_be32(d + pos, qlen);
 		memcpy(d + pos + 4, q[i], qlen);
 		pos += 4 + qlen;
 	}
@@ -109,7 +109,7 @@ static void test_greeting_and_client_flags(void **state)
 
 	nbdp_greeting(g);
 	assert_memory_equal(g, "NBDMAGICIHAVEOPT", 16);
-	assert_int_equal(nbdp_get16(g + 16), NBDP_FLAG_FIXED_NEWSTYLE | NBDP_FLAG_NO_ZEROES);
+	assert_int_equal(get_be16(g + 16), NBDP_FLAG_FIXED_NEWSTYLE | NBDP_FLAG_NO_ZEROES);
 
 	assert_int_equal(nbdp_client_flags(&s, NBDP_FLAG_C_FIXED_NEWSTYLE), 0);
 	assert_false(s.no_zeroes);
@@ -134,9 +134,9 @@ static void test_go_default_export(void **state)
 	assert_int_equal(n, 3);
 	assert_int_equal(r[0].type, NBDP_REP_INFO);
 	assert_int_equal(r[0].len, 12);
-	assert_int_equal(nbdp_get16(r[0].data), NBDP_INFO_EXPORT);
-	assert_true(nbdp_get64(r[0].data + 2) == 1 << 20);
-	flags = nbdp_get16(r[0].data + 10);
+	assert_int_equal(get_be16(r[0].data), NBDP_INFO_EXPORT);
+	assert_true(get_be64(r[0].data + 2) == 1 << 20);
+	flags = get_be16(r[0].data + 10);
 	assert_true(flags & NBDP_FLAG_HAS_FLAGS);
 	assert_true(flags & NBDP_FLAG_SEND_FUA);
 	assert_true(flags & NBDP_FLAG_SEND_TRIM);
@@ -144,10 +144,10 @@ static void test_go_default_export(void **state)
 	assert_true(flags & NBDP_FLAG_CAN_MULTI_CONN);
 	assert_false(flags & NBDP_FLAG_SEND_DF); /* no structured replies yet */
 	assert_false(flags & NBDP_FLAG_READ_ONLY);
-	assert_int_equal(nbdp_get16(r[1].data), NBDP_INFO_BLOCK_SIZE);
-	assert_int_equal(nbdp_get32(r[1].data + 2), 1);
-	assert_int_equal(nbdp_get32(r[1].data + 6), 4096);
-	assert_int_equal(nbdp_get32(r[1].data + 10), NBDP_MAX_BLOCK_BYTES);
+	assert_int_equal(get_be16(r[1].data), NBDP_INFO_BLOCK_SIZE);
+	assert_int_equal(get_be32(r[1].data + 2), 1);
+	assert_int_equal(get_be32(r[1].data + 6), 4096);
+	assert_int_equal(get_be32(r[1].data + 10), NBDP_MAX_BLOCK_BYTES);
 	assert_int_equal(r[2].type, NBDP_REP_ACK);
 	assert_int_equal(r[2].opt, NBDP_OPT_GO);
 	nbdp_buf_free(&out);
@@ -164,10 +164,10 @@ static void test_info_name_description(void **state)
 	assert_int_equal(handle(&s, NBDP_OPT_INFO, d, go_data(d, "disk", reqs, 3), &out),
 			 NBDP_NEXT_OPTION);
 	assert_int_equal(parse_replies(&out, r, 8), 5);
-	assert_int_equal(nbdp_get16(r[1].data), NBDP_INFO_NAME);
+	assert_int_equal(get_be16(r[1].data), NBDP_INFO_NAME);
 	assert_int_equal(r[1].len, 2 + 4);
 	assert_memory_equal(r[1].data + 2, "disk", 4);
-	assert_int_equal(nbdp_get16(r[2].data), NBDP_INFO_DESCRIPTION);
+	assert_int_equal(get_be16(r[2].data), NBDP_INFO_DESCRIPTION);
 	assert_memory_equal(r[2].data + 2, "a test disk", 11);
 	assert_int_equal(r[4].type, NBDP_REP_ACK);
 	nbdp_buf_free(&out);
@@ -189,12 +189,12 @@ static void test_go_errors(void **state)
 	assert_true(r[0].len > 0);
 
 	/* a name length past the data, a request count that does not match */
-	nbdp_put32(d, 1000);
+	put_be32(d, 1000);
 	assert_int_equal(handle(&s, NBDP_OPT_GO, d, 10, &out), NBDP_NEXT_OPTION);
 	parse_replies(&out, r, 4);
 	assert_int_equal(r[0].type, NBDP_REP_ERR_INVALID);
 	len = go_data(d, "disk", NULL, 0);
-	nbdp_put16(d + 8, 3);
+	put_be16(d + 8, 3);
 	assert_int_equal(handle(&s, NBDP_OPT_GO, d, len, &out), NBDP_NEXT_OPTION);
 	parse_replies(&out, r, 4);
 	assert_int_equal(r[0].type, NBDP_REP_ERR_INVALID);
@@ -212,7 +212,7 @@ static void test_export_name(void **state)
 	assert_int_equal(handle(&s, NBDP_OPT_EXPORT_NAME, (const uint8_t *)"disk", 4, &out),
 			 NBDP_NEXT_TRANSMIT);
 	assert_int_equal(out.len, 10 + 124);
-	assert_true(nbdp_get64(out.data) == 1 << 20);
+	assert_true(get_be64(out.data) == 1 << 20);
 	s.no_zeroes = true;
 	assert_int_equal(handle(&s, NBDP_OPT_EXPORT_NAME, NULL, 0, &out), NBDP_NEXT_TRANSMIT);
 	assert_int_equal(out.len, 10);
@@ -232,7 +232,7 @@ static void test_list_abort_unsupported(void **state)
 	assert_int_equal(handle(&s, NBDP_OPT_LIST, NULL, 0, &out), NBDP_NEXT_OPTION);
 	assert_int_equal(parse_replies(&out, r, 4), 2);
 	assert_int_equal(r[0].type, NBDP_REP_SERVER);
-	assert_int_equal(nbdp_get32(r[0].data), 4);
+	assert_int_equal(get_be32(r[0].data), 4);
 	assert_memory_equal(r[0].data + 4, "disk", 4);
 	assert_int_equal(r[1].type, NBDP_REP_ACK);
 
@@ -307,7 +307,7 @@ static unsigned meta(struct nbdp_session *s, uint32_t opt, const char *name, con
 static void assert_context(const struct rep *r, uint32_t id, const char *name)
 {
 	assert_int_equal(r->type, NBDP_REP_META_CONTEXT);
-	assert_int_equal(nbdp_get32(r->data), id);
+	assert_int_equal(get_be32(r->data), id);
 	assert_int_equal(r->len, 4 + strlen(name));
 	assert_memory_equal(r->data + 4, name, strlen(name));
 }
@@ -372,15 +372,15 @@ static void test_meta_set(void **state)
 	/* malformed: a query length past the end; the selection is cleared */
 	meta(&s, NBDP_OPT_SET_META_CONTEXT, "disk", q, 1, &out, r);
 	assert_int_equal(nbdp_meta_count(&s), 1);
-	nbdp_put32(d, 0);
-	nbdp_put32(d + 4, 1);
-	nbdp_put32(d + 8, 100);
+	put_be32(d, 0);
+	put_be32(d + 4, 1);
+	put_be32(d + 8, 100);
 	handle(&s, NBDP_OPT_SET_META_CONTEXT, d, 20, &out);
 	parse_replies(&out, r, 16);
 	assert_int_equal(r[0].type, NBDP_REP_ERR_INVALID);
 	assert_int_equal(nbdp_meta_count(&s), 0);
 	/* trailing bytes after the last query */
-	nbdp_put32(d + 4, 0);
+	put_be32(d + 4, 0);
 	handle(&s, NBDP_OPT_SET_META_CONTEXT, d, 9, &out);
 	parse_replies(&out, r, 16);
 	assert_int_equal(r[0].type, NBDP_REP_ERR_INVALID);
@@ -389,12 +389,12 @@ static void test_meta_set(void **state)
 
 static void request(uint8_t *h, uint16_t flags, uint16_t type, uint64_t off, uint32_t len)
 {
-	nbdp_put32(h, NBDP_REQUEST_MAGIC);
-	nbdp_put16(h + 4, flags);
-	nbdp_put16(h + 6, type);
-	nbdp_put64(h + 8, 0x1122334455667788ull);
-	nbdp_put64(h + 16, off);
-	nbdp_put32(h + 24, len);
+	put_be32(h, NBDP_REQUEST_MAGIC);
+	put_be16(h + 4, flags);
+	put_be16(h + 6, type);
+	put_be64(h + 8, 0x1122334455667788ull);
+	put_be64(h + 16, off);
+	put_be32(h + 24, len);
 }
 
 static uint32_t check(const struct nbdp_session *s, const struct nbdp_export *e, uint16_t flags,
@@ -484,24 +484,24 @@ static void test_reply_headers(void **state)
 	size_t n;
 
 	nbdp_simple_reply(b, NBDP_EIO, 7);
-	assert_int_equal(nbdp_get32(b), NBDP_SIMPLE_REPLY_MAGIC);
-	assert_int_equal(nbdp_get32(b + 4), NBDP_EIO);
-	assert_true(nbdp_get64(b + 8) == 7);
+	assert_int_equal(get_be32(b), NBDP_SIMPLE_REPLY_MAGIC);
+	assert_int_equal(get_be32(b + 4), NBDP_EIO);
+	assert_true(get_be64(b + 8) == 7);
 
 	n = nbdp_error_chunk(b, sizeof(b), 9, NBDP_EINVAL, "bad");
 	assert_int_equal(n, 20 + 6 + 3);
-	assert_int_equal(nbdp_get32(b), NBDP_STRUCTURED_REPLY_MAGIC);
-	assert_int_equal(nbdp_get16(b + 4), NBDP_REPLY_FLAG_DONE);
-	assert_int_equal(nbdp_get16(b + 6), NBDP_REPLY_TYPE_ERROR);
-	assert_true(nbdp_get64(b + 8) == 9);
-	assert_int_equal(nbdp_get32(b + 16), 9);
-	assert_int_equal(nbdp_get32(b + 20), NBDP_EINVAL);
-	assert_int_equal(nbdp_get16(b + 24), 3);
+	assert_int_equal(get_be32(b), NBDP_STRUCTURED_REPLY_MAGIC);
+	assert_int_equal(get_be16(b + 4), NBDP_REPLY_FLAG_DONE);
+	assert_int_equal(get_be16(b + 6), NBDP_REPLY_TYPE_ERROR);
+	assert_true(get_be64(b + 8) == 9);
+	assert_int_equal(get_be32(b + 16), 9);
+	assert_int_equal(get_be32(b + 20), NBDP_EINVAL);
+	assert_int_equal(get_be16(b + 24), 3);
 	assert_memory_equal(b + 26, "bad", 3);
 	/* a message that does not fit is cut, never overflowing */
 	n = nbdp_error_chunk(b, 30, 9, NBDP_EINVAL, "a much longer message");
 	assert_int_equal(n, 30);
-	assert_int_equal(nbdp_get16(b + 24), 4);
+	assert_int_equal(get_be16(b + 24), 4);
 }
 
 static void test_read_runs(void **state)
@@ -555,11 +555,11 @@ static void test_block_status_descriptors(void **state)
 	assert_false(nbdp_bs_add(&bs, 512, 0));
 	assert_true(nbdp_bs_add(&bs, 512, NBDP_STATE_HOLE | NBDP_STATE_ZERO));
 	assert_int_equal(bs.nr, 3);
-	assert_int_equal(nbdp_get32(desc), 8192);
-	assert_int_equal(nbdp_get32(desc + 4), NBDP_STATE_HOLE);
-	assert_int_equal(nbdp_get32(desc + 8), 512);
-	assert_int_equal(nbdp_get32(desc + 12), 0);
-	assert_int_equal(nbdp_get32(desc + 16), 1024);
+	assert_int_equal(get_be32(desc), 8192);
+	assert_int_equal(get_be32(desc + 4), NBDP_STATE_HOLE);
+	assert_int_equal(get_be32(desc + 8), 512);
+	assert_int_equal(get_be32(desc + 12), 0);
+	assert_int_equal(get_be32(desc + 16), 1024);
 	assert_true(bs.covered == 8192 + 512 + 1024);
 }
 

@@ -37,7 +37,7 @@
 #define PHYS "/run/qtap/tapdisk-3.sock"
 
 static pid_t xsd_pid;
-static char sock[512];
+static char sock[512], pidfile[512];
 static struct xstore *bxs;     /* the backend's handle */
 static struct xs_handle *tool; /* the toolstack's and the frontend's */
 static struct xbk *bk;
@@ -168,15 +168,18 @@ static int setup(void **state)
 	uint64_t end;
 
 	snprintf(sock, sizeof(sock), "%s/test-xenbk.%d.sock", dir, (int)getpid());
+	snprintf(pidfile, sizeof(pidfile), "%s/test-xenbk.%d.pid", dir, (int)getpid());
 	snprintf(prog, sizeof(prog), "%s/tests/bin/fake-xenstored", build);
+	unlink(pidfile);
 	xsd_pid = fork();
 	assert_true(xsd_pid >= 0);
 	if (xsd_pid == 0) {
-		execl(prog, prog, sock, (char *)NULL);
+		execl(prog, prog, "--pidfile", pidfile, sock, (char *)NULL);
 		_exit(127);
 	}
+	/* The pid file comes after listen(); the socket file already at bind(). */
 	end = deadline_ns();
-	while (access(sock, F_OK) != 0) {
+	while (access(pidfile, F_OK) != 0) {
 		assert_true(evloop_now_ns() < end);
 		usleep(10000);
 	}
@@ -197,6 +200,7 @@ static int teardown(void **state)
 	xs_close(tool);
 	kill(xsd_pid, SIGTERM);
 	waitpid(xsd_pid, NULL, 0);
+	unlink(pidfile);
 	return 0;
 }
 

@@ -26,6 +26,8 @@ struct td_blkif {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned stopped;
+	unsigned nr_stopping; /* rings asked to stop */
+	bool orphaned;	      /* td_blkif_abandon: the last ring to stop frees it all */
 };
 
 void td_blkif_offer(struct td_vbd *vbd, struct td_blkif_offer *out)
@@ -143,14 +145,29 @@ static void on_resize(struct td_resize_notifier *n, uint64_t old_bytes, uint64_t
 		td_ring_set_size(b->rings[q], new_bytes);
 }
 
+static void blkif_free(struct td_blkif *b)
+{
+	for (unsigned q = 0; q < b->nr_queues; q++)
+		td_ring_free(b->rings[q]);
+	td_local_mem_free(b->mem);
+	pthread_cond_destroy(&b->cond);
+	pthread_mutex_destroy(&b->lock);
+	free(b);
+}
+
+/* On a queue thread: a ring answered its last request and let go. */
 static void ring_stopped(void *opaque)
 {
 	struct td_blkif *b = opaque;
+	bool last;
 
 	pthread_mutex_lock(&b->lock);
 	b->stopped++;
+	last = b->orphaned && b->stopped == b->nr_stopping;
 	pthread_cond_signal(&b->cond);
 	pthread_mutex_unlock(&b->lock);
+	if (last)
+		blkif_free(b); /* nobody waits: see td_blkif_abandon */
 }
 
 int td_blkif_connect(struct td_vbd *vbd, struct td_blkif_conf *c, struct td_blkif **out, char *why,
@@ -189,30 +206,41 @@ fail_conf:
 	return err;
 }
 
-void td_blkif_disconnect(struct td_blkif *b)
+/* Stop taking requests on every started ring; true when none was started. */
+static bool stop_rings(struct td_blkif *b, bool orphan)
 {
 	unsigned started = 0;
 
-	if (!b)
-		return;
 	if (b->resize.fn)
 		vbd_resize_notifier_del(b->vbd, &b->resize);
-	for (unsigned q = 0; q < b->nr_queues; q++) {
-		if (!b->started[q])
-			continue;
-		started++;
-		td_ring_stop(b->rings[q], ring_stopped, b);
-	}
+	for (unsigned q = 0; q < b->nr_queues; q++)
+		started += b->started[q];
 	pthread_mutex_lock(&b->lock);
-	while (b->stopped < started)
-		pthread_cond_wait(&b->cond, &b->lock);
+	b->nr_stopping = started;
+	b->orphaned = orphan;
 	pthread_mutex_unlock(&b->lock);
 	for (unsigned q = 0; q < b->nr_queues; q++)
-		td_ring_free(b->rings[q]);
-	td_local_mem_free(b->mem);
-	pthread_cond_destroy(&b->cond);
-	pthread_mutex_destroy(&b->lock);
-	free(b);
+		if (b->started[q])
+			td_ring_stop(b->rings[q], ring_stopped, b);
+	return started == 0;
+}
+
+void td_blkif_disconnect(struct td_blkif *b)
+{
+	if (!b)
+		return;
+	stop_rings(b, false);
+	pthread_mutex_lock(&b->lock);
+	while (b->stopped < b->nr_stopping)
+		pthread_cond_wait(&b->cond, &b->lock);
+	pthread_mutex_unlock(&b->lock);
+	blkif_free(b);
+}
+
+void td_blkif_abandon(struct td_blkif *b)
+{
+	if (b && stop_rings(b, true))
+		blkif_free(b);
 }
 
 unsigned td_blkif_nr_queues(const struct td_blkif *b)

@@ -78,6 +78,15 @@ int td_blkif_connect(struct td_vbd *vbd, struct td_blkif_conf *c, struct td_blki
  */
 void td_blkif_disconnect(struct td_blkif *b);
 
+/*
+ * td_blkif_abandon - the same without waiting, for a disk about to close
+ * that holds requests it will only fail when it closes (a paused one): the
+ * rings stop taking requests now, answer the rest as the closing disk
+ * completes them, and the last ring to stop frees everything, on its queue
+ * thread.  Control thread.  NULL is a no-op.
+ */
+void td_blkif_abandon(struct td_blkif *b);
+
 /* td_blkif_nr_queues / td_blkif_ring - the rings, for statistics. */
 unsigned td_blkif_nr_queues(const struct td_blkif *b);
 struct td_ring *td_blkif_ring(struct td_blkif *b, unsigned index);

@@ -195,11 +195,21 @@ static int parse_attach(struct td_ctl_call *call, struct td_blkif_conf *c)
 			   transport);
 }
 
+/*
+ * td_frontend.detach, for close and shutdown too.  A paused disk answers
+ * the requests waiting in it only when it closes, which comes after this:
+ * then the rings are left to finish on their own (td_blkif_abandon).
+ */
 static void ring_detach(struct td_frontend *fe)
 {
 	struct ring_fe *r = fe->opaque;
+	struct td_vbd_info info;
 
-	td_blkif_disconnect(r->blkif);
+	vbd_get_info(r->td->vbd, &info);
+	if (info.paused)
+		td_blkif_abandon(r->blkif);
+	else
+		td_blkif_disconnect(r->blkif);
 	free(r);
 }
 

@@ -2,11 +2,14 @@
 #
 # Sourced by the ring tests after functions.sh:
 #
-#   start_tapdisk NAME SPEC [ARGS...]  a tapdisk daemon serving SPEC with its
+#   start_tapdisk NAME SPEC [ARGS...]  tapdisk serving SPEC in the foreground
+#                                      (a child, so its exit status counts;
+#                                      its log in $TEST_DIR/NAME.log) with its
 #                                      control socket at $TEST_DIR/NAME.sock;
 #                                      sets $td_pid and $td_sock, and kills it
 #                                      at exit
-#   stop_tapdisk                       SIGTERM, and wait for a clean exit
+#   stop_tapdisk                       SIGTERM; it must exit 0 (under ASan or
+#                                      valgrind: no error at exit either)
 #   front ARGS...                      tap-front against $td_sock (under $VG)
 #   scaled N                           N, or N/8 under valgrind
 TAPFRONT="$VG $BIN/tap-front"
@@ -16,20 +19,16 @@ start_tapdisk() {
 	_spec=$2
 	shift 2
 	td_sock=$TEST_DIR/$_name.sock
-	_pidf=$TEST_DIR/$_name.pid
-	$VG "$BIN/tapdisk" -a "$_spec" --ctl "$td_sock" --pid-file "$_pidf" "$@" ||
-		die "tapdisk did not start on $_spec"
-	td_pid=$(cat "$_pidf")
+	td_log=$TEST_DIR/$_name.log
+	$VG "$BIN/tapdisk" -a "$_spec" --ctl "$td_sock" -f "$@" 2>"$td_log" &
+	td_pid=$!
 	on_exit "kill -9 $td_pid 2>/dev/null"
+	wait_for_path "$td_sock" 60 || die "tapdisk did not start on $_spec: $(cat "$td_log")"
 }
 
 stop_tapdisk() {
 	kill -TERM "$td_pid"
-	_deadline=$(($(date +%s) + 60))
-	while kill -0 "$td_pid" 2>/dev/null; do
-		[ "$(date +%s)" -lt "$_deadline" ] || die "tapdisk still running a minute after SIGTERM"
-		sleep 0.05
-	done
+	wait "$td_pid" || die "tapdisk exited with status $? after SIGTERM: $(tail -20 "$td_log")"
 }
 
 front() {

@@ -23,6 +23,7 @@ start_tapdisk td "qcow2:$img" -q 2
 # shellcheck disable=SC2086
 front $load --indirect 16 --flush --json >"$TEST_DIR/run.json" || die "the write and flush run failed"
 kill -9 "$td_pid"
+wait "$td_pid" 2>/dev/null || true
 grep -q '"errors": 0' "$TEST_DIR/run.json" || die "the run had errors: $(cat "$TEST_DIR/run.json")"
 
 qemu-img check "$img" >"$TEST_DIR/check.out" 2>&1 ||

@@ -6,7 +6,9 @@
 # refused with EBUSY while requests wait in the paused disk (detaching
 # would wait for a resume that the control thread could then never run),
 # and after resume the load finishes and verifies; qemu-img check is clean
-# and the snapshot is there.  The pause comes first, so that the requests
+# and the snapshot is there.  Then SIGTERM while requests wait in a paused
+# disk: tapdisk fails them (the frontend sees errors), shuts down cleanly
+# and the image checks clean.  The pause comes first, so that the requests
 # surely meet it however slow the machine is.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/ring-functions.sh"
@@ -45,4 +47,16 @@ grep -q 'verify (seed 5): [0-9]* blocks read back, 0 wrong' "$TEST_DIR/run.out" 
 stop_tapdisk
 qemu-img check -q "$img" || die "qemu-img check failed"
 qemu-img snapshot -l "$img" | grep -q paused || die "the snapshot is gone"
+
+# SIGTERM with requests waiting in the paused disk.
+start_tapdisk td2 "qcow2:$img"
+$CTL "$td_sock" pause >/dev/null || die "pause failed"
+front --rw randread --qd 8 --runtime 1 >"$TEST_DIR/run2.out" 2>&1 &
+fpid=$!
+on_exit "kill -9 $fpid 2>/dev/null"
+wait_info '.result.frontends[0].queues[0].inflight == 8'
+stop_tapdisk
+wait "$fpid" && die "the requests failed by the shutdown were answered as good"
+grep -q 'failed (status -1)' "$TEST_DIR/run2.out" || die "$(cat "$TEST_DIR/run2.out")"
+qemu-img check -q "$img" || die "qemu-img check failed after the shutdown"
 echo PASS

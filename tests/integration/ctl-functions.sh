@@ -64,6 +64,10 @@ stop_tapctld() {
 }
 
 _ctl_cleanup() {
+	# Loads (tap-front) a failed test left in the background.
+	for _job in $(jobs -p); do
+		kill "$_job" 2>/dev/null
+	done
 	[ -n "$TAPCTLD_PID" ] && kill -KILL "$TAPCTLD_PID" 2>/dev/null
 	for _rec in "$CTL_STATE"/tapdisk-*.json; do
 		[ -f "$_rec" ] || continue

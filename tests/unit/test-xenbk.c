@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -174,6 +175,8 @@ static int setup(void **state)
 	xsd_pid = fork();
 	assert_true(xsd_pid >= 0);
 	if (xsd_pid == 0) {
+		/* Gone with us, even when a failed setup skips the teardown. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		execl(prog, prog, "--pidfile", pidfile, sock, (char *)NULL);
 		_exit(127);
 	}

@@ -51,21 +51,26 @@ int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags)
 	return -EINVAL;
 }
 
-/* Is @filename a TYPE:PATH spec naming a registered driver? */
-static bool is_spec(const char *filename)
+/* The driver @filename names when it is a TYPE:PATH spec, else NULL. */
+static const struct drv_ops *spec_driver(const char *filename)
 {
 	const char *colon = strchr(filename, ':');
 	char type[32];
 	size_t len;
 
 	if (!colon)
-		return false;
+		return NULL;
 	len = (size_t)(colon - filename);
 	if (len == 0 || len >= sizeof(type))
-		return false;
+		return NULL;
 	memcpy(type, filename, len);
 	type[len] = '\0';
-	return drv_find(type) != NULL;
+	return drv_find(type);
+}
+
+static bool is_spec(const char *filename)
+{
+	return spec_driver(filename) != NULL;
 }
 
 const char *img_probe(const char *filename)
@@ -79,6 +84,15 @@ const char *img_probe(const char *filename)
 	n = pread(fd, buf, sizeof(buf), 0);
 	close(fd);
 	return n > 0 && qcow2_info_probe(buf, (size_t)n) ? "qcow2" : "raw";
+}
+
+const char *img_spec_split(const char *filename, const char **path)
+{
+	*path = filename;
+	if (!is_spec(filename))
+		return NULL;
+	*path = strchr(filename, ':') + 1;
+	return spec_driver(filename)->name;
 }
 
 int img_open_probed(const char *verb, const char *fmt, const char *filename, unsigned flags,

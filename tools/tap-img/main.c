@@ -22,6 +22,7 @@ static const struct {
 	{ "check", img_cmd_check, "check an image for consistency, and repair it" },
 	{ "io", img_cmd_io, "read, write, discard and verify an image (qemu-io's commands)" },
 	{ "bench", img_cmd_bench, "run a load against an image and report IOPS and latency" },
+	{ "bitmap", img_cmd_bitmap, "add, remove, clear, enable, disable and merge dirty bitmaps" },
 	{ "compare", img_cmd_compare, "check whether two images have the same contents" },
 	{ "map", img_cmd_map, "show where an image's data lies, extent by extent" },
 };

@@ -24,6 +24,7 @@ int img_cmd_io(int argc, char **argv);
 int img_cmd_bench(int argc, char **argv);
 int img_cmd_map(int argc, char **argv);
 int img_cmd_compare(int argc, char **argv);
+int img_cmd_bitmap(int argc, char **argv);
 
 /* img_err - print "tap-img: @verb: message" on stderr. */
 void img_err(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -58,6 +59,12 @@ int img_open(const char *verb, const char *fmt, const char *filename, unsigned f
  * the open that follows reports that).
  */
 const char *img_probe(const char *filename);
+
+/*
+ * img_spec_split - for a TYPE:PATH @filename naming a driver: the driver's
+ * name, with *@path after the colon; else NULL and *@path = @filename.
+ */
+const char *img_spec_split(const char *filename, const char **path);
 
 /*
  * img_open_probed - img_open() for the verbs that only read and that

@@ -137,8 +137,8 @@ static int free_on_disk(struct qcow2_bme *e, const struct qcow2_bitmap *ent)
 	int err = read_table(e, ent, &t);
 
 	for (i = 0; !err && i < ent->table_size; i++) {
-		if (qcow2_bitmap_table_entry_decode(t[i], e->geom.cluster_bits, &off, &ones, &why) ==
-			    0 &&
+		if (qcow2_bitmap_table_entry_decode(t[i], e->geom.cluster_bits, &off, &ones,
+						    &why) == 0 &&
 		    off)
 			err = add_free(e, off, e->geom.cluster_bytes);
 	}
@@ -167,7 +167,8 @@ static int load_bits(struct qcow2_bme *e, struct bme_bitmap *bm)
 		return -ENOMEM;
 	err = read_table(e, &bm->ent, &t);
 	for (i = 0; !err && i < bm->nclusters; i++) {
-		err = qcow2_bitmap_table_entry_decode(t[i], e->geom.cluster_bits, &off, &ones, &why);
+		err = qcow2_bitmap_table_entry_decode(t[i], e->geom.cluster_bits, &off, &ones,
+						      &why);
 		if (err) {
 			log_err("qcow2 %s: bitmap '%s': table entry %" PRIu64 ": %s", e->path,
 				bm->ent.name, i, why);

@@ -24,6 +24,7 @@ static const struct {
 	{ "bench", img_cmd_bench, "run a load against an image and report IOPS and latency" },
 	{ "bitmap", img_cmd_bitmap, "add, remove, clear, enable, disable and merge dirty bitmaps" },
 	{ "compare", img_cmd_compare, "check whether two images have the same contents" },
+	{ "measure", img_cmd_measure, "how large a new image would be, for a size or a copy" },
 	{ "map", img_cmd_map, "show where an image's data lies, extent by extent" },
 };
 

@@ -25,6 +25,7 @@ int img_cmd_bench(int argc, char **argv);
 int img_cmd_map(int argc, char **argv);
 int img_cmd_compare(int argc, char **argv);
 int img_cmd_bitmap(int argc, char **argv);
+int img_cmd_measure(int argc, char **argv);
 
 /* img_err - print "tap-img: @verb: message" on stderr. */
 void img_err(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -164,7 +164,8 @@ static int source_data_bytes(struct measure_cmd *cmd, uint64_t cluster_bytes, ui
 			continue;
 		if ((bs.flags & (IMG_BS_DATA | IMG_BS_ALLOCATED)) ==
 		    (IMG_BS_DATA | IMG_BS_ALLOCATED)) {
-			pnum = ALIGN_DOWN(offset + pnum + cluster_bytes - 1, cluster_bytes) - offset;
+			pnum = ALIGN_DOWN(offset + pnum + cluster_bytes - 1, cluster_bytes) -
+			       offset;
 			*out += offset % cluster_bytes + pnum;
 		}
 	}

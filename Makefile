@@ -31,7 +31,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wvla -Wformat=2 -Wmissing-prototypes \
 	-Wstrict-prototypes -Wno-unused-parameter -Wno-missing-field-initializers
 CPPFLAGS_BASE := -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -Ilib -Idrivers
 OPT ?= -O2 -g
-PKGS := liburing jansson zlib libzstd
+PKGS := liburing jansson zlib libzstd libnbd
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL = -std=gnu11 $(OPT) $(WARN) $(CPPFLAGS_BASE) $(PKG_CFLAGS) -MMD -MP $(CFLAGS)

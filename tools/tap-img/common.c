@@ -98,9 +98,16 @@ const char *img_spec_split(const char *filename, const char **path)
 int img_open_probed(const char *verb, const char *fmt, const char *filename, unsigned flags,
 		    struct drv_image **out)
 {
-	if (!fmt && !is_spec(filename))
+	if (!fmt && !is_spec(filename) && !img_is_nbd_uri(filename))
 		fmt = img_probe(filename);
 	return img_open(verb, fmt, filename, flags, out);
+}
+
+bool img_is_nbd_uri(const char *filename)
+{
+	return strncmp(filename, "nbd://", 6) == 0 || strncmp(filename, "nbd+unix://", 11) == 0 ||
+	       strncmp(filename, "nbds://", 7) == 0 || strncmp(filename, "nbds+unix://", 12) == 0 ||
+	       strncmp(filename, "nbd+vsock://", 12) == 0;
 }
 
 int img_open(const char *verb, const char *fmt, const char *filename, unsigned flags,
@@ -112,6 +119,17 @@ int img_open(const char *verb, const char *fmt, const char *filename, unsigned f
 	if (fmt && !drv_find(fmt)) {
 		img_err(verb, "unknown format '%s'", fmt);
 		return -EINVAL;
+	}
+	/* an NBD URI: the raw bytes of the export, as qemu-img -f raw nbd://... reads them */
+	if (img_is_nbd_uri(filename)) {
+		if (fmt && strcmp(fmt, "raw") != 0 && strcmp(fmt, "nbd") != 0) {
+			img_err(verb,
+				"%s: only raw exports can be read over NBD, not %s (export "
+				"the image with its format: qemu-nbd -f %s)",
+				filename, fmt, fmt);
+			return -ENOTSUP;
+		}
+		fmt = "nbd";
 	}
 	if (!fmt && is_spec(filename)) {
 		spec = strdup(filename);

@@ -64,9 +64,9 @@ struct cv_shared {
 	const struct convert_cfg *cfg;
 	struct drv_queue *queues; /* one per worker */
 	uint64_t align;
-	uint64_t cursor;     /* atomic: the next segment to take */
-	uint64_t done_bytes; /* atomic */
-	int err;	     /* atomic: the first failure; every worker stops */
+	uint64_t cursor;      /* atomic: the next segment to take */
+	uint64_t done_bytes;  /* atomic */
+	int err;	      /* atomic: the first failure; every worker stops */
 	pthread_mutex_t lock; /* progress line, error message */
 	double last_pct;
 };

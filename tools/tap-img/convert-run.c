@@ -187,7 +187,8 @@ static int shared_init(struct cv_shared *sh, const struct convert_cfg *cfg)
 		sh->align = MAX(sh->align, cfg->compress_bytes);
 	if (sh->align > cfg->buf_bytes || cfg->buf_bytes % sh->align ||
 	    CV_SEGMENT_BYTES % sh->align) {
-		img_err("convert", "block size %" PRIu64 " does not divide the buffer size %" PRIu64,
+		img_err("convert",
+			"block size %" PRIu64 " does not divide the buffer size %" PRIu64,
 			sh->align, cfg->buf_bytes);
 		return -EINVAL;
 	}

@@ -67,6 +67,7 @@ static void convert_usage(FILE *f)
 		"         [-t CACHE] [-T CACHE] [-U] [-i AIO] SRC DST\n"
 		"\n"
 		"Copy the image SRC (with its backing chain) into a new image DST.\n"
+		"SRC may be an NBD URI (nbd://HOST/EXPORT, nbd+unix:///EXPORT?socket=PATH).\n"
 		"  -f FMT       format of SRC (default: its TYPE: prefix, else raw)\n"
 		"  -O FMT       format of DST (default raw)\n"
 		"  -o OPTIONS   DST's format options, KEY=VALUE[,...]; repeatable\n"
@@ -313,6 +314,12 @@ static int open_source(struct convert_cmd *cmd)
 		return -EIO;
 	src = cmd->cfg.src;
 	cmd->cfg.size_bytes = src->size_bytes;
+	/* a remote source gets one connection: qemu-nbd serves one client by default */
+	for (; src; src = src->backing) {
+		if (strcmp(src->ops->name, "nbd") == 0)
+			cmd->cfg.workers = 1;
+	}
+	src = cmd->cfg.src;
 	if (!is_aligned_u64(src->size_bytes, src->block_bytes)) {
 		img_err("convert",
 			"%s: size %" PRIu64 " is not a multiple of its block size %u: the last "

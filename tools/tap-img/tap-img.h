@@ -8,6 +8,7 @@
 #ifndef QTAP_TAP_IMG_H
 #define QTAP_TAP_IMG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "driver.h"
@@ -47,7 +48,8 @@ int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags);
 /*
  * img_open - open @filename and its backing chain.  @fmt names the driver
  * when given; otherwise @filename may be a TYPE:PATH spec, and anything else
- * is opened as raw.  Raw is a safe default because nothing is probed: the
+ * is opened as raw.  An NBD URI is opened with the nbd driver (with no
+ * @fmt, or raw).  Raw is a safe default because nothing is probed: the
  * file's bytes are served as they are.  Prints the error for @verb; 0 or
  * -errno.  *@out is closed with drv_image_close().
  */
@@ -60,6 +62,9 @@ int img_open(const char *verb, const char *fmt, const char *filename, unsigned f
  * the open that follows reports that).
  */
 const char *img_probe(const char *filename);
+
+/* img_is_nbd_uri - @filename is an NBD URI (nbd://, nbd+unix://, nbds://, ...). */
+bool img_is_nbd_uri(const char *filename);
 
 /*
  * img_spec_split - for a TYPE:PATH @filename naming a driver: the driver's

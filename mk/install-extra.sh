@@ -12,3 +12,7 @@ for pod in docs/*.pod; do
 	pod2man --section="$section" --center=qtap --release=qtap "$pod" \
 		>"$destdir$prefix/share/man/man$section/$name"
 done
+# blktap's old image tool names, dispatched by tap-img on argv[0]
+for name in qcow-create img2qcow qcow2raw; do
+	ln -sf tap-img "$destdir$prefix/bin/$name"
+done

@@ -3,3 +3,10 @@
 
 PROGRAMS += tap-img
 tap-img_MAIN := tools/tap-img/main.c
+
+# blktap's old tool names: tap-img dispatches on argv[0] (tools/tap-img/compat.c).
+TAPIMG_COMPAT_NAMES := qcow-create img2qcow qcow2raw
+TAPIMG_COMPAT_LINKS := $(addprefix $(BUILD)/bin/,$(TAPIMG_COMPAT_NAMES))
+all: $(TAPIMG_COMPAT_LINKS)
+$(TAPIMG_COMPAT_LINKS): $(BUILD)/bin/tap-img
+	$(Q)ln -sf tap-img $@

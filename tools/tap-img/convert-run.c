@@ -239,7 +239,8 @@ int convert_copy(const struct convert_cfg *cfg)
 			flush_target(&sts[0]);
 		err = sh.err;
 		if (!err) {
-			convert_progress(&sh, true);
+			if (sh.last_pct < 100.0)
+				convert_progress(&sh, true);
 			if (cfg->progress)
 				putchar('\n');
 		}

@@ -66,6 +66,12 @@ int main(int argc, char **argv)
 	unsigned i;
 	int shift;
 
+	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+
+	if (img_compat_name(prog)) {
+		log_init(prog);
+		return img_compat_main(prog, argc, argv);
+	}
 	log_init("tap-img");
 	shift = global_opts(argc, argv);
 	if (shift < 0)

@@ -28,6 +28,13 @@ int img_cmd_compare(int argc, char **argv);
 int img_cmd_bitmap(int argc, char **argv);
 int img_cmd_measure(int argc, char **argv);
 
+/*
+ * img_compat_name / img_compat_main - blktap's old tool names (qcow-create,
+ * img2qcow, qcow2raw) with their old arguments (compat.c).
+ */
+bool img_compat_name(const char *prog);
+int img_compat_main(const char *prog, int argc, char **argv);
+
 /* img_err - print "tap-img: @verb: message" on stderr. */
 void img_err(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -115,3 +115,6 @@ for spec in "randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" 
 	fi
 done
 rm -f "$raw" "$alloc" "$fresh" "$sock"
+
+# ---- tap-img convert against qemu-img convert ------------------------------------------
+BUILD=$BUILD sh "$top/tests/bench/convert.sh"

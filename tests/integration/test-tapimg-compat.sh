@@ -5,7 +5,7 @@
 # under those names), with their old arguments: the images they make are
 # qcow2 images qemu-img checks clean and reads back equal.
 . "$(dirname "$0")/functions.sh"
-requires qemu-img qemu-io
+requires qemu-img qemu-io jq
 
 cd "$TEST_DIR"
 for name in qcow-create img2qcow qcow2raw; do

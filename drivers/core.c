@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "checked.h"
 #include "driver.h"
 #include "errors.h"
@@ -286,21 +287,6 @@ static bool op_modifies(enum drv_op op)
 	return op == DRV_OP_WRITE || op == DRV_OP_DISCARD || op == DRV_OP_WRITE_ZEROES;
 }
 
-/* Does the iovec add up to exactly @len bytes, without overflow? */
-static bool iov_total_is(const struct iovec *iov, unsigned iovcnt, uint64_t len)
-{
-	uint64_t total = 0;
-	unsigned i;
-
-	if (iovcnt && !iov)
-		return false;
-	for (i = 0; i < iovcnt; i++) {
-		if (ck_add(total, (uint64_t)iov[i].iov_len, &total))
-			return false;
-	}
-	return total == len;
-}
-
 /* A compressed write covers one whole unit (the disk's last may be short). */
 static int compressed_check(const struct drv_image *img, const struct drv_req *req)
 {
@@ -334,7 +320,7 @@ static int submit_check(const struct drv_image *img, const struct drv_req *req)
 	if ((req->flags & DRV_REQ_COMPRESSED) && compressed_check(img, req))
 		return compressed_check(img, req);
 	if ((req->op == DRV_OP_READ || req->op == DRV_OP_WRITE) &&
-	    !iov_total_is(req->iov, req->iovcnt, req->len))
+	    !buf_iov_total_is(req->iov, req->iovcnt, req->len))
 		return -EINVAL;
 	return 0;
 }

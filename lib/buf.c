@@ -95,3 +95,17 @@ unsigned buf_pool_available(const struct buf_pool *pool)
 {
 	return pool->nr_free;
 }
+
+bool buf_iov_total_is(const struct iovec *iov, unsigned iovcnt, uint64_t len)
+{
+	uint64_t total = 0;
+	unsigned i;
+
+	if (iovcnt && !iov)
+		return false;
+	for (i = 0; i < iovcnt; i++) {
+		if (ck_add(total, (uint64_t)iov[i].iov_len, &total))
+			return false;
+	}
+	return total == len;
+}

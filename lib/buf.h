@@ -10,8 +10,10 @@
 #ifndef QTAP_BUF_H
 #define QTAP_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* buf_alloc - @bytes aligned to @align (a power of two); NULL on failure. */
 void *buf_alloc(size_t bytes, size_t align);
@@ -35,5 +37,11 @@ void buf_pool_put(struct buf_pool *pool, void *buf);
 
 size_t buf_pool_buf_bytes(const struct buf_pool *pool);
 unsigned buf_pool_available(const struct buf_pool *pool);
+
+/*
+ * buf_iov_total_is - does @iov (@iovcnt elements; NULL only when 0) add up
+ * to exactly @len bytes, without overflow?  For checking untrusted requests.
+ */
+bool buf_iov_total_is(const struct iovec *iov, unsigned iovcnt, uint64_t len);
 
 #endif

@@ -11,7 +11,7 @@ BUILD_PKGS="make gcc clang libclang-rt-14-dev pkg-config libaio-dev liburing-dev
 libcmocka-dev zlib1g-dev libzstd-dev libjansson-dev libfuse3-dev libnbd-dev"
 # Tests and checks: the real peers qtap must interoperate with.
 TEST_PKGS="qemu-utils nbdkit libnbd-bin fio e2fsprogs fuse3 valgrind clang-format util-linux
-procps xxd jq"
+procps xxd jq python3"
 
 missing=""
 for p in $BUILD_PKGS $TEST_PKGS; do

@@ -60,7 +60,7 @@ struct rnbd_req {
 	struct drv_req *req;
 	struct rnbd_queue *rq;
 	struct rnbd_req *next; /* on rq->done */
-	unsigned pending; /* commands out */
+	unsigned pending;      /* commands out */
 	int err;
 	bool status_seen;
 };
@@ -261,10 +261,10 @@ static void rnbd_read(struct drv_image *img, struct drv_req *req)
 		if (v->iov_len == 0)
 			continue;
 		r->pending++;
-		if (nbd_aio_pread(h, v->iov_base, v->iov_len, off,
-				  (nbd_completion_callback){ .callback = rnbd_cmd_done,
-							     .user_data = r },
-				  0) < 0) {
+		if (nbd_aio_pread(
+			    h, v->iov_base, v->iov_len, off,
+			    (nbd_completion_callback){ .callback = rnbd_cmd_done, .user_data = r },
+			    0) < 0) {
 			r->pending--;
 			rnbd_failed(img, r, "read");
 		}
@@ -328,11 +328,11 @@ static void rnbd_block_status(struct drv_image *img, struct drv_req *req)
 
 	*r = (struct rnbd_req){ .req = req, .rq = req_queue(img, req), .pending = 1 };
 	req->status = (struct drv_status){ .flags = 0 };
-	if (nbd_aio_block_status(r->rq->h, req->len, req->offset,
-				 (nbd_extent_callback){ .callback = rnbd_extents, .user_data = r },
-				 (nbd_completion_callback){ .callback = rnbd_status_done,
-							    .user_data = r },
-				 0) < 0) {
+	if (nbd_aio_block_status(
+		    r->rq->h, req->len, req->offset,
+		    (nbd_extent_callback){ .callback = rnbd_extents, .user_data = r },
+		    (nbd_completion_callback){ .callback = rnbd_status_done, .user_data = r },
+		    0) < 0) {
 		r->pending = 0;
 		rnbd_failed(img, r, "block status");
 	}

@@ -82,13 +82,15 @@ step --merge s -b src.qcow2 b1
 writes -c 'write 30M 4k'
 same_bits b1 b2 b3 b4
 step --remove b2
-# failures: what was done before the failing operation stays
+# failures: what was done before the failing operation stays (a sample under valgrind)
 step --add b1
+[ -n "$VG" ] || {
 step --remove nope
 step --clear --add b1 b4
 step --merge nope b4
 step --add -g 1000 b6
 step -g 64k --remove b1
+}
 step --clear b5 --remove b5 --remove b3 --remove b4
 qemu-img check t.qcow2 >check.out || die "final check: $(cat check.out)"
 grep -q "No errors were found" check.out || die "final check: $(cat check.out)"

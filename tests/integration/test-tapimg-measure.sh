@@ -38,7 +38,16 @@ same() {
 }
 
 n=0
-for size in 1000 1G 100T; do
+sizes="1000 1G 100T"
+images="sparse.raw odd.raw data.qcow2 comp.qcow2 pre.qcow2 top.qcow2 sub/mid.qcow2"
+if [ -n "$VG" ]; then # a sample under valgrind
+	same --size 1G -O qcow2 -o cluster_size=2M,refcount_bits=64
+	same -O qcow2 --output=json data.qcow2
+	same -O qcow2 top.qcow2
+	same -O qcow2 -o preallocation=full sparse.raw
+	exit 0
+fi
+for size in $sizes; do
 	for o in "" "-o cluster_size=2M,refcount_bits=64" "-o extended_l2=on,compat=0.10" \
 		"-o refcount_bits=1,preallocation=falloc" "-o cluster_size=512"; do
 		# shellcheck disable=SC2086
@@ -48,7 +57,7 @@ for size in 1000 1G 100T; do
 done
 same --size 1G
 same --size 0 --output=json -O qcow2
-for img in sparse.raw odd.raw data.qcow2 comp.qcow2 pre.qcow2 top.qcow2 sub/mid.qcow2; do
+for img in $images; do
 	for o in "-O raw" "-O qcow2 --output=json" "-O qcow2 -o cluster_size=512,compat=0.10" \
 		"-O qcow2 -o cluster_size=1M,extended_l2=on"; do
 		# shellcheck disable=SC2086

@@ -34,6 +34,7 @@ OPT ?= -O2 -g
 PKGS := liburing jansson zlib libzstd fuse3
 PKGS += xengnttab xenevtchn
 PKGS += xenstore
+PKGS += libnbd
 PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL = -std=gnu11 $(OPT) $(WARN) $(CPPFLAGS_BASE) $(PKG_CFLAGS) -MMD -MP $(CFLAGS)

@@ -24,6 +24,7 @@ _Static_assert(DRV_API_VERSION == DRV_REGISTRY_API_VERSION,
 const struct drv_ops *const drv_registry[] = {
 	&raw_driver,
 	&qcow2_driver,
+	&remote_nbd_driver,
 	NULL,
 };
 

@@ -10,5 +10,6 @@
 #include "driver.h"
 
 extern const struct drv_ops raw_driver;
+extern const struct drv_ops remote_nbd_driver;
 
 #endif

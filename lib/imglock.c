@@ -10,9 +10,9 @@
 #include "imglock.h"
 #include "log.h"
 
-#define IMGLOCK_PERM_BASE 100	/* QEMU's RAW_LOCK_PERM_BASE */
+#define IMGLOCK_PERM_BASE 100	 /* QEMU's RAW_LOCK_PERM_BASE */
 #define IMGLOCK_NOSHARE_BASE 200 /* QEMU's RAW_LOCK_SHARED_BASE */
-#define IMGLOCK_NR_PERMS 4	/* BLK_PERM_MAX in QEMU 7.2 */
+#define IMGLOCK_NR_PERMS 4	 /* BLK_PERM_MAX in QEMU 7.2 */
 
 static const char *const imglock_names[IMGLOCK_NR_PERMS] = {
 	"consistent read",

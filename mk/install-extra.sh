@@ -19,3 +19,8 @@ mkdir -p "$destdir$prefix/lib/systemd/system" "$destdir$prefix/lib/qtap"
 sed "s|/usr/local/bin/|$prefix/bin/|" tools/systemd/tapctld.service \
 	>"$destdir$prefix/lib/systemd/system/tapctld.service"
 install -m 0755 tools/hotplug/block-tap "$destdir$prefix/lib/qtap/block-tap"
+
+# blktap's old image tool names, dispatched by tap-img on argv[0]
+for name in qcow-create img2qcow qcow2raw; do
+	ln -sf tap-img "$destdir$prefix/bin/$name"
+done

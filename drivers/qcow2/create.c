@@ -273,6 +273,44 @@ static int make_params(const char *path, const struct drv_create_args *args,
 	return 0;
 }
 
+int qcow2_create_parse(const char *path, const struct drv_create_args *args,
+		       struct qcow2_create_geom *out)
+{
+	struct create_params p;
+	struct create_vals v;
+	int err;
+
+	memset(&p, 0, sizeof(p));
+	p.cluster_bytes = UINT64_C(1) << CREATE_DEFAULT_CLUSTER_BITS;
+	p.refcount_bits = 16;
+	p.backing_file = args->backing_file;
+	err = collect_opts(path, args, &v);
+	if (!err)
+		err = parse_vals(path, &v, &p);
+	/* qemu-img measure checks the cluster size, not the other combinations */
+	if (!err)
+		err = check_cluster_size(path, &p);
+	if (!err && (p.refcount_bits > 64 || !is_power_of_2_u64(p.refcount_bits) ||
+		     (p.version < 3 && p.refcount_bits != 16))) {
+		log_err("%s: Refcount width must be a power of two and may not exceed 64 bits "
+			"(16 with compatibility level 0.10)",
+			path);
+		err = -EINVAL;
+	}
+	if (err)
+		return err;
+	*out = (struct qcow2_create_geom){
+		.version = p.version,
+		.cluster_bytes = p.cluster_bytes,
+		.refcount_order = (unsigned)__builtin_ctzll(p.refcount_bits),
+		.extended_l2 = p.extended_l2,
+		.prealloc_data = p.prealloc == QCOW2_MK_PREALLOC_FALLOC ||
+				 p.prealloc == QCOW2_MK_PREALLOC_FULL,
+		.has_backing = p.backing_file != NULL,
+	};
+	return 0;
+}
+
 /* ---- writing ----------------------------------------------------------------------- */
 
 /* The header as qemu-img leaves it, from the laid-out tables. */

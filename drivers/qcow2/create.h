@@ -5,6 +5,9 @@
 #ifndef QTAP_QCOW2_CREATE_H
 #define QTAP_QCOW2_CREATE_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "driver.h"
 
 /* The options qcow2 create takes, in qemu-img's "Formatting" order. */
@@ -25,5 +28,24 @@ extern const struct drv_opt_desc qcow2_create_opts[];
  * the option at fault).
  */
 int qcow2_create(const char *path, const struct drv_create_args *args);
+
+/* What qcow2_create_parse() finds in the options: what measure needs. */
+struct qcow2_create_geom {
+	unsigned version;
+	uint64_t cluster_bytes;
+	unsigned refcount_order;
+	bool extended_l2;
+	bool prealloc_data; /* falloc or full: every data cluster is allocated */
+	bool has_backing;
+};
+
+/*
+ * qcow2_create_parse - check the create options of @args (as qcow2_create
+ * does, without the size and the combinations that only matter to a real
+ * file) and say what they ask for.  Used options are marked.  0 or -EINVAL
+ * (logged with @path).
+ */
+int qcow2_create_parse(const char *path, const struct drv_create_args *args,
+		       struct qcow2_create_geom *out);
 
 #endif

@@ -26,7 +26,7 @@ static int read_at(void *opaque, uint64_t offset, void *buf, size_t len)
 	return qcow2_pread(opaque, offset, buf, len);
 }
 
-static int read_header(struct aio_file *f, const char *path, struct qcow2_header *h)
+int qcow2_info_read_header(struct aio_file *f, const char *path, struct qcow2_header *h)
 {
 	uint8_t probe[QCOW2_HEADER_PROBE_BYTES];
 	uint64_t cluster_bytes;
@@ -88,7 +88,7 @@ int qcow2_info_read(const char *path, struct qcow2_info *out)
 	err = aio_file_open(path, AIO_FILE_RDONLY | AIO_FILE_BUFFERED, &f);
 	if (err)
 		return err;
-	err = read_header(f, path, &out->hdr);
+	err = qcow2_info_read_header(f, path, &out->hdr);
 	if (!err)
 		err = qcow2_snapshot_table_read(&out->hdr, read_at, f, path, 0, &out->snapshots,
 						NULL);

@@ -52,6 +52,13 @@ int qcow2_info_read(const char *path, struct qcow2_info *out);
  */
 int qcow2_info_metadata_preallocated(const char *path, const struct qcow2_info *info, bool *out);
 
+/*
+ * qcow2_info_read_header - parse cluster 0 of the open file @f (@path for
+ * messages) into *@h, as qcow2_info_read() does.  0 or -errno (logged).
+ */
+struct aio_file;
+int qcow2_info_read_header(struct aio_file *f, const char *path, struct qcow2_header *h);
+
 /* qcow2_info_fini - free what qcow2_info_read() filled; zeroed: no-op. */
 void qcow2_info_fini(struct qcow2_info *info);
 

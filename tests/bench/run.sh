@@ -121,3 +121,6 @@ BUILD=$BUILD sh "$top/tests/bench/nbd.sh"
 
 # ---- the blkif ring ------------------------------------------------------------------
 . "$top/tests/bench/ring.sh"
+
+# ---- tap-img convert against qemu-img convert ------------------------------------------
+BUILD=$BUILD sh "$top/tests/bench/convert.sh"

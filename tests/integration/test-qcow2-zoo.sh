@@ -70,10 +70,16 @@ oracle() { # image, read -P commands for io_check...
 		_b=$(qemu-io -f raw -r -c "read -v $1 $2" ref.raw | dump)
 		[ -n "$_a" ] && [ "$_a" = "$_b" ] || die "$_img: read -v $1 $2 differs from the reference"
 	done
-	# tap-img map: qemu-img map's JSON, host offsets included (both read the same L2 tables)
-	qemu-img map --output=json -f qcow2 "$_img" >qmap.json 2>&1 || die "qemu-img map $_img failed"
-	$TAPIMG map --output=json -f qcow2 "$_img" >tmap.json 2>&1 || die "$_img: tap-img map failed"
-	cmp -s qmap.json tmap.json || die "$_img: map differs from qemu-img's: $(diff qmap.json tmap.json | head -20)"
+	# tap-img map: qemu-img map's JSON, host offsets included (both read the same
+	# L2 tables); under valgrind, every fourth image
+	if [ -z "$VG" ] || [ $((count % 4)) -eq 0 ]; then
+		qemu-img map --output=json -f qcow2 "$_img" >qmap.json 2>&1 ||
+			die "qemu-img map $_img failed"
+		$TAPIMG map --output=json -f qcow2 "$_img" >tmap.json 2>&1 ||
+			die "$_img: tap-img map failed"
+		cmp -s qmap.json tmap.json ||
+			die "$_img: map differs from qemu-img's: $(diff qmap.json tmap.json | head -20)"
+	fi
 	[ "$(cksum <"$_img")" = "$_sum" ] || die "$_img: reading it changed the file"
 	count=$((count + 1))
 }

@@ -124,8 +124,11 @@ static void stop_nbd(const char *pidfile)
 	s = qt_slurp(fd);
 	close(fd);
 	pid = s ? strtol(s, NULL, 10) : 0;
-	if (pid > 0)
-		kill((pid_t)pid, SIGTERM);
+	if (pid > 0 && kill((pid_t)pid, SIGTERM) == 0) {
+		/* its image locks go only when it is gone: wait (10 s at most) */
+		for (int i = 0; i < 1000 && kill((pid_t)pid, 0) == 0; i++)
+			usleep(10000);
+	}
 	free(s);
 	unlink(pidfile);
 }

@@ -51,21 +51,26 @@ int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags)
 	return -EINVAL;
 }
 
-/* Is @filename a TYPE:PATH spec naming a registered driver? */
-static bool is_spec(const char *filename)
+/* The driver @filename names when it is a TYPE:PATH spec, else NULL. */
+static const struct drv_ops *spec_driver(const char *filename)
 {
 	const char *colon = strchr(filename, ':');
 	char type[32];
 	size_t len;
 
 	if (!colon)
-		return false;
+		return NULL;
 	len = (size_t)(colon - filename);
 	if (len == 0 || len >= sizeof(type))
-		return false;
+		return NULL;
 	memcpy(type, filename, len);
 	type[len] = '\0';
-	return drv_find(type) != NULL;
+	return drv_find(type);
+}
+
+static bool is_spec(const char *filename)
+{
+	return spec_driver(filename) != NULL;
 }
 
 const char *img_probe(const char *filename)
@@ -81,12 +86,28 @@ const char *img_probe(const char *filename)
 	return n > 0 && qcow2_info_probe(buf, (size_t)n) ? "qcow2" : "raw";
 }
 
+const char *img_spec_split(const char *filename, const char **path)
+{
+	*path = filename;
+	if (!is_spec(filename))
+		return NULL;
+	*path = strchr(filename, ':') + 1;
+	return spec_driver(filename)->name;
+}
+
 int img_open_probed(const char *verb, const char *fmt, const char *filename, unsigned flags,
 		    struct drv_image **out)
 {
-	if (!fmt && !is_spec(filename))
+	if (!fmt && !is_spec(filename) && !img_is_nbd_uri(filename))
 		fmt = img_probe(filename);
 	return img_open(verb, fmt, filename, flags, out);
+}
+
+bool img_is_nbd_uri(const char *filename)
+{
+	return strncmp(filename, "nbd://", 6) == 0 || strncmp(filename, "nbd+unix://", 11) == 0 ||
+	       strncmp(filename, "nbds://", 7) == 0 || strncmp(filename, "nbds+unix://", 12) == 0 ||
+	       strncmp(filename, "nbd+vsock://", 12) == 0;
 }
 
 int img_open(const char *verb, const char *fmt, const char *filename, unsigned flags,
@@ -98,6 +119,17 @@ int img_open(const char *verb, const char *fmt, const char *filename, unsigned f
 	if (fmt && !drv_find(fmt)) {
 		img_err(verb, "unknown format '%s'", fmt);
 		return -EINVAL;
+	}
+	/* an NBD URI: the raw bytes of the export, as qemu-img -f raw nbd://... reads them */
+	if (img_is_nbd_uri(filename)) {
+		if (fmt && strcmp(fmt, "raw") != 0 && strcmp(fmt, "nbd") != 0) {
+			img_err(verb,
+				"%s: only raw exports can be read over NBD, not %s (export "
+				"the image with its format: qemu-nbd -f %s)",
+				filename, fmt, fmt);
+			return -ENOTSUP;
+		}
+		fmt = "nbd";
 	}
 	if (!fmt && is_spec(filename)) {
 		spec = strdup(filename);

@@ -3,8 +3,8 @@
  * The copy engine of tap-img convert, in the manner of qemu-img's: the
  * source is cut into chunks of at most cfg->buf_bytes that share one block
  * status (data, zero, or left to the target's backing), and up to
- * cfg->parallel chunks are in flight at once on one event loop and aio
- * context that both chains share.
+ * cfg->parallel chunks are in flight at once, per worker, on the worker's
+ * event loop and aio context, which both chains share.
  *
  *   planning   the source's block status, asked of the top image and, for
  *              ranges it does not hold, of each backing image in turn (one
@@ -20,131 +20,83 @@
  *              so a format that allocates as it goes lays the image out
  *              sequentially, as qemu-img does without -W.
  *
+ * Workers: cfg->workers threads copy at once, each with its own event
+ * loop, aio context and driver queue (the drivers serve several queue
+ * threads at once), so compression (-c) and zero detection use every core.
+ * They take the image in segments of CV_SEGMENT_BYTES from a shared
+ * cursor; within a worker, in-order writes stay in order.
+ *
  * Completions may arrive synchronously from inside drv_submit(), so all
  * the issuing happens in convert_pump(), a loop that a completion re-arms
  * rather than re-enters: the stack never grows with the image.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "checked.h"
+#include "convert-internal.h"
 #include "convert.h"
 #include "errors.h"
 #include "evloop.h"
 #include "log.h"
 #include "tap-img.h"
 
-#define CV_BUF_ALIGN 4096
 #define CV_MAX_ZERO_CHUNK_BYTES (1ull << 30) /* a multiple of every alignment */
 
-enum cv_kind {
-	CV_DATA, /* read from the source, then written */
-	CV_ZERO, /* reads as zeros */
-	CV_SKIP, /* the target's backing provides it (-B) */
-};
-
-enum cv_slot_state {
-	CV_FREE,
-	CV_READING,
-	CV_READY, /* read (or a zero chunk), waiting for its turn to write */
-	CV_WRITING,
-};
-
-struct cv_state;
-
-struct cv_slot {
-	struct drv_req req; /* req.opaque points back to the slot */
-	struct iovec iov;
-	uint8_t *buf; /* cfg->buf_bytes */
-	struct cv_state *st;
-	enum cv_slot_state state;
-	enum cv_kind kind;
-	uint64_t offset;
-	uint64_t len;
-	uint64_t seq;	  /* order of the chunk, for in-order writes */
-	uint64_t wpos;	  /* bytes of the chunk written or skipped */
-	uint64_t run_len; /* the write in flight */
-	bool buf_zeroed;  /* a zero chunk's buffer was cleared for writing zeros as data */
-	bool in_submit;	  /* inside drv_submit: a completion now only records itself */
-	bool sync_done;
-};
-
-/* The extent of the source whose block status is known. */
-struct cv_extent {
-	uint64_t start;
-	uint64_t end;
-	enum cv_kind kind;
-	bool valid;
-};
-
-struct cv_state {
-	const struct convert_cfg *cfg;
-	struct drv_queue q;
-	struct cv_slot *slots;
-	unsigned char *priv; /* cfg->parallel + 1 areas of @priv_bytes */
-	size_t priv_bytes;
-	uint64_t align; /* every request's offset and length */
-	uint64_t gran;	/* zero detection granularity */
-	/* planning */
-	uint64_t plan_pos; /* source bytes before this are planned */
-	struct cv_extent ext;
-	struct drv_req sreq; /* the block status query */
-	struct drv_image *slevel;
-	bool status_busy;
-	uint64_t next_seq;
-	uint64_t write_seq;
-	/* accounting */
-	unsigned inflight;
-	unsigned max_inflight;
-	uint64_t done_bytes;
-	double last_pct;
-	int err;
-	bool pumping;
-	bool repump;
-};
-
-static void convert_pump(struct cv_state *st);
 static void slot_write(struct cv_slot *s);
 
 /* ---- errors and progress ---------------------------------------------------------- */
 
 /* Record the first failure and report it once, like qemu-img. */
-static void cv_fail(struct cv_state *st, int err, const char *what, const char *name,
-		    uint64_t offset)
+void convert_fail(struct cv_state *st, int err, const char *what, const char *name, uint64_t offset)
 {
+	int none = 0;
+
 	if (st->err)
 		return;
 	st->err = err;
-	img_err("convert", "error while %s %s at byte %" PRIu64 ": %s", what, name, offset,
-		err_str(err));
+	if (__atomic_compare_exchange_n(&st->sh->err, &none, err, false, __ATOMIC_SEQ_CST,
+					__ATOMIC_SEQ_CST))
+		img_err("convert", "error while %s %s at byte %" PRIu64 ": %s", what, name, offset,
+			err_str(err));
+}
+
+/* This worker or another failed: stop issuing. */
+bool convert_stopped(const struct cv_state *st)
+{
+	return st->err || __atomic_load_n(&st->sh->err, __ATOMIC_RELAXED);
 }
 
 /* qemu-img's progress line, "    (12.34/100%)\r", on stdout every 1 %. */
-static void progress_print(struct cv_state *st, bool force)
+void convert_progress(struct cv_shared *sh, bool force)
 {
-	uint64_t size = st->cfg->size_bytes;
-	double pct = size ? (double)st->done_bytes * 100.0 / (double)size : 100.0;
+	uint64_t size = sh->cfg->size_bytes;
+	uint64_t done = __atomic_load_n(&sh->done_bytes, __ATOMIC_RELAXED);
+	double pct = size ? (double)done * 100.0 / (double)size : 100.0;
 
-	if (!st->cfg->progress)
+	if (!sh->cfg->progress)
 		return;
-	if (!force && pct < st->last_pct + 1.0 && pct < 100.0)
-		return;
-	st->last_pct = pct;
-	printf("    (%3.2f/100%%)\r", pct);
-	fflush(stdout);
+	pthread_mutex_lock(&sh->lock);
+	if (force || pct >= sh->last_pct + 1.0 || (pct >= 100.0 && sh->last_pct < 100.0)) {
+		sh->last_pct = pct;
+		printf("    (%3.2f/100%%)\r", pct);
+		fflush(stdout);
+	}
+	pthread_mutex_unlock(&sh->lock);
 }
 
 static void account_done(struct cv_state *st, uint64_t bytes)
 {
-	st->done_bytes += bytes;
-	progress_print(st, false);
+	__atomic_add_fetch(&st->sh->done_bytes, bytes, __ATOMIC_RELAXED);
+	convert_progress(st->sh, false);
 }
 
-static void inflight_inc(struct cv_state *st)
+void convert_inflight_inc(struct cv_state *st)
 {
 	st->inflight++;
 	st->max_inflight = MAX(st->max_inflight, st->inflight);
@@ -211,7 +163,7 @@ static void status_done(struct drv_req *req, int err)
 		err = -EIO;
 	}
 	if (err) {
-		cv_fail(st, err, "reading the block status of", img->path, offset);
+		convert_fail(st, err, "reading the block status of", img->path, offset);
 		st->status_busy = false;
 		convert_pump(st);
 		return;
@@ -240,12 +192,12 @@ static void status_query(struct cv_state *st, uint64_t offset, uint64_t end)
 		.op = DRV_OP_BLOCK_STATUS,
 		.offset = offset,
 		.len = aligned_end - offset,
-		.q = &st->q,
+		.q = st->q,
 		.done = status_done,
 		.opaque = st,
 		.priv = st->priv + st->cfg->parallel * st->priv_bytes,
 	};
-	inflight_inc(st);
+	convert_inflight_inc(st);
 	drv_submit(img, &st->sreq);
 }
 
@@ -298,6 +250,21 @@ static uint64_t plan_end(struct cv_state *st, enum cv_kind *kind)
 	return MIN(limit, ALIGN_DOWN(end, st->align) + st->align);
 }
 
+/* Take the next segment from the shared cursor; false when none is left. */
+static bool next_segment(struct cv_state *st)
+{
+	uint64_t size = st->cfg->size_bytes;
+	uint64_t seg = __atomic_fetch_add(&st->sh->cursor, CV_SEGMENT_BYTES, __ATOMIC_RELAXED);
+
+	if (seg >= size) {
+		st->seg_end = st->plan_pos = size;
+		return false;
+	}
+	st->plan_pos = seg;
+	st->seg_end = MIN(size, seg + CV_SEGMENT_BYTES);
+	return true;
+}
+
 static struct cv_slot *free_slot(struct cv_state *st)
 {
 	unsigned i;
@@ -316,7 +283,7 @@ static void read_done(struct drv_req *req, int err)
 
 	st->inflight--;
 	if (err) {
-		cv_fail(st, err, "reading", st->cfg->src_name, s->offset);
+		convert_fail(st, err, "reading", st->cfg->src_name, s->offset);
 		s->state = CV_FREE;
 	} else {
 		s->state = CV_READY;
@@ -343,7 +310,7 @@ static void slot_start(struct cv_state *st, struct cv_slot *s, enum cv_kind kind
 	s->req.offset = s->offset;
 	s->req.len = s->len;
 	s->req.done = read_done;
-	inflight_inc(st);
+	convert_inflight_inc(st);
 	drv_submit(st->cfg->src, &s->req);
 }
 
@@ -359,9 +326,11 @@ static bool plan_one(struct cv_state *st)
 	enum cv_kind kind;
 	uint64_t end;
 
-	if (st->plan_pos >= cfg->size_bytes || st->status_busy)
+	if (st->status_busy)
 		return false;
-	if (!st->ext.valid || st->plan_pos >= st->ext.end) {
+	if (st->plan_pos >= st->seg_end && !next_segment(st))
+		return false;
+	if (!st->ext.valid || st->plan_pos >= st->ext.end || st->plan_pos < st->ext.start) {
 		if (cfg->sparse_bytes == 0) /* -S 0: everything is copied as data */
 			st->ext =
 				(struct cv_extent){ st->plan_pos, cfg->size_bytes, CV_DATA, true };
@@ -369,7 +338,7 @@ static bool plan_one(struct cv_state *st)
 			status_start(st);
 		return true;
 	}
-	end = plan_end(st, &kind);
+	end = MIN(plan_end(st, &kind), st->seg_end);
 	if (kind == CV_SKIP || (kind == CV_ZERO && cfg->zero_init)) {
 		account_done(st, end - st->plan_pos);
 		st->plan_pos = end;
@@ -431,7 +400,7 @@ static void write_done(struct drv_req *req, int err)
 
 	st->inflight--;
 	if (err)
-		cv_fail(st, err, "writing", st->cfg->dst_name, req->offset);
+		convert_fail(st, err, "writing", st->cfg->dst_name, req->offset);
 	else
 		s->wpos += s->run_len;
 	if (s->in_submit) {
@@ -456,7 +425,7 @@ static void run_issue(struct cv_state *st, struct cv_slot *s, uint64_t len, bool
 	s->req.offset = s->offset + s->wpos;
 	s->req.len = len;
 	s->req.done = write_done;
-	inflight_inc(st);
+	convert_inflight_inc(st);
 	if (cfg->compress && !zero) {
 		s->iov = (struct iovec){ .iov_base = s->buf + s->wpos, .iov_len = len };
 		s->req.op = DRV_OP_WRITE;
@@ -485,7 +454,7 @@ static void slot_finish(struct cv_slot *s)
 	st->repump = true;
 	if (st->cfg->in_order)
 		st->write_seq++;
-	if (!st->err)
+	if (!convert_stopped(st))
 		account_done(st, s->len);
 }
 
@@ -494,7 +463,7 @@ static void slot_write(struct cv_slot *s)
 {
 	struct cv_state *st = s->st;
 
-	while (!st->err && s->wpos < s->len) {
+	while (!convert_stopped(st) && s->wpos < s->len) {
 		bool zero;
 		uint64_t len = next_run(st, s, &zero);
 
@@ -528,7 +497,7 @@ static void start_writes(struct cv_state *st)
 
 /* ---- the run ---------------------------------------------------------------------- */
 
-static void convert_pump(struct cv_state *st)
+void convert_pump(struct cv_state *st)
 {
 	if (st->pumping) {
 		st->repump = true;
@@ -537,168 +506,11 @@ static void convert_pump(struct cv_state *st)
 	st->pumping = true;
 	do {
 		st->repump = false;
-		if (st->err)
+		if (convert_stopped(st))
 			break;
 		start_writes(st);
 		while (plan_one(st))
 			;
 	} while (st->repump);
 	st->pumping = false;
-}
-
-static void state_free(struct cv_state *st)
-{
-	unsigned i;
-
-	for (i = 0; st->slots && i < st->cfg->parallel; i++)
-		buf_free(st->slots[i].buf);
-	free(st->slots);
-	free(st->priv);
-	aio_ctx_free(st->q.aio);
-	evloop_free(st->q.loop);
-}
-
-static int state_slots(struct cv_state *st)
-{
-	const struct convert_cfg *cfg = st->cfg;
-	unsigned i;
-
-	st->priv_bytes =
-		MAX(drv_chain_req_priv_bytes(cfg->src), drv_chain_req_priv_bytes(cfg->dst));
-	st->priv_bytes = ALIGN_DOWN(st->priv_bytes + 15, 16); /* keep each area aligned */
-	st->priv = calloc(cfg->parallel + 1, st->priv_bytes ?: 1);
-	st->slots = calloc(cfg->parallel, sizeof(*st->slots));
-	if (!st->priv || !st->slots)
-		return -ENOMEM;
-	for (i = 0; i < cfg->parallel; i++) {
-		struct cv_slot *s = &st->slots[i];
-
-		s->buf = buf_alloc(cfg->buf_bytes, CV_BUF_ALIGN);
-		if (!s->buf)
-			return -ENOMEM;
-		s->st = st;
-		s->req = (struct drv_req){
-			.iov = &s->iov,
-			.iovcnt = 1,
-			.q = &st->q,
-			.opaque = s,
-			.priv = st->priv + i * st->priv_bytes,
-		};
-	}
-	return 0;
-}
-
-/* One loop, one aio context and one queue, shared by both chains. */
-static int state_init(struct cv_state *st)
-{
-	const struct convert_cfg *cfg = st->cfg;
-	int err;
-
-	st->align = MAX(cfg->src->block_bytes, cfg->dst->block_bytes);
-	if (cfg->compress) /* chunks are whole target clusters */
-		st->align = MAX(st->align, cfg->compress_bytes);
-	st->gran = MAX(cfg->sparse_bytes, st->align);
-	st->gran = div_round_up_u64(st->gran, st->align) * st->align;
-	if (st->align > cfg->buf_bytes || cfg->buf_bytes % st->align) {
-		img_err("convert",
-			"block size %" PRIu64 " does not divide the buffer size %" PRIu64,
-			st->align, cfg->buf_bytes);
-		return -EINVAL;
-	}
-	err = state_slots(st);
-	if (err) {
-		img_err("convert", "out of memory for %u buffers of %" PRIu64 " bytes",
-			cfg->parallel, cfg->buf_bytes);
-		return err;
-	}
-	err = evloop_new(&st->q.loop);
-	if (!err)
-		err = aio_ctx_new(st->q.loop, &cfg->aio, &st->q.aio);
-	if (!err)
-		err = drv_queues_init(cfg->src, &st->q, 1);
-	if (!err) {
-		err = drv_queues_init(cfg->dst, &st->q, 1);
-		if (err)
-			drv_queues_fini(cfg->src);
-	}
-	if (err)
-		img_err("convert", "could not set up I/O: %s", err_str(err));
-	return err;
-}
-
-static void run_loop(struct cv_state *st)
-{
-	int err;
-
-	convert_pump(st);
-	while (st->inflight) {
-		err = evloop_run_once(st->q.loop, -1);
-		if (err < 0 && err != -EINTR) {
-			/* Requests are in flight into our buffers: we cannot unwind. */
-			img_err("convert", "event loop failed: %s", err_str(err));
-			abort();
-		}
-	}
-}
-
-/* Everything planned and every slot back: the loop ended for the right reason. */
-static bool all_done(const struct cv_state *st)
-{
-	unsigned i;
-
-	for (i = 0; i < st->cfg->parallel; i++) {
-		if (st->slots[i].state != CV_FREE)
-			return false;
-	}
-	return st->plan_pos == st->cfg->size_bytes;
-}
-
-static void flush_done(struct drv_req *req, int err)
-{
-	struct cv_state *st = req->opaque;
-
-	st->inflight--;
-	if (err)
-		cv_fail(st, err, "flushing", st->cfg->dst_name, 0);
-}
-
-static void flush_target(struct cv_state *st)
-{
-	struct drv_req *req = &st->slots[0].req;
-
-	req->op = DRV_OP_FLUSH;
-	req->offset = 0;
-	req->len = 0;
-	req->done = flush_done;
-	req->opaque = st;
-	inflight_inc(st);
-	drv_submit(st->cfg->dst, req);
-	run_loop(st);
-}
-
-int convert_copy(const struct convert_cfg *cfg)
-{
-	struct cv_state st = { .cfg = cfg };
-	int err = state_init(&st);
-
-	if (!err) {
-		progress_print(&st, true);
-		run_loop(&st);
-		if (!st.err && !all_done(&st))
-			cv_fail(&st, -EIO, "planning", cfg->src_name, st.plan_pos); /* a bug */
-		if (!st.err && cfg->flush)
-			flush_target(&st);
-		if (!st.err) {
-			progress_print(&st, true);
-			if (cfg->progress)
-				putchar('\n');
-		}
-		log_dbg(LOG_F_TOOL, "convert: %s -> %s: at most %u requests were in flight",
-			cfg->src_name, cfg->dst_name, st.max_inflight);
-		drv_queues_fini(cfg->dst);
-		drv_queues_fini(cfg->src);
-		err = st.err;
-	}
-	state_free(&st);
-	return err;
 }

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "checked.h"
 #include "convert.h"
@@ -34,6 +35,7 @@
 #define CONVERT_DEFAULT_SPARSE_BYTES 4096u
 #define CONVERT_DEFAULT_PARALLEL 8u
 #define CONVERT_MAX_PARALLEL 16u
+#define CONVERT_MAX_WORKERS 4
 
 enum {
 	OPT_TARGET_IS_ZERO = 256,
@@ -62,9 +64,10 @@ static void convert_usage(FILE *f)
 	fprintf(f,
 		"Usage: tap-img convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING -F FMT] [-c]\n"
 		"         [-p] [-q] [-n] [--target-is-zero] [-S SIZE] [-m NUM] [-W]\n"
-		"         [-t CACHE] [-T CACHE] [-U] SRC DST\n"
+		"         [-t CACHE] [-T CACHE] [-U] [-i AIO] SRC DST\n"
 		"\n"
 		"Copy the image SRC (with its backing chain) into a new image DST.\n"
+		"SRC may be an NBD URI (nbd://HOST/EXPORT, nbd+unix:///EXPORT?socket=PATH).\n"
 		"  -f FMT       format of SRC (default: its TYPE: prefix, else raw)\n"
 		"  -O FMT       format of DST (default raw)\n"
 		"  -o OPTIONS   DST's format options, KEY=VALUE[,...]; repeatable\n"
@@ -79,10 +82,11 @@ static void convert_usage(FILE *f)
 		"  -S SIZE      zero runs of SIZE bytes (default 4k, a multiple of 512) stay\n"
 		"               holes in DST; 0 copies everything (fully allocated DST)\n"
 		"  -m NUM       requests in flight, 1..%u (default %u)\n"
-		"  -W           allow out-of-order writes\n"
+		"  -W           allow out-of-order writes (then, as with -c, one thread per core)\n"
 		"  -t CACHE     DST's cache mode (default unsafe: no flush at the end)\n"
 		"  -T CACHE     SRC's cache mode (default writeback)\n"
 		"  -U           read SRC even while another process writes it (no lock)\n"
+		"  -i AIO       io_uring|libaio|native|threads|sync|auto (default auto)\n"
 		"Cache modes: none, directsync (O_DIRECT), writeback, writethrough, unsafe.\n",
 		CONVERT_MAX_PARALLEL, CONVERT_DEFAULT_PARALLEL);
 }
@@ -147,6 +151,11 @@ static int convert_parse_opt(struct convert_cmd *cmd, int c)
 	case 'U':
 		cmd->force_share = true;
 		return 0;
+	case 'i':
+		if (aio_engine_parse(optarg, &cmd->cfg.aio.engine) == 0)
+			return 0;
+		img_err("convert", "invalid aio engine '%s'", optarg);
+		return -EINVAL;
 	case 'n':
 		cmd->skip_create = true;
 		return 0;
@@ -200,6 +209,18 @@ static int convert_check_args(const struct convert_cmd *cmd)
 	return 0;
 }
 
+/*
+ * Threads copying at once: with -c (compression is CPU bound) or -W (the
+ * order of writes is free), one per core, up to CONVERT_MAX_WORKERS; else
+ * one, so that writes reach the target in offset order as with qemu-img.
+ */
+static unsigned convert_default_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1u : (unsigned)MIN(n, (long)CONVERT_MAX_WORKERS);
+}
+
 static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -210,7 +231,8 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "hf:O:o:B:b:F:cpqnS:m:Wt:T:U", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hf:O:o:B:b:F:cpqnS:m:Wt:T:Ui:", longopts, NULL)) !=
+	       -1) {
 		if (c == 'h') {
 			convert_usage(stdout);
 			exit(IMG_EXIT_OK);
@@ -218,6 +240,8 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 		if (convert_parse_opt(cmd, c))
 			return -EINVAL;
 	}
+	if (cmd->compress || !cmd->cfg.in_order)
+		cmd->cfg.workers = convert_default_workers();
 	if (argc - optind != 2) {
 		img_err("convert", argc - optind < 2 ? "expected SRC and DST"
 						     : "too many arguments (one SRC, one DST)");
@@ -290,6 +314,12 @@ static int open_source(struct convert_cmd *cmd)
 		return -EIO;
 	src = cmd->cfg.src;
 	cmd->cfg.size_bytes = src->size_bytes;
+	/* a remote source gets one connection: qemu-nbd serves one client by default */
+	for (; src; src = src->backing) {
+		if (strcmp(src->ops->name, "nbd") == 0)
+			cmd->cfg.workers = 1;
+	}
+	src = cmd->cfg.src;
 	if (!is_aligned_u64(src->size_bytes, src->block_bytes)) {
 		img_err("convert",
 			"%s: size %" PRIu64 " is not a multiple of its block size %u: the last "
@@ -370,6 +400,7 @@ int img_cmd_convert(int argc, char **argv)
 			.sparse_bytes = CONVERT_DEFAULT_SPARSE_BYTES,
 			.parallel = CONVERT_DEFAULT_PARALLEL,
 			.in_order = true,
+			.workers = 1,
 		},
 	};
 	int err;

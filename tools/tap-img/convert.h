@@ -21,7 +21,8 @@ struct convert_cfg {
 	uint64_t size_bytes;   /* copied: the source's size */
 	uint64_t buf_bytes;    /* largest request; a multiple of every alignment */
 	uint64_t sparse_bytes; /* -S: zero runs this long stay holes; 0: copy everything */
-	unsigned parallel;     /* -m: requests in flight */
+	unsigned parallel;     /* -m: requests in flight, per worker */
+	unsigned workers;      /* threads copying at once (each its own queue) */
 	bool in_order;	       /* writes issued in offset order (not -W) */
 	/* The target reads as zeros wherever nothing is written. */
 	bool zero_init;

@@ -28,6 +28,7 @@
 #include "cleanup.h"
 #include "errors.h"
 #include "imglock.h"
+#include "info.h"
 #include "json.h"
 #include "qcow2/info.h"
 #include "qjson.h"
@@ -304,7 +305,7 @@ static json_t *bitmaps_json(const struct qcow2_info *q)
 }
 
 /* ImageInfoSpecificQCow2, as qcow2_get_specific_info() fills it. */
-static json_t *qcow2_specific_json(const struct qcow2_info *q)
+static json_t *qcow2_specific_json(const char *path, const struct qcow2_info *q)
 {
 	const struct qcow2_header *h = &q->hdr;
 	bool v3 = h->version >= 3;
@@ -326,6 +327,13 @@ static json_t *qcow2_specific_json(const struct qcow2_info *q)
 		    json_boolean(h->incompatible_features & QCOW2_INCOMPAT_CORRUPT), &err);
 	}
 	put(data, "refcount-bits", json_integer((json_int_t)1 << h->refcount_order), &err);
+	if (!err && h->crypt_method != QCOW2_CRYPT_NONE) {
+		json_t *enc = NULL;
+
+		err = info_encrypt_json(path, h, &enc);
+		if (!err && enc)
+			put(data, "encrypt", enc, &err);
+	}
 	if (v3 && q->nb_bitmaps)
 		put(data, "bitmaps", bitmaps_json(q), &err);
 	put(data, "compression-type",
@@ -381,7 +389,7 @@ static json_t *image_json(const struct info_image *im)
 		put_backing(o, im, &err);
 		if (h->nb_snapshots)
 			put(o, "snapshots", snapshots_json(im), &err);
-		put(o, "format-specific", qcow2_specific_json(&im->q), &err);
+		put(o, "format-specific", qcow2_specific_json(im->filename, &im->q), &err);
 	}
 	if (err) {
 		json_decref(o);

@@ -22,7 +22,9 @@ static const struct {
 	{ "check", img_cmd_check, "check an image for consistency, and repair it" },
 	{ "io", img_cmd_io, "read, write, discard and verify an image (qemu-io's commands)" },
 	{ "bench", img_cmd_bench, "run a load against an image and report IOPS and latency" },
+	{ "bitmap", img_cmd_bitmap, "add, remove, clear, enable, disable and merge dirty bitmaps" },
 	{ "compare", img_cmd_compare, "check whether two images have the same contents" },
+	{ "measure", img_cmd_measure, "how large a new image would be, for a size or a copy" },
 	{ "map", img_cmd_map, "show where an image's data lies, extent by extent" },
 };
 
@@ -64,6 +66,12 @@ int main(int argc, char **argv)
 	unsigned i;
 	int shift;
 
+	const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+
+	if (img_compat_name(prog)) {
+		log_init(prog);
+		return img_compat_main(prog, argc, argv);
+	}
 	log_init("tap-img");
 	shift = global_opts(argc, argv);
 	if (shift < 0)

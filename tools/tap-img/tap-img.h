@@ -8,6 +8,7 @@
 #ifndef QTAP_TAP_IMG_H
 #define QTAP_TAP_IMG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "driver.h"
@@ -24,6 +25,15 @@ int img_cmd_io(int argc, char **argv);
 int img_cmd_bench(int argc, char **argv);
 int img_cmd_map(int argc, char **argv);
 int img_cmd_compare(int argc, char **argv);
+int img_cmd_bitmap(int argc, char **argv);
+int img_cmd_measure(int argc, char **argv);
+
+/*
+ * img_compat_name / img_compat_main - blktap's old tool names (qcow-create,
+ * img2qcow, qcow2raw) with their old arguments (compat.c).
+ */
+bool img_compat_name(const char *prog);
+int img_compat_main(const char *prog, int argc, char **argv);
 
 /* img_err - print "tap-img: @verb: message" on stderr. */
 void img_err(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -45,7 +55,8 @@ int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags);
 /*
  * img_open - open @filename and its backing chain.  @fmt names the driver
  * when given; otherwise @filename may be a TYPE:PATH spec, and anything else
- * is opened as raw.  Raw is a safe default because nothing is probed: the
+ * is opened as raw.  An NBD URI is opened with the nbd driver (with no
+ * @fmt, or raw).  Raw is a safe default because nothing is probed: the
  * file's bytes are served as they are.  Prints the error for @verb; 0 or
  * -errno.  *@out is closed with drv_image_close().
  */
@@ -58,6 +69,15 @@ int img_open(const char *verb, const char *fmt, const char *filename, unsigned f
  * the open that follows reports that).
  */
 const char *img_probe(const char *filename);
+
+/* img_is_nbd_uri - @filename is an NBD URI (nbd://, nbd+unix://, nbds://, ...). */
+bool img_is_nbd_uri(const char *filename);
+
+/*
+ * img_spec_split - for a TYPE:PATH @filename naming a driver: the driver's
+ * name, with *@path after the colon; else NULL and *@path = @filename.
+ */
+const char *img_spec_split(const char *filename, const char **path);
 
 /*
  * img_open_probed - img_open() for the verbs that only read and that

@@ -266,15 +266,19 @@ static void tx_flush(struct nbds_conn *c)
 	conn_set_events(c, err == -EAGAIN);
 }
 
+/*
+ * One at a time until none is left: sending frees slots, which lets the
+ * requests waiting in a receive buffer run, and some of those reply at
+ * once (errors, zero lengths); they are sent here too, since the loop is
+ * about to sleep and nothing else would wake it for them.
+ */
 void nbds_qctx_flush(struct evloop_hook *h)
 {
 	struct nbds_qctx *qc = h->opaque;
-	struct nbds_conn *c, *next;
+	struct nbds_conn *c;
 
-	c = qc->flush;
-	qc->flush = NULL;
-	for (; c; c = next) {
-		next = c->flush_next;
+	while ((c = qc->flush)) {
+		qc->flush = c->flush_next;
 		c->flush_queued = false;
 		tx_flush(c);
 		conn_check(c);

@@ -268,6 +268,31 @@ def transmission_cases(path, size):
     ok("NBD_CMD_DISC: the request before it answered, then closed") \
         if c.closed_by_server() else fail("NBD_CMD_DISC did not close")
 
+    # a burst of more requests than the connection has slots, its tail
+    # refused at once: the refusals are answered when the reads before them
+    # free slots, though nothing else happens on the server afterwards
+    for size, count in ((512, 300), (1 << 20, 64)):
+        c = Client(path, timeout=20)
+        c.greet()
+        c.go(structured=False)
+        burst = b"".join(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_READ, i, 0, size)
+                         for i in range(count))
+        burst += b"".join(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, 99, 1000 + i, 0, 0)
+                          for i in range(8))
+        c.s.sendall(burst)
+        got = 0
+        try:
+            for _ in range(count + 8):
+                magic, err, cookie = struct.unpack(">IIQ", c.recv(16))
+                if cookie < count and not err:
+                    c.recv(size)
+                got += 1
+            ok("a burst of %d reads of %d bytes and 8 refused requests: all answered"
+               % (count, size))
+        except socket.timeout:
+            fail("a burst of %d reads of %d bytes: only %d of %d replies came"
+                 % (count, size, got, count + 8))
+
     conns = []
     for _ in range(20):
         c = Client(path)

@@ -235,6 +235,32 @@ def transmission_cases(path, size):
     expect_error(c, c.reply()[0], EINVAL, "structured: read past the end")
     check_read(c, PATTERN, "structured replies")
 
+    # two contexts at once, unaligned, and REQ_ONE: one chunk per context,
+    # DONE on the last, descriptors within the range and adding up
+    c = Client(path)
+    c.greet()
+    c.go(contexts=(b"base:allocation", b"qemu:allocation-depth"))
+    for flags, off, length in ((0, 0, size), (0, 1000, 3 << 20), (1 << 3, 4097, 1 << 20)):
+        c.request(CMD_BLOCK_STATUS, off, length, flags=flags)
+        ids, done, good = [], False, True
+        while not done:
+            magic, cflags, ctype, cookie, n = struct.unpack(">IHHQI", c.recv(20))
+            payload = c.recv(n)
+            done = cflags & 1
+            if ctype != 5:
+                good = False
+                continue
+            ids.append(struct.unpack(">I", payload[:4])[0])
+            descs = [struct.unpack(">II", payload[i:i + 8]) for i in range(4, n, 8)]
+            total = sum(d[0] for d in descs)
+            if not descs or total > length or (flags and len(descs) != 1):
+                good = False
+        if good and len(set(ids)) == 2:
+            ok("block status, 2 contexts, flags %#x at %d+%d: one chunk each" % (flags, off, length))
+        else:
+            fail("block status, 2 contexts, flags %#x at %d+%d: chunks %s" % (flags, off, length, ids))
+    check_read(c, PATTERN, "after block status")
+
     c = Client(path)
     c.greet()
     c.go()

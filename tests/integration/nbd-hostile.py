@@ -10,6 +10,8 @@
 #                                         its first MiB holds)
 #   nbd-hostile.py SOCKET --slow-reader  (send reads, never read the
 #                                         replies; exits when killed)
+#   nbd-hostile.py SOCKET --readonly     (a read-only export refuses every
+#                                         write with EPERM)
 import os
 import socket
 import struct
@@ -108,6 +110,8 @@ class Client:
             if rtype == REP_ACK:
                 return
             assert rtype == REP_INFO, "GO failed: %#x" % rtype
+            if struct.unpack(">H", data[:2])[0] == 0:  # NBD_INFO_EXPORT
+                self.tx_flags = struct.unpack(">H", data[10:12])[0]
 
     def request(self, cmd, offset, length, flags=0, payload=b"", magic=REQUEST_MAGIC):
         self.cookie += 1
@@ -332,6 +336,24 @@ def transmission_cases(path, size):
         c.s.close()
 
 
+def readonly_cases(path):
+    c = Client(path)
+    c.greet()
+    c.go(structured=False)
+    if not c.tx_flags & 2:
+        fail("a read-only export without NBD_FLAG_READ_ONLY")
+    if c.tx_flags & ((1 << 5) | (1 << 6)):
+        fail("a read-only export offers trim or write-zeroes")
+    c.request(CMD_WRITE, 0, 4096, payload=b"\x11" * 4096)
+    expect_error(c, c.reply()[0], EPERM, "read-only: write")
+    c.request(4, 0, 4096)  # TRIM
+    expect_error(c, c.reply()[0], EPERM, "read-only: trim")
+    c.request(6, 0, 4096)  # WRITE_ZEROES
+    expect_error(c, c.reply()[0], EPERM, "read-only: write zeroes")
+    c.request(CMD_FLUSH, 0, 0)
+    expect_error(c, c.reply()[0], 0, "read-only: flush")
+
+
 def slow_reader(path):
     c = Client(path)
     c.greet()
@@ -354,6 +376,9 @@ def slow_reader(path):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[2] == "--slow-reader":
         slow_reader(sys.argv[1])
+    if len(sys.argv) == 3 and sys.argv[2] == "--readonly":
+        readonly_cases(sys.argv[1])
+        sys.exit(1 if failures else 0)
     path, size, PATTERN = sys.argv[1], int(sys.argv[2]), int(sys.argv[3], 0)
     handshake_cases(path)
     transmission_cases(path, size)

@@ -230,6 +230,12 @@ def transmission_cases(path, size):
     expect_error(c, c.reply()[0], EINVAL, "block status without a context")
     c.request(CMD_WRITE, 4096, 0)
     expect_error(c, c.reply()[0], 0, "zero-length write")
+    # FAST_ZERO: whole clusters are fast; a partial block could only be
+    # written, so it is refused with ENOTSUP and left alone
+    c.request(6, 8 << 20, 1 << 20, flags=1 << 4)
+    expect_error(c, c.reply()[0], 0, "fast zero of whole clusters")
+    c.request(6, (8 << 20) - 100, 50, flags=1 << 4)
+    expect_error(c, c.reply()[0], 95, "fast zero of a partial block")
     check_read(c, PATTERN, "after refused requests")
 
     c = Client(path)

@@ -5,7 +5,8 @@
  * from both queues, must all land (the partial-block lock table keeps
  * their read-modify-writes apart); zero writes with partial edges zero
  * exactly their bytes; a fast zero with a partial block is refused at
- * once and changes nothing.
+ * once and changes nothing.  (Named *-threads so that make check-tsan
+ * runs it.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,7 +55,7 @@ static int setup(void **state)
 
 	assert_non_null(f);
 	assert_non_null(pattern);
-	snprintf(f->path, sizeof(f->path), "%s/test-rmw.%d.raw", dir ? dir : "/var/tmp",
+	snprintf(f->path, sizeof(f->path), "%s/test-rmw-threads.%d.raw", dir ? dir : "/var/tmp",
 		 (int)getpid());
 	fd = open(f->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	assert_true(fd >= 0);

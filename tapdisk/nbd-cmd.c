@@ -78,11 +78,11 @@ uint32_t nbdp_request_check(const struct nbdp_session *s, const struct nbdp_expo
 		return NBDP_EOVERFLOW;
 	if (r->flags & ~allowed_flags(s, r->type))
 		return NBDP_EINVAL;
+	if (e->readonly && writes(r->type))
+		return NBDP_EPERM; /* before "not supported": the protocol asks for EPERM */
 	err = check_supported(s, e, r);
 	if (err)
 		return err;
-	if (e->readonly && writes(r->type))
-		return NBDP_EPERM;
 	if (r->type == NBDP_CMD_READ && r->len > e->max_block)
 		return NBDP_EOVERFLOW;
 	if (r->type != NBDP_CMD_FLUSH && !range_within(r->offset, r->len, e->size_bytes))

@@ -66,7 +66,7 @@ static void conn_destroy(struct nbds_conn *c)
 		*pp = c->flush_next;
 	}
 	evloop_watch_del(&c->watch);
-	evloop_timer_cancel(&c->hs_timer);
+	evloop_timer_cancel(&c->timer);
 	if (c->prev)
 		c->prev->next = c->next;
 	else if (qc->conns == c)
@@ -145,12 +145,18 @@ void nbds_conn_fail(struct nbds_conn *c, const char *why)
 	c->tx_tail = NULL;
 }
 
+/*
+ * The server stops: requests in flight finish and their replies are sent,
+ * but a client that does not read them holds the server up only so long.
+ */
 void nbds_conn_shutdown(struct nbds_conn *c)
 {
-	if (c->rx_state < RX_REQ_HDR)
+	if (c->rx_state < RX_REQ_HDR) {
 		nbds_conn_fail(c, "server shutting down during the handshake");
-	else
+	} else {
 		conn_drain(c);
+		evloop_timer_arm(c->qc->loop, &c->timer, NBDS_SHUTDOWN_NS, 0);
+	}
 	conn_check(c);
 }
 
@@ -266,15 +272,19 @@ static void tx_flush(struct nbds_conn *c)
 	conn_set_events(c, err == -EAGAIN);
 }
 
+/*
+ * One at a time until none is left: sending frees slots, which lets the
+ * requests waiting in a receive buffer run, and some of those reply at
+ * once (errors, zero lengths); they are sent here too, since the loop is
+ * about to sleep and nothing else would wake it for them.
+ */
 void nbds_qctx_flush(struct evloop_hook *h)
 {
 	struct nbds_qctx *qc = h->opaque;
-	struct nbds_conn *c, *next;
+	struct nbds_conn *c;
 
-	c = qc->flush;
-	qc->flush = NULL;
-	for (; c; c = next) {
-		next = c->flush_next;
+	while ((c = qc->flush)) {
+		qc->flush = c->flush_next;
 		c->flush_queued = false;
 		tx_flush(c);
 		conn_check(c);
@@ -335,7 +345,7 @@ static int enter_transmission(struct nbds_conn *c)
 		c->slots[i].next = c->free_slots;
 		c->free_slots = &c->slots[i];
 	}
-	evloop_timer_cancel(&c->hs_timer);
+	evloop_timer_cancel(&c->timer);
 	c->rx_state = RX_REQ_HDR;
 	log_dbg(LOG_F_NBD, "nbd %s: transmission (structured replies %s, %u contexts)", c->peer,
 		c->sess.structured ? "on" : "off", nbdp_meta_count(&c->sess));
@@ -614,11 +624,12 @@ static void on_event(struct evloop_watch *w, uint32_t events)
 	conn_check(c);
 }
 
-static void on_hs_timeout(struct evloop_timer *t)
+static void on_timeout(struct evloop_timer *t)
 {
 	struct nbds_conn *c = t->opaque;
 
-	nbds_conn_fail(c, "handshake not finished in time");
+	nbds_conn_fail(c, c->rx_state < RX_REQ_HDR ? "handshake not finished in time"
+						   : "replies not taken in time at shutdown");
 	conn_check(c);
 }
 
@@ -644,7 +655,7 @@ static void conn_attach(struct evloop_call *call)
 		conn_check(c);
 		return;
 	}
-	evloop_timer_arm(qc->loop, &c->hs_timer, NBDS_HANDSHAKE_NS, 0);
+	evloop_timer_arm(qc->loop, &c->timer, NBDS_HANDSHAKE_NS, 0);
 	nbdp_greeting(greeting);
 	if (nbdp_buf_put(&c->hs_out, greeting, sizeof(greeting)))
 		nbds_conn_fail(c, "out of memory");
@@ -684,7 +695,7 @@ void nbds_conn_accepted(struct nbds_server *srv, int fd, const char *peer)
 	c->exp = srv->exp;
 	pthread_mutex_unlock(&srv->lock);
 	c->rx_state = RX_CLIENT_FLAGS;
-	evloop_timer_init(&c->hs_timer, on_hs_timeout, c);
+	evloop_timer_init(&c->timer, on_timeout, c);
 	c->attach = (struct evloop_call){ .fn = conn_attach, .opaque = c };
 	log_dbg(LOG_F_NBD, "nbd %s: connected, on queue %u", c->peer, qi);
 	evloop_post(c->qc->loop, &c->attach);

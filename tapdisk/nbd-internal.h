@@ -38,6 +38,7 @@
 #define NBDS_BS_DESC 1024u		       /* descriptors per context per reply */
 #define NBDS_HOLE_GRAIN 4096u		       /* sparse reads: zero runs at this grain */
 #define NBDS_HANDSHAKE_NS (10ull * 1000000000) /* as qemu-nbd's default */
+#define NBDS_SHUTDOWN_NS (5ull * 1000000000)   /* to take the last replies */
 #define NBDS_SEND_IOV 1024u		       /* iovecs per sendmsg */
 #define NBDS_ACCEPT_RETRY_NS (100ull * 1000000)
 
@@ -117,8 +118,8 @@ struct nbds_conn {
 	int fd;
 	char peer[80];
 	struct evloop_watch watch;
-	uint32_t events; /* what the watch is set to */
-	struct evloop_timer hs_timer;
+	uint32_t events;	   /* what the watch is set to */
+	struct evloop_timer timer; /* the handshake's deadline, then shutdown's */
 	struct evloop_call attach;
 
 	struct nbdp_export exp; /* this connection's copy */

@@ -57,6 +57,8 @@ void tapdisk_close(struct tapdisk *td)
 
 	if (!td->vbd)
 		return;
+	/* a paused vbd would hold the frontends' requests, and their detach, forever */
+	vbd_refuse_new(td->vbd);
 	while ((fe = td->frontends)) {
 		td->frontends = fe->next;
 		fe->next = NULL;

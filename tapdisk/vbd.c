@@ -522,6 +522,20 @@ static void close_call(struct td_queue *q, struct td_wait *w, void *opaque)
 	td_queue_stop(q, w);
 }
 
+static void refuse_call(struct td_queue *q, struct td_wait *w, void *opaque)
+{
+	q->closing = true;
+	td_queue_fail_waiting(q, -ESHUTDOWN);
+	td_wait_done(w, 0);
+}
+
+void vbd_refuse_new(struct td_vbd *vbd)
+{
+	pthread_mutex_lock(&vbd->ctl_lock);
+	vbd_call_queues(vbd, NULL, refuse_call, NULL);
+	pthread_mutex_unlock(&vbd->ctl_lock);
+}
+
 static void flush_call(struct td_queue *q, struct td_wait *w, void *opaque)
 {
 	td_queue_flush(q, w);

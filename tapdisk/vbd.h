@@ -172,6 +172,15 @@ int vbd_open(const char *spec, const struct td_vbd_opts *opts, struct td_vbd **o
  */
 void vbd_close(struct td_vbd *vbd);
 
+/*
+ * vbd_refuse_new - the first half of closing: requests waiting to start
+ * (all of them while paused) complete with -ESHUTDOWN and later
+ * submissions are refused with it; started ones finish.  Lets frontends
+ * detach from a paused vbd, whose waiting requests would otherwise never
+ * complete.  Control thread.
+ */
+void vbd_refuse_new(struct td_vbd *vbd);
+
 /* vbd_get_info - a snapshot of the vbd's geometry and state.  Any thread. */
 void vbd_get_info(const struct td_vbd *vbd, struct td_vbd_info *out);
 /*

@@ -492,7 +492,7 @@ bool qcow2_range_lock(struct qcow2_image *qi, struct qcow2_range *r)
 
 	pthread_mutex_lock(&m->range_mutex);
 	for (h = m->held; h; h = h->next) {
-		if (r->start < h->end && h->start < r->end)
+		if (r->start < h->end && h->start < r->end && !(r->shared && h->shared))
 			break;
 	}
 	if (h) {

@@ -53,10 +53,19 @@ struct qcow2_image;
  * writes and discards hold the clusters they change for their whole life,
  * so two of them never change one L2 entry at once, and a cluster with a
  * write in flight is never discarded (and so never freed and reused).
+ *
+ * A plain write holds its range shared while it only writes in place
+ * (clusters it owns: no L2 entry changes), so small writes into one
+ * cluster, as a sequential 4 KiB stream makes, run side by side as in
+ * QEMU; before it allocates it trades the shared hold for an exclusive
+ * one and maps again.  Zero writes, discards and compressed writes hold
+ * exclusively from the start.  Shared holds conflict only with exclusive
+ * ones.
  */
 struct qcow2_range {
 	uint64_t start;
 	uint64_t end;
+	bool shared;
 	struct evloop *loop;	  /* where ->wake runs */
 	struct evloop_call wake;  /* set by the owner: retry the lock */
 	struct qcow2_range *next; /* in the held list, or a waiter list */

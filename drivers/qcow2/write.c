@@ -43,6 +43,7 @@
 
 enum wstate {
 	WS_START = 0, /* take the range lock */
+	WS_RELOCK,    /* trade a shared hold for an exclusive one, then map again */
 	WS_PASS,      /* decide the next pass */
 	WS_MAPPING,   /* mapping for an in-place pass */
 	WS_DIRECT,    /* in-place writes in flight */
@@ -204,6 +205,14 @@ static enum step map_step(struct qcow2_req *qr)
 	}
 	while (n < qr->map.nr && qr->map.ext[n].type == QCOW2_EXT_DATA && qr->map.ext[n].copied)
 		n++;
+	if (n == 0 && qr->range.shared) {
+		/* allocating needs the clusters alone: the mapping is redone then */
+		qcow2_range_unlock(qr->img->priv, &qr->range);
+		qr->range_held = false;
+		qr->range.shared = false;
+		qr->wstate = WS_RELOCK;
+		return STEP_AGAIN;
+	}
 	if (n == 0) {
 		qr->job.pos = qr->pos;
 		qr->job.end = qr->map.end;
@@ -562,6 +571,8 @@ static enum step write_step(struct qcow2_req *qr)
 	switch ((enum wstate)qr->wstate) {
 	case WS_START:
 		return lock_range(qr, qr->req->flags & DRV_REQ_COMPRESSED ? WS_CSTART : WS_PASS);
+	case WS_RELOCK:
+		return lock_range(qr, WS_PASS);
 	case WS_PASS:
 		return next_pass(qr);
 	case WS_MAPPING:
@@ -641,6 +652,7 @@ static void write_start(struct drv_image *img, struct drv_req *req, uint64_t sta
 	qr->cslot = NULL;
 	qr->range.start = ALIGN_DOWN(start, g->cluster_bytes);
 	qr->range.end = ALIGN_UP(end, g->cluster_bytes);
+	qr->range.shared = req->op == DRV_OP_WRITE && !(req->flags & DRV_REQ_COMPRESSED);
 	write_run(qr);
 }
 

@@ -41,7 +41,15 @@ tck=$(getconf CLK_TCK)
 pid=""
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -f "$alloc" "$fresh" "$sock"' EXIT
 
+# Page cache left by qemu-img (it writes through it) makes every O_DIRECT
+# write pay for coherence, and io_uring hand each one to a worker thread:
+# both servers start on an uncached file.
+drop_cache() {
+	dd if="$1" iflag=nocache count=0 status=none 2>/dev/null || true
+}
+
 start_server() { # qtap|qemu IMAGE
+	drop_cache "$2"
 	rm -f "$sock"
 	if [ "$1" = qtap ]; then
 		"$bin"/tapdisk -f -a "qcow2:$2" -q "$queues" --nbd "unix:$sock" 2>>"$dir/tapdisk.log" &

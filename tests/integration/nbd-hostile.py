@@ -10,6 +10,8 @@
 #                                         its first MiB holds)
 #   nbd-hostile.py SOCKET --slow-reader  (send reads, never read the
 #                                         replies; exits when killed)
+#   nbd-hostile.py SOCKET --readonly     (a read-only export refuses every
+#                                         write with EPERM)
 import os
 import socket
 import struct
@@ -108,6 +110,8 @@ class Client:
             if rtype == REP_ACK:
                 return
             assert rtype == REP_INFO, "GO failed: %#x" % rtype
+            if struct.unpack(">H", data[:2])[0] == 0:  # NBD_INFO_EXPORT
+                self.tx_flags = struct.unpack(">H", data[10:12])[0]
 
     def request(self, cmd, offset, length, flags=0, payload=b"", magic=REQUEST_MAGIC):
         self.cookie += 1
@@ -226,6 +230,12 @@ def transmission_cases(path, size):
     expect_error(c, c.reply()[0], EINVAL, "block status without a context")
     c.request(CMD_WRITE, 4096, 0)
     expect_error(c, c.reply()[0], 0, "zero-length write")
+    # FAST_ZERO: whole clusters are fast; a partial block could only be
+    # written, so it is refused with ENOTSUP and left alone
+    c.request(6, 8 << 20, 1 << 20, flags=1 << 4)
+    expect_error(c, c.reply()[0], 0, "fast zero of whole clusters")
+    c.request(6, (8 << 20) - 100, 50, flags=1 << 4)
+    expect_error(c, c.reply()[0], 95, "fast zero of a partial block")
     check_read(c, PATTERN, "after refused requests")
 
     c = Client(path)
@@ -234,6 +244,32 @@ def transmission_cases(path, size):
     c.request(CMD_READ, size, 1)
     expect_error(c, c.reply()[0], EINVAL, "structured: read past the end")
     check_read(c, PATTERN, "structured replies")
+
+    # two contexts at once, unaligned, and REQ_ONE: one chunk per context,
+    # DONE on the last, descriptors within the range and adding up
+    c = Client(path)
+    c.greet()
+    c.go(contexts=(b"base:allocation", b"qemu:allocation-depth"))
+    for flags, off, length in ((0, 0, size), (0, 1000, 3 << 20), (1 << 3, 4097, 1 << 20)):
+        c.request(CMD_BLOCK_STATUS, off, length, flags=flags)
+        ids, done, good = [], False, True
+        while not done:
+            magic, cflags, ctype, cookie, n = struct.unpack(">IHHQI", c.recv(20))
+            payload = c.recv(n)
+            done = cflags & 1
+            if ctype != 5:
+                good = False
+                continue
+            ids.append(struct.unpack(">I", payload[:4])[0])
+            descs = [struct.unpack(">II", payload[i:i + 8]) for i in range(4, n, 8)]
+            total = sum(d[0] for d in descs)
+            if not descs or total > length or (flags and len(descs) != 1):
+                good = False
+        if good and len(set(ids)) == 2:
+            ok("block status, 2 contexts, flags %#x at %d+%d: one chunk each" % (flags, off, length))
+        else:
+            fail("block status, 2 contexts, flags %#x at %d+%d: chunks %s" % (flags, off, length, ids))
+    check_read(c, PATTERN, "after block status")
 
     c = Client(path)
     c.greet()
@@ -268,6 +304,31 @@ def transmission_cases(path, size):
     ok("NBD_CMD_DISC: the request before it answered, then closed") \
         if c.closed_by_server() else fail("NBD_CMD_DISC did not close")
 
+    # a burst of more requests than the connection has slots, its tail
+    # refused at once: the refusals are answered when the reads before them
+    # free slots, though nothing else happens on the server afterwards
+    for size, count in ((512, 300), (1 << 20, 64)):
+        c = Client(path, timeout=20)
+        c.greet()
+        c.go(structured=False)
+        burst = b"".join(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_READ, i, 0, size)
+                         for i in range(count))
+        burst += b"".join(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, 99, 1000 + i, 0, 0)
+                          for i in range(8))
+        c.s.sendall(burst)
+        got = 0
+        try:
+            for _ in range(count + 8):
+                magic, err, cookie = struct.unpack(">IIQ", c.recv(16))
+                if cookie < count and not err:
+                    c.recv(size)
+                got += 1
+            ok("a burst of %d reads of %d bytes and 8 refused requests: all answered"
+               % (count, size))
+        except socket.timeout:
+            fail("a burst of %d reads of %d bytes: only %d of %d replies came"
+                 % (count, size, got, count + 8))
+
     conns = []
     for _ in range(20):
         c = Client(path)
@@ -279,6 +340,24 @@ def transmission_cases(path, size):
     check_read(c, PATTERN, "20 connections idle in the handshake")
     for c in conns:
         c.s.close()
+
+
+def readonly_cases(path):
+    c = Client(path)
+    c.greet()
+    c.go(structured=False)
+    if not c.tx_flags & 2:
+        fail("a read-only export without NBD_FLAG_READ_ONLY")
+    if c.tx_flags & ((1 << 5) | (1 << 6)):
+        fail("a read-only export offers trim or write-zeroes")
+    c.request(CMD_WRITE, 0, 4096, payload=b"\x11" * 4096)
+    expect_error(c, c.reply()[0], EPERM, "read-only: write")
+    c.request(4, 0, 4096)  # TRIM
+    expect_error(c, c.reply()[0], EPERM, "read-only: trim")
+    c.request(6, 0, 4096)  # WRITE_ZEROES
+    expect_error(c, c.reply()[0], EPERM, "read-only: write zeroes")
+    c.request(CMD_FLUSH, 0, 0)
+    expect_error(c, c.reply()[0], 0, "read-only: flush")
 
 
 def slow_reader(path):
@@ -303,6 +382,9 @@ def slow_reader(path):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[2] == "--slow-reader":
         slow_reader(sys.argv[1])
+    if len(sys.argv) == 3 and sys.argv[2] == "--readonly":
+        readonly_cases(sys.argv[1])
+        sys.exit(1 if failures else 0)
     path, size, PATTERN = sys.argv[1], int(sys.argv[2]), int(sys.argv[3], 0)
     handshake_cases(path)
     transmission_cases(path, size)

@@ -3,12 +3,13 @@
 #
 # Whole-image copies through the export: qemu-img convert and qemu-img
 # compare from the nbd+unix:// URI, and nbdcopy to a file, all equal
-# qemu-img convert of the image file itself.  The image is a qcow2 with
+# qemu-img convert of the image file itself; the export (-R) refuses
+# writes with EPERM.  The image is a qcow2 with
 # data, zero clusters, a compressed cluster and holes over a raw backing
 # file, so every kind of extent and the sparse read replies are crossed.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/nbd-lib.sh"
-requires qemu-img qemu-io nbdcopy cmp
+requires qemu-img qemu-io nbdcopy cmp python3
 
 base=$(mktmp base.raw)
 img=$(mktmp vm.qcow2)
@@ -36,6 +37,10 @@ cmp "$TEST_DIR/want.raw" "$TEST_DIR/nbdcopy.raw" || die "nbdcopy from the URI di
 # several connections at once (nbdcopy's multi-conn), small requests
 nbdcopy --connections=4 --request-size=65536 "$uri" "$TEST_DIR/nbdcopy4.raw"
 cmp "$TEST_DIR/want.raw" "$TEST_DIR/nbdcopy4.raw" || die "nbdcopy --connections=4 differs"
+
+# the export is read-only (-R): writes are refused with EPERM
+"$PYTHON" "$TOP/tests/integration/nbd-hostile.py" "$sock" --readonly ||
+	die "the read-only export took a write"
 
 td_stop "$TD_PID"
 qemu-img check -q "$img" || die "qemu-img check failed"

@@ -8,7 +8,8 @@
 # and fuse-remove take them away again while the image stays open; a
 # second nbd-add with other settings is refused; a read sent while the
 # image is paused is served after resume, and after a resize while paused
-# new connections and the FUSE file have the new size.
+# new connections and the FUSE file have the new size; SIGTERM while paused
+# with a read waiting fails the read and exits.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/nbd-lib.sh"
 requires qemu-img qemu-io nbdinfo python3 jq
@@ -84,6 +85,18 @@ out=$($CTL "$ctl" nbd-remove) && die "a second nbd-remove succeeded"
 echo "$out" | jq -e '.error == "ENOENT"' >/dev/null || die "nbd-remove: $out"
 $CTL "$ctl" info | jq -e '.result.state == "open"' >/dev/null || die "the image closed"
 
+# SIGTERM while paused, a read waiting: the read fails with ESHUTDOWN and
+# tapdisk exits cleanly instead of waiting for it forever.
+$CTL "$ctl" nbd-add "{\"addr\": \"unix:$sock\"}" >/dev/null || die "nbd-add again failed"
+$CTL "$ctl" pause >/dev/null || die "pause failed"
+qemu-io -f raw -r -c 'read 0 64k' "nbd+unix:///?socket=$sock" >"$TEST_DIR/stuck.out" 2>&1 &
+qio=$!
+deadline=$(($(date +%s) + 30))
+until $CTL "$ctl" info | jq -e '.result.frontends[0].connections == 1' >/dev/null; do
+	[ "$(date +%s)" -lt "$deadline" ] || die "qemu-io did not connect"
+	sleep 0.1
+done
 td_stop "$TD_PID"
+wait "$qio" && die "the read waiting in a paused image succeeded after shutdown"
 qemu-img check -q "$img" || die "qemu-img check failed"
 echo PASS

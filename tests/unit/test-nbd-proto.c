@@ -457,11 +457,13 @@ static void test_request_checks(void **state)
 
 	/* a read-only export refuses every write with EPERM */
 	ro.readonly = true;
+	ro.can_trim = ro.can_zero = false; /* as a read-only vbd reports */
 	assert_int_equal(check(&s, &ro, 0, NBDP_CMD_WRITE, 0, 512, &disc), NBDP_EPERM);
 	assert_int_equal(check(&s, &ro, 0, NBDP_CMD_TRIM, 0, 512, &disc), NBDP_EPERM);
 	assert_int_equal(check(&s, &ro, 0, NBDP_CMD_WRITE_ZEROES, 0, 512, &disc), NBDP_EPERM);
 	assert_int_equal(check(&s, &ro, 0, NBDP_CMD_FLUSH, 0, 0, &disc), 0);
 	ro.readonly = false;
+	ro.can_trim = ro.can_zero = true;
 	ro.can_fast_zero = false;
 	assert_int_equal(
 		check(&s, &ro, NBDP_CMD_FLAG_FAST_ZERO, NBDP_CMD_WRITE_ZEROES, 0, 512, &disc),

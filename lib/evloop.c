@@ -387,17 +387,23 @@ static int dispatch(struct evloop *loop, struct epoll_event *evs, int nr)
 }
 
 /*
- * epoll_pwait2 gives nanosecond timeouts; where it is missing (valgrind
- * 3.19 does not know the syscall) epoll_wait with the timeout rounded up
- * to whole milliseconds keeps timers from firing early.
+ * A wait with no timer, a poll, or a timeout of whole milliseconds or of
+ * more than EVLOOP_FINE_WAIT_NS (where rounding up by under a millisecond
+ * does not matter) goes to epoll_wait. Only a short, fine timeout needs
+ * epoll_pwait2's nanoseconds; where that syscall is missing (valgrind 3.19
+ * does not know it) epoll_wait with the timeout rounded up to whole
+ * milliseconds keeps timers from firing early.
  */
+#define EVLOOP_FINE_WAIT_NS (10 * 1000000LL)
+
 static int wait_events(struct evloop *loop, struct epoll_event *evs, int64_t wait_ns)
 {
 	static bool no_pwait2;
 	struct timespec ts;
 	int ms;
 
-	if (!__atomic_load_n(&no_pwait2, __ATOMIC_RELAXED)) {
+	if (wait_ns > 0 && wait_ns < EVLOOP_FINE_WAIT_NS && wait_ns % 1000000 != 0 &&
+	    !__atomic_load_n(&no_pwait2, __ATOMIC_RELAXED)) {
 		ts.tv_sec = wait_ns / 1000000000;
 		ts.tv_nsec = wait_ns % 1000000000;
 		int nr = epoll_pwait2(loop->epfd, evs, EVLOOP_MAX_EVENTS, wait_ns < 0 ? NULL : &ts,

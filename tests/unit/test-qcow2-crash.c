@@ -38,6 +38,7 @@
  * configuration and the seed; under QTAP_VALGRIND=1 a few rounds run.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -47,6 +48,7 @@
 #include <stdint.h>
 #include <sys/prctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -254,6 +256,32 @@ static const char *child_exit_why(int code)
 }
 
 /*
+ * A killed process's io_uring is torn down by the kernel after the
+ * process is reaped: until its workers let go of the image file, the
+ * writer's OFD locks stay and qemu-img check would refuse the image. Wait
+ * (up to 10 s) until no lock conflicts with a writer's.
+ */
+static void wait_unlocked(struct crash_run *cr, uint64_t round)
+{
+	int fd = open(cr->img, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	for (int i = 0; i < 1000; i++) {
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+
+		assert_int_equal(fcntl(fd, F_OFD_GETLK, &fl), 0);
+		if (fl.l_type == F_UNLCK) {
+			close(fd);
+			return;
+		}
+		usleep(10000);
+	}
+	close(fd);
+	fail_msg("%s round %" PRIu64 ": the killed writer's locks on %s stay for 10 s",
+		 cr->cfg->name, round, cr->img);
+}
+
+/*
  * Reap @pid: it must have died of SIGKILL, or with @stopped, exited 0
  * (under valgrind, a memory error or leak in the writer exits 119).
  */
@@ -263,6 +291,7 @@ static void reap(struct crash_run *cr, pid_t pid, uint64_t round, bool stopped)
 
 	while (waitpid(pid, &status, 0) < 0)
 		assert_int_equal(errno, EINTR);
+	wait_unlocked(cr, round);
 	if (!stopped && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
 		return;
 	if (stopped && WIFEXITED(status) && WEXITSTATUS(status) == 0)

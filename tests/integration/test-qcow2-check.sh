@@ -74,12 +74,15 @@ norm_err() {
 }
 
 # run_both NAME [ARGS...]: check copies of $Z/NAME with both tools.
+# Under valgrind only the JSON runs go under it: the human ones take the
+# same paths to the same result, and natively they keep the test in budget.
 run_both() {
-	local name=$1
+	local name=$1 tapimg=$TAPIMG
 	shift
+	[ -n "$VG" ] && [[ " $* " != *" --output=json "* ]] && tapimg=$BIN/tap-img
 	cp "$Z/$name" "$T/$name"
 	cp "$Z/$name" "$Q/$name"
-	(cd "$T" && $TAPIMG check "$@" "$name" >"$name.out" 2>"$name.err")
+	(cd "$T" && $tapimg check "$@" "$name" >"$name.out" 2>"$name.err")
 	echo $? >"$T/$name.rc"
 	(cd "$Q" && qemu-img check "$@" "$name" >"$name.out" 2>"$name.err")
 	echo $? >"$Q/$name.rc"

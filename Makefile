@@ -98,29 +98,29 @@ demo: deps
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)BUILD=$(BUILD) sh tests/run-tests.sh unit integration
+	$(Q)BUILD=$(BUILD) bash tests/run-tests.sh unit integration
 
 check-unit: all
-	$(Q)BUILD=$(BUILD) sh tests/run-tests.sh unit
+	$(Q)BUILD=$(BUILD) bash tests/run-tests.sh unit
 
 check-integration: all
-	$(Q)BUILD=$(BUILD) sh tests/run-tests.sh integration
+	$(Q)BUILD=$(BUILD) bash tests/run-tests.sh integration
 
 check-asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan CC=clang SANITIZE=address,undefined \
 		OPT='-O1 -g' all
 	$(Q)BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 sh tests/run-tests.sh unit integration
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 bash tests/run-tests.sh unit integration
 
 # The tests whose point is threads, under ThreadSanitizer.
 TSAN_TESTS ?= threads
 check-tsan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan CC=clang SANITIZE=thread OPT='-O1 -g' all
 	$(Q)BUILD=build-tsan TESTS=$(TSAN_TESTS) TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-		sh tests/run-tests.sh unit
+		bash tests/run-tests.sh unit
 
 check-valgrind: all
-	$(Q)BUILD=$(BUILD) QTAP_VALGRIND=1 sh tests/run-tests.sh unit integration
+	$(Q)BUILD=$(BUILD) QTAP_VALGRIND=1 bash tests/run-tests.sh unit integration
 
 bench: all
 	$(Q)BUILD=$(BUILD) sh tests/bench/run.sh

@@ -42,6 +42,12 @@ TAPCTLD_PID=""
 # While tapctld is down, the tapdisk of minor 2 dies.
 pid2=$(jq -r '.[] | select(.minor == 2) | .pid' before.json)
 kill -KILL "$pid2"
+# (gone for good, not only signalled: else the new daemon may re-adopt it)
+for _ in $(seq 200); do
+	kill -0 "$pid2" 2>/dev/null || break
+	sleep 0.05
+done
+kill -0 "$pid2" 2>/dev/null && die "tapdisk $pid2 outlives SIGKILL for 10 s"
 start_tapctld --no-xen
 
 $TAPCTL_Q list --json >after.json

@@ -206,22 +206,28 @@ fail_conf:
 	return err;
 }
 
-/* Stop taking requests on every started ring; true when none was started. */
+/*
+ * Stop taking requests on every started ring; true when none was started.
+ * With @orphan, the last ring to stop frees @b on its queue thread, maybe
+ * before td_ring_stop returns: so the rings to stop are listed first, and
+ * @b is not touched once the first is asked.
+ */
 static bool stop_rings(struct td_blkif *b, bool orphan)
 {
+	struct td_ring *stop[TD_BLKIF_MAX_QUEUES];
 	unsigned started = 0;
 
 	if (b->resize.fn)
 		vbd_resize_notifier_del(b->vbd, &b->resize);
 	for (unsigned q = 0; q < b->nr_queues; q++)
-		started += b->started[q];
+		if (b->started[q])
+			stop[started++] = b->rings[q];
 	pthread_mutex_lock(&b->lock);
 	b->nr_stopping = started;
 	b->orphaned = orphan;
 	pthread_mutex_unlock(&b->lock);
-	for (unsigned q = 0; q < b->nr_queues; q++)
-		if (b->started[q])
-			td_ring_stop(b->rings[q], ring_stopped, b);
+	for (unsigned i = 0; i < started; i++)
+		td_ring_stop(stop[i], ring_stopped, b);
 	return started == 0;
 }
 

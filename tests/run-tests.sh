@@ -123,8 +123,8 @@ failed_names=$(awk '$2 == "fail" { printf " %s", $1 }' "$results")
 {
 	[ -f "$times" ] && awk 'NR == FNR { seen[$1] = 1; next } !($1 in seen)' "$results" "$times"
 	awk '{ print $1, $3 }' "$results"
-} >"$times.new" 2>/dev/null
-mv "$times.new" "$times"
+} >"$times.$$" 2>/dev/null
+mv "$times.$$" "$times"
 rm -f "$results"
 
 echo "$pass $fail $skip" >"$BUILD/test-counts"

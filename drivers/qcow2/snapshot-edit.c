@@ -493,8 +493,8 @@ static int copy_l1(struct qcow2_sne *e, uint64_t *off)
 	return err;
 }
 
-static int new_entry(struct qcow2_sne *e, const char *name, uint32_t date_sec,
-		     uint32_t date_nsec, struct qcow2_snapshot *sn)
+static int new_entry(struct qcow2_sne *e, const char *name, uint32_t date_sec, uint32_t date_nsec,
+		     struct qcow2_snapshot *sn)
 {
 	*sn = (struct qcow2_snapshot){
 		.l1_size = e->hdr.l1_size,
@@ -512,8 +512,7 @@ static int new_entry(struct qcow2_sne *e, const char *name, uint32_t date_sec,
 	return 0;
 }
 
-int qcow2_sne_create(struct qcow2_sne *e, const char *name, uint32_t date_sec,
-		     uint32_t date_nsec)
+int qcow2_sne_create(struct qcow2_sne *e, const char *name, uint32_t date_sec, uint32_t date_nsec)
 {
 	struct qcow2_snapshot *sns;
 	int err = writable(e);
@@ -663,4 +662,29 @@ int qcow2_sne_delete(struct qcow2_sne *e, const char *name)
 	free(l1);
 	qcow2_snapshot_fini(&sn);
 	return err;
+}
+
+/* ---- empty -------------------------------------------------------------------------- */
+
+int qcow2_sne_empty(struct qcow2_sne *e)
+{
+	uint32_t n = e->hdr.l1_size;
+	uint64_t *old = e->l1, *l1;
+	int err = writable(e);
+
+	if (err)
+		return err;
+	l1 = calloc(n ? n : 1, sizeof(*l1));
+	if (!l1)
+		return -ENOMEM;
+	/* no pointer left (durably), then the references go */
+	err = write_l1(e, l1, n, e->hdr.l1_table_offset);
+	if (err) {
+		free(l1);
+		return err;
+	}
+	e->l1 = l1;
+	err = tree_refs(e, old, n, -1);
+	free(old);
+	return err ? err : rc_commit(e);
 }

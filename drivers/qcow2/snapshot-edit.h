@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Internal snapshots of a qcow2 image that nothing serves, for tap-img
- * snapshot (qemu-img snapshot's -c, -a, -d, -l).  Tools only.
+ * snapshot (qemu-img snapshot's -c, -a, -d, -l), and the emptying of its
+ * active state that tap-img commit does after copying it.  Tools only.
  *
  * The image is opened and locked as QEMU locks it (a dirty lazy-refcounts
  * image is repaired first, as QEMU's writable open does); the snapshot
@@ -63,8 +64,7 @@ const struct qcow2_snapshot *qcow2_sne_get(const struct qcow2_sne *e, unsigned i
  * -ENOTSUP with an external data file, -ERANGE when a refcount would pass
  * its maximum.
  */
-int qcow2_sne_create(struct qcow2_sne *e, const char *name, uint32_t date_sec,
-		     uint32_t date_nsec);
+int qcow2_sne_create(struct qcow2_sne *e, const char *name, uint32_t date_sec, uint32_t date_nsec);
 
 /*
  * qcow2_sne_apply - make the snapshot whose id, or else whose name, is
@@ -75,5 +75,14 @@ int qcow2_sne_apply(struct qcow2_sne *e, const char *id_or_name);
 
 /* qcow2_sne_delete - delete the first snapshot named @name.  -ENOENT when none. */
 int qcow2_sne_delete(struct qcow2_sne *e, const char *name);
+
+/*
+ * qcow2_sne_empty - unmap every cluster of the active state, as qemu-img
+ * commit empties an overlay (QEMU's qcow2_make_empty): the active L1 is
+ * zeroed in place (synced), then the L2 tables and data clusters it
+ * reached lose its references; snapshots keep theirs.  Reads then go to
+ * the backing file.
+ */
+int qcow2_sne_empty(struct qcow2_sne *e);
 
 #endif

@@ -27,6 +27,7 @@ static const struct {
 	{ "measure", img_cmd_measure, "how large a new image would be, for a size or a copy" },
 	{ "map", img_cmd_map, "show where an image's data lies, extent by extent" },
 	{ "snapshot", img_cmd_snapshot, "create, apply, delete and list internal snapshots" },
+	{ "commit", img_cmd_commit, "copy an overlay's data into its backing file" },
 };
 
 static void usage(FILE *f)

@@ -119,8 +119,9 @@ static int no_snapshots(const struct sn_cmd *cmd)
 			err_str(-ENOTSUP));
 		return IMG_EXIT_ERR;
 	case SN_APPLY:
-		img_err("snapshot", "Could not apply snapshot '%s': Block driver does not support "
-				    "snapshots",
+		img_err("snapshot",
+			"Could not apply snapshot '%s': Block driver does not support "
+			"snapshots",
 			cmd->name);
 		return IMG_EXIT_ERR;
 	case SN_DELETE:

@@ -33,9 +33,13 @@ make_chain() {
 	)
 }
 
+# the ranges top holds itself, adjacent ones merged (host placement aside)
 own_map() {
 	qemu-img map --output=json "$1" |
-		jq -c '[.[] | select(.depth == 0) | {start, length, zero, data}]'
+		jq -c '[.[] | select(.depth == 0) | {start, length, zero, data}] |
+			reduce .[] as $e ([]; if length > 0 and .[-1].start + .[-1].length == $e.start
+				and .[-1].zero == $e.zero and .[-1].data == $e.data
+				then .[-1].length += $e.length else . + [$e] end)'
 }
 
 # case BASEFMT ARGS...: the same commit in q/ by qemu-img and in t/ by tap-img

@@ -166,8 +166,8 @@ static int commit_run(struct commit_cmd *cmd)
 	bool empty;
 	int err;
 
-	err = img_chain_open("commit", cmd->fmt, cmd->filename,
-			     DRV_OPEN_RDONLY | cmd->cache_flags, &top);
+	err = img_chain_open("commit", cmd->fmt, cmd->filename, DRV_OPEN_RDONLY | cmd->cache_flags,
+			     &top);
 	if (err)
 		return err;
 	base = top.img->backing;

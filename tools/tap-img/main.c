@@ -28,6 +28,7 @@ static const struct {
 	{ "map", img_cmd_map, "show where an image's data lies, extent by extent" },
 	{ "snapshot", img_cmd_snapshot, "create, apply, delete and list internal snapshots" },
 	{ "commit", img_cmd_commit, "copy an overlay's data into its backing file" },
+	{ "rebase", img_cmd_rebase, "change an image's backing file, keeping its contents" },
 };
 
 static void usage(FILE *f)

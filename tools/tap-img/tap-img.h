@@ -29,6 +29,7 @@ int img_cmd_bitmap(int argc, char **argv);
 int img_cmd_measure(int argc, char **argv);
 int img_cmd_snapshot(int argc, char **argv);
 int img_cmd_commit(int argc, char **argv);
+int img_cmd_rebase(int argc, char **argv);
 
 /*
  * img_compat_name / img_compat_main - blktap's old tool names (qcow-create,

@@ -14,8 +14,8 @@
 #include "qcow2/info.h"
 #include "qcow2/sync-io.h"
 
-static int rewrite(struct aio_file *f, const char *path, struct qcow2_header *h,
-		   const char *name, const char *format)
+static int rewrite(struct aio_file *f, const char *path, struct qcow2_header *h, const char *name,
+		   const char *format)
 {
 	uint64_t cb = 1ull << h->cluster_bits;
 	uint8_t *buf;

@@ -262,7 +262,7 @@ static int tree_refs(struct qcow2_sne *e, const uint64_t *l1, uint32_t n, int64_
 
 static int refcount_is_one(struct qcow2_sne *e, uint64_t off, bool *one)
 {
-	uint64_t rc;
+	uint64_t rc = 0;
 	int err = qcow2_rc_get(e->rc, off, &rc);
 
 	*one = rc == 1;
@@ -273,7 +273,7 @@ static int refcount_is_one(struct qcow2_sne *e, uint64_t off, bool *one)
 static int l2_fix_copied(struct qcow2_sne *e, uint64_t l2_off, bool *changed)
 {
 	uint64_t off, len, w, nw;
-	bool copyable, one;
+	bool copyable, one = false;
 	int err = 0;
 
 	for (uint64_t i = 0; !err && i < e->geom.l2_entries; i++) {
@@ -326,7 +326,7 @@ static int write_l1(struct qcow2_sne *e, const uint64_t *l1, uint32_t n, uint64_
  */
 static int fix_copied(struct qcow2_sne *e)
 {
-	bool l1_changed = false, changed, one;
+	bool l1_changed = false, changed, one = false;
 	uint64_t l2_off, nw;
 	int err = 0;
 

@@ -129,8 +129,9 @@ static int rebase_parse_args(struct rebase_cmd *cmd, int argc, char **argv)
 		return -EINVAL;
 	}
 	if (*cmd->backing && !cmd->backing_fmt) {
-		img_err("rebase", "Could not change the backing file to '%s': backing format must "
-				  "be specified",
+		img_err("rebase",
+			"Could not change the backing file to '%s': backing format must "
+			"be specified",
 			cmd->backing);
 		return -EINVAL;
 	}

@@ -142,6 +142,8 @@ static int sn_create(const struct sn_cmd *cmd, struct qcow2_sne *e)
 	/* qemu-img records microseconds */
 	err = qcow2_sne_create(e, cmd->name, (uint32_t)ts.tv_sec,
 			       (uint32_t)(ts.tv_nsec / 1000 * 1000));
+	if (err == -ERANGE)
+		err = -EINVAL; /* a refcount past its maximum: QEMU's code for it */
 	if (err)
 		img_err("snapshot", "Could not create snapshot '%s': %d (%s)", cmd->name, err,
 			err_str(err));

@@ -73,6 +73,22 @@ case_ qcow2 -b mid
 case_ raw
 case_ raw -b base -p
 
+# a raw base smaller than top grows to top's size
+rm -rf q t
+mkdir q
+(
+	cd q
+	qemu-img create -q -f raw base 4M
+	qemu-io -f raw -c 'write -P 0x51 0 4M' base >/dev/null
+	qemu-img create -q -f qcow2 -b base -F raw top 6M
+	qemu-io -f qcow2 -c 'write -P 0x52 3M 2M' top >/dev/null
+)
+cp -r q t
+(cd q && qemu-img commit -q top)
+(cd t && $TAPIMG commit -q top) || die "commit into a smaller raw base failed"
+[ "$(stat -c %s t/base)" = "$(stat -c %s q/base)" ] || die "the raw base did not grow"
+qemu-img compare -q -f raw -F raw q/base t/base || die "the grown base differs"
+
 # errors, as qemu-img's
 qemu-img create -q -f qcow2 lone 1M
 if $TAPIMG commit -f qcow2 lone 2>err; then die "commit without a backing file succeeded"; fi

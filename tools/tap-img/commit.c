@@ -7,9 +7,10 @@
  * it reads through to the result, unless -d or -b (qemu-img keeps FILE
  * then).  The copy reads FILE's chain (what the guest sees) for every run
  * held above the base, as QEMU's commit job does, and writes it into the
- * base opened read-write on its own; the base is flushed before FILE is
- * emptied, so a crash loses nothing.  The emptying is qcow2_sne_empty():
- * the active L1 zeroed, then the clusters unreferenced.
+ * base opened read-write on its own (a smaller raw base grows first); the
+ * base is flushed before FILE is emptied, so a crash loses nothing.  The
+ * emptying is qcow2_sne_empty(): the active L1 zeroed, then the clusters
+ * unreferenced.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "chaincopy.h"
@@ -144,6 +146,22 @@ static int copy_above(struct commit_cmd *cmd, struct img_chain *top, struct drv_
 	return err;
 }
 
+/* A smaller base grows to the overlay's size first, as QEMU's commit job grows it. */
+static int grow_base(const struct commit_cmd *cmd, struct drv_image *base, uint64_t size)
+{
+	if (strcmp(base->ops->name, "raw") != 0) {
+		img_err("commit", "%s is smaller than %s: growing a %s image is not supported",
+			base->path, cmd->filename, base->ops->name);
+		return -ENOTSUP;
+	}
+	if (truncate(base->path, (off_t)size) < 0) {
+		img_err("commit", "growing %s to %" PRIu64 " bytes: %s", base->path, size,
+			err_str(-errno));
+		return -errno;
+	}
+	return 0;
+}
+
 static int empty_top(const struct commit_cmd *cmd, const char *top_path)
 {
 	struct qcow2_sne *e;
@@ -177,9 +195,7 @@ static int commit_run(struct commit_cmd *cmd)
 	} else if (cmd->base && !(base = find_base(cmd, top.img))) {
 		err = -ENOENT;
 	} else if (base->size_bytes < top.img->size_bytes) {
-		img_err("commit", "%s is smaller than %s: growing it is not supported", base->path,
-			cmd->filename);
-		err = -ENOTSUP;
+		err = grow_base(cmd, base, top.img->size_bytes);
 	}
 	if (!err)
 		err = img_chain_open("commit", base->ops->name, base->path, cmd->cache_flags, &dst);

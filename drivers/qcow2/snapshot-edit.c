@@ -535,7 +535,8 @@ int qcow2_sne_create(struct qcow2_sne *e, const char *name, uint32_t date_sec, u
 	if (!err)
 		err = fix_copied(e);
 	if (!err) {
-		memcpy(sns, e->sns, e->nb * sizeof(*sns));
+		if (e->nb)
+			memcpy(sns, e->sns, e->nb * sizeof(*sns));
 		err = store_table(e, sns, e->nb + 1);
 	}
 	if (err) {

@@ -9,10 +9,11 @@
 # same (qemu-img compare) and list the same snapshots; at the end every
 # snapshot's contents (qemu-img convert -l) are the same in all three.
 # Run on a plain image with compressed and zero clusters, on one with 4k
-# clusters (many L2 tables) and on one with extended L2 entries; 1-bit
-# refcounts refuse snapshots in both tools.
+# clusters (many L2 tables), on one with extended L2 entries and on a v2
+# image; a snapshot with a larger L1 table grows the active one as QEMU
+# does; 1-bit refcounts refuse snapshots in both tools.
 . "$(dirname "$0")/functions.sh"
-requires qemu-img qemu-io jq
+requires qemu-img qemu-io jq python3
 
 cd "$TEST_DIR"
 turn=0
@@ -110,6 +111,30 @@ if [ "${QTAP_VALGRIND:-0}" != 1 ]; then
 	run -o cluster_size=4k
 	run -o compat=0.10
 fi
+
+# a snapshot whose L1 table is larger than the active one (a VM state
+# makes that; here its entry's l1_size is raised over the zeros of its L1
+# cluster): applying it grows the active L1 at a new place, as QEMU does
+qemu-img create -q -f qcow2 q.qcow2 16M
+qemu-io -f qcow2 -c 'write -P 0x11 0 1M' q.qcow2 >/dev/null
+qemu-img snapshot -c s q.qcow2
+qemu-io -f qcow2 -c 'write -P 0x22 0 1M' q.qcow2 >/dev/null
+python3 - q.qcow2 <<'PY'
+import struct, sys
+with open(sys.argv[1], 'r+b') as f:
+    nb, off = struct.unpack('>IQ', f.read(72)[60:72])
+    f.seek(off + 8)
+    f.write(struct.pack('>I', 3))
+PY
+cp q.qcow2 t.qcow2
+qemu-img snapshot -a s q.qcow2
+$TAPIMG snapshot -a s t.qcow2 || die "applying a snapshot with a larger L1 failed"
+qemu-img check -q t.qcow2 || die "check after applying a snapshot with a larger L1"
+qemu-img compare -q q.qcow2 t.qcow2 || die "a snapshot with a larger L1 applied differently"
+[ "$(od -A n -t x1 -j 36 -N 12 q.qcow2)" = "$(od -A n -t x1 -j 36 -N 12 t.qcow2)" ] ||
+	die "the grown L1 table is not where QEMU puts it"
+$TAPIMG snapshot -d s t.qcow2
+qemu-img check -q t.qcow2 || die "check after deleting it"
 
 # 1-bit refcounts cannot share a cluster: both refuse, the image unchanged
 qemu-img create -q -f qcow2 -o refcount_bits=1 r.qcow2 4M

@@ -304,6 +304,16 @@ static int write_synced(struct qcow2_sne *e, uint64_t off, const void *buf, size
 	return err;
 }
 
+static int write_l2(struct qcow2_sne *e, uint64_t l2_off)
+{
+	int err = qcow2_pwrite(e->file, l2_off, e->l2, e->geom.cluster_bytes);
+
+	if (err)
+		log_err("qcow2 %s: writing the L2 table at 0x%" PRIx64 ": %s", e->path, l2_off,
+			err_str(err));
+	return err;
+}
+
 /* The active L1 table, big-endian, at @off; synced. */
 static int write_l1(struct qcow2_sne *e, const uint64_t *l1, uint32_t n, uint64_t off)
 {
@@ -321,8 +331,8 @@ static int write_l1(struct qcow2_sne *e, const uint64_t *l1, uint32_t n, uint64_
 
 /*
  * COPIED over the active tree: set where the refcount is 1, cleared
- * elsewhere, as QEMU's addend-0 pass.  The L2 tables first (synced), then
- * the L1 (synced).  The refcounts it reads must already be durable.
+ * elsewhere, as QEMU's addend-0 pass.  The L2 tables first (one sync for
+ * all), then the L1 (synced).  The refcounts it reads must already be durable.
  */
 static int fix_copied(struct qcow2_sne *e)
 {
@@ -339,7 +349,7 @@ static int fix_copied(struct qcow2_sne *e)
 		if (!err)
 			err = l2_fix_copied(e, l2_off, &changed);
 		if (!err && changed)
-			err = write_synced(e, l2_off, e->l2, e->geom.cluster_bytes, "L2 table");
+			err = write_l2(e, l2_off);
 		if (!err)
 			err = refcount_is_one(e, l2_off, &one);
 		nw = one ? e->l1[i] | QCOW2_OFLAG_COPIED : e->l1[i] & ~QCOW2_OFLAG_COPIED;
@@ -348,6 +358,9 @@ static int fix_copied(struct qcow2_sne *e)
 			l1_changed = true;
 		}
 	}
+	/* the L2 tables durable before the L1 entries that describe them */
+	if (!err)
+		err = qcow2_fsync(e->file);
 	if (!err && l1_changed)
 		err = write_l1(e, e->l1, e->hdr.l1_size, e->hdr.l1_table_offset);
 	return err;

@@ -702,3 +702,63 @@ int qcow2_sne_empty(struct qcow2_sne *e)
 	free(old);
 	return err ? err : rc_commit(e);
 }
+
+/* ---- grow --------------------------------------------------------------------------- */
+
+static int grow_refused(const struct qcow2_sne *e, uint64_t size)
+{
+	if (size < e->hdr.size_bytes) {
+		log_err("qcow2 %s: shrinking is not supported here", e->path);
+		return -EINVAL;
+	}
+	if (e->nb && e->hdr.version < 3) {
+		log_err("qcow2 %s: Can't resize a v2 image which has snapshots", e->path);
+		return -ENOTSUP;
+	}
+	if (e->hdr.bitmaps.present && e->hdr.bitmaps.nb_bitmaps) {
+		log_err("qcow2 %s: Can't resize an image which has persistent bitmaps here",
+			e->path);
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+int qcow2_sne_grow(struct qcow2_sne *e, uint64_t size)
+{
+	uint64_t n = qcow2_size_to_l1(e->geom.cluster_bits, e->geom.extended_l2, size);
+	uint64_t *l1;
+	uint8_t b[8];
+	int err = writable(e);
+
+	if (!err)
+		err = grow_refused(e, size);
+	if (!err && n > QCOW2_MAX_L1_BYTES / 8) {
+		log_err("qcow2 %s: %" PRIu64 " bytes need an L1 table over %llu bytes", e->path,
+			size, QCOW2_MAX_L1_BYTES);
+		err = -EFBIG;
+	}
+	if (err)
+		return err;
+	if (n > e->hdr.l1_size) {
+		/* exactly as large as the new size needs, at a new place (QEMU's exact growth) */
+		l1 = calloc(n, sizeof(*l1));
+		if (!l1)
+			return -ENOMEM;
+		memcpy(l1, e->l1, (size_t)e->hdr.l1_size * 8);
+		err = install_l1(e, l1, (uint32_t)n);
+		if (err) {
+			free(l1);
+			return err;
+		}
+		free(e->l1);
+		e->l1 = l1;
+		err = rc_commit(e);
+	}
+	/* the size last, synced: the tables it needs are in place */
+	qcow2_put_be64(b, size);
+	if (!err)
+		err = write_synced(e, QCOW2_HDR_OFF(size), b, sizeof(b), "disk size");
+	if (!err)
+		e->hdr.size_bytes = size;
+	return err;
+}

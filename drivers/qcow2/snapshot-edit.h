@@ -2,7 +2,8 @@
 /*
  * Internal snapshots of a qcow2 image that nothing serves, for tap-img
  * snapshot (qemu-img snapshot's -c, -a, -d, -l), and the emptying of its
- * active state that tap-img commit does after copying it.  Tools only.
+ * active state and the growth of a smaller base that tap-img commit does.
+ * Tools only.
  *
  * The image is opened and locked as QEMU locks it (a dirty lazy-refcounts
  * image is repaired first, as QEMU's writable open does); the snapshot
@@ -84,5 +85,14 @@ int qcow2_sne_delete(struct qcow2_sne *e, const char *name);
  * the backing file.
  */
 int qcow2_sne_empty(struct qcow2_sne *e);
+
+/*
+ * qcow2_sne_grow - make the disk @size bytes (not smaller), as qemu-img
+ * commit grows a smaller base: a larger L1 table, when the size needs
+ * one, is written at a new place and the header switched to it (synced),
+ * then the size field is updated (synced).  Refused (-ENOTSUP) for a v2
+ * image with snapshots and for one with persistent bitmaps.
+ */
+int qcow2_sne_grow(struct qcow2_sne *e, uint64_t size);
 
 #endif

@@ -8,7 +8,7 @@
 # image of the chain must then pass qemu-img check, read the same as
 # qemu-img's (qemu-img compare, each with its own chain) and have the same
 # clusters in top itself (qemu-img map, depth 0): emptied by default, kept
-# with -d and -b.  Errors (no backing file, a -b not in the chain) exit 1
+# with -d and -b.  A smaller raw or qcow2 base grows to top's size.  Errors (no backing file, a -b not in the chain) exit 1
 # as qemu-img's do.
 . "$(dirname "$0")/functions.sh"
 requires qemu-img qemu-io jq
@@ -73,21 +73,26 @@ case_ qcow2 -b mid
 case_ raw
 case_ raw -b base -p
 
-# a raw base smaller than top grows to top's size
-rm -rf q t
-mkdir q
-(
-	cd q
-	qemu-img create -q -f raw base 4M
-	qemu-io -f raw -c 'write -P 0x51 0 4M' base >/dev/null
-	qemu-img create -q -f qcow2 -b base -F raw top 6M
-	qemu-io -f qcow2 -c 'write -P 0x52 3M 2M' top >/dev/null
-)
-cp -r q t
-(cd q && qemu-img commit -q top)
-(cd t && $TAPIMG commit -q top) || die "commit into a smaller raw base failed"
-[ "$(stat -c %s t/base)" = "$(stat -c %s q/base)" ] || die "the raw base did not grow"
-qemu-img compare -q -f raw -F raw q/base t/base || die "the grown base differs"
+# a base smaller than top grows to top's size (qcow2: a larger L1 table)
+for fmt in raw qcow2; do
+	rm -rf q t
+	mkdir q
+	(
+		cd q
+		qemu-img create -q -f $fmt -o cluster_size=4k base 1M 2>/dev/null ||
+			qemu-img create -q -f $fmt base 1M
+		qemu-io -f $fmt -c 'write -P 0x51 0 1M' base >/dev/null
+		qemu-img create -q -f qcow2 -b base -F $fmt top 6M
+		qemu-io -f qcow2 -c 'write -P 0x52 512k 3M' -c 'write -P 0x53 5M 4k' top >/dev/null
+	)
+	cp -r q t
+	(cd q && qemu-img commit -q top)
+	(cd t && $TAPIMG commit -q top) || die "commit into a smaller $fmt base failed"
+	[ $fmt = raw ] || qemu-img check -q t/base || die "the grown $fmt base does not check"
+	qemu-img compare -q -f $fmt -F $fmt q/base t/base || die "the grown $fmt base differs"
+	[ "$(qemu-img info --output=json t/base | jq '.["virtual-size"]')" = 6291456 ] ||
+		die "the $fmt base did not grow"
+done
 
 # errors, as qemu-img's
 qemu-img create -q -f qcow2 lone 1M

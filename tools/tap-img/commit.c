@@ -7,7 +7,7 @@
  * it reads through to the result, unless -d or -b (qemu-img keeps FILE
  * then).  The copy reads FILE's chain (what the guest sees) for every run
  * held above the base, as QEMU's commit job does, and writes it into the
- * base opened read-write on its own (a smaller raw base grows first); the
+ * base opened read-write on its own (a smaller base grows first); the
  * base is flushed before FILE is emptied, so a crash loses nothing.  The
  * emptying is qcow2_sne_empty(): the active L1 zeroed, then the clusters
  * unreferenced.
@@ -146,20 +146,32 @@ static int copy_above(struct commit_cmd *cmd, struct img_chain *top, struct drv_
 	return err;
 }
 
+static int grow_qcow2(const char *path, uint64_t size)
+{
+	struct qcow2_sne *e;
+	int err = qcow2_sne_open(path, false, false, &e);
+
+	if (!err)
+		err = qcow2_sne_grow(e, size);
+	qcow2_sne_close(e);
+	return err;
+}
+
 /* A smaller base grows to the overlay's size first, as QEMU's commit job grows it. */
 static int grow_base(const struct commit_cmd *cmd, struct drv_image *base, uint64_t size)
 {
-	if (strcmp(base->ops->name, "raw") != 0) {
-		img_err("commit", "%s is smaller than %s: growing a %s image is not supported",
-			base->path, cmd->filename, base->ops->name);
-		return -ENOTSUP;
-	}
-	if (truncate(base->path, (off_t)size) < 0) {
+	int err = 0;
+
+	if (strcmp(base->ops->name, "qcow2") == 0)
+		err = grow_qcow2(base->path, size);
+	else if (strcmp(base->ops->name, "raw") != 0)
+		err = -ENOTSUP;
+	else if (truncate(base->path, (off_t)size) < 0)
+		err = -errno;
+	if (err)
 		img_err("commit", "growing %s to %" PRIu64 " bytes: %s", base->path, size,
-			err_str(-errno));
-		return -errno;
-	}
-	return 0;
+			err_str(err));
+	return err;
 }
 
 static int empty_top(const struct commit_cmd *cmd, const char *top_path)

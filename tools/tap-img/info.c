@@ -594,3 +594,18 @@ int img_cmd_info(int argc, char **argv)
 	json_decref(list);
 	return err ? IMG_EXIT_ERR : IMG_EXIT_OK;
 }
+
+void img_snapshot_list_print(const struct qcow2_snapshot *sns, unsigned nb)
+{
+	unsigned i;
+
+	printf("Snapshot list:\n%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE",
+	       "VM CLOCK", "ICOUNT");
+	for (i = 0; i < nb; i++) {
+		json_t *o = snapshot_json(&sns[i]);
+
+		if (o)
+			print_snapshot_line(o);
+		json_decref(o);
+	}
+}

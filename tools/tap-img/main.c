@@ -26,6 +26,9 @@ static const struct {
 	{ "compare", img_cmd_compare, "check whether two images have the same contents" },
 	{ "measure", img_cmd_measure, "how large a new image would be, for a size or a copy" },
 	{ "map", img_cmd_map, "show where an image's data lies, extent by extent" },
+	{ "snapshot", img_cmd_snapshot, "create, apply, delete and list internal snapshots" },
+	{ "commit", img_cmd_commit, "copy an overlay's data into its backing file" },
+	{ "rebase", img_cmd_rebase, "change an image's backing file, keeping its contents" },
 };
 
 static void usage(FILE *f)

@@ -27,6 +27,9 @@ int img_cmd_map(int argc, char **argv);
 int img_cmd_compare(int argc, char **argv);
 int img_cmd_bitmap(int argc, char **argv);
 int img_cmd_measure(int argc, char **argv);
+int img_cmd_snapshot(int argc, char **argv);
+int img_cmd_commit(int argc, char **argv);
+int img_cmd_rebase(int argc, char **argv);
 
 /*
  * img_compat_name / img_compat_main - blktap's old tool names (qcow-create,
@@ -106,5 +109,12 @@ char *img_backing_name(const char *filename, const char *backing);
  */
 int img_lock(const char *verb, const char *filename, const char *path, unsigned perm,
 	     unsigned shared, int *fd);
+
+/*
+ * img_snapshot_list_print - qemu-img's "Snapshot list:" table of @nb
+ * snapshots, as info and snapshot -l print it (info.c).
+ */
+struct qcow2_snapshot;
+void img_snapshot_list_print(const struct qcow2_snapshot *sns, unsigned nb);
 
 #endif

@@ -58,6 +58,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 BINS := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
 # Helper programs that tests run, never installed: tests/tools/NAME.c.
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/bin/%,$(sort $(wildcard tests/tools/*.c)))
+# The crash-state harness's programs (tests/crash/NAME.c), built the same way.
+TEST_TOOLS += $(patsubst tests/crash/%.c,$(BUILD)/tests/bin/%,$(sort $(wildcard tests/crash/*.c)))
 
 all: $(ARCHIVES) $(BINS) $(UNIT_BINS) $(TEST_TOOLS)
 
@@ -84,6 +86,10 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(ARCHIVES)
 	$(call quiet,LD,$@)$(CC) $(CFLAGS_ALL) -o $@ $< $(ARCHIVES) $(TEST_LIBS_EXTRA) -lcmocka $(LDLIBS_ALL)
 
 $(BUILD)/tests/bin/%: $(BUILD)/tests/tools/%.o $(ARCHIVES)
+	@mkdir -p $(@D)
+	$(call quiet,LD,$@)$(CC) $(CFLAGS_ALL) -o $@ $< $(ARCHIVES) $(LDLIBS_ALL)
+
+$(BUILD)/tests/bin/%: $(BUILD)/tests/crash/%.o $(ARCHIVES)
 	@mkdir -p $(@D)
 	$(call quiet,LD,$@)$(CC) $(CFLAGS_ALL) -o $@ $< $(ARCHIVES) $(LDLIBS_ALL)
 

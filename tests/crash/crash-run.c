@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: MIT
+/*
+ * crash-run: the crash-state harness's workload.  Opens a qcow2 image
+ * read-write through the driver with the write recorder installed
+ * (lib/aio-rec.h), runs a seeded random guest workload with several
+ * requests in flight, logging each guest request when it is issued and
+ * when it is acknowledged, then flushes and closes the image (the close's
+ * write-back is recorded too).  crash-replay then builds the post-crash
+ * files from the log and checks them.
+ *
+ *   crash-run [-n OPS] [-s SEED] [-d DEPTH] [-r REGION] [-S STRIDE]
+ *             [-m MIX] [-e ENGINE] [-B] IMAGE LOG
+ *
+ * MIX weights the operations, letters followed by a number:
+ *   w  write of whole clusters        p  partial-cluster write (512 B units)
+ *   a  FUA write                      z  write zeroes      u  zeroes, may unmap
+ *   d  discard of whole clusters      f  flush             c  compressed write
+ * Requests land in [0, REGION); with STRIDE, cluster n of the region maps to
+ * guest offset n * STRIDE, so a large sparse image gets new L2 tables and
+ * refcount blocks throughout.  Guest requests in flight never overlap, so
+ * the requests on a byte are ordered (the replay's oracle relies on it).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aio-rec.h"
+#include "aio.h"
+#include "driver.h"
+#include "evloop.h"
+#include "log.h"
+#include "sync.h"
+
+#define DEPTH_MAX 32u
+
+struct run_opts {
+	uint64_t ops, seed, region, stride;
+	unsigned depth;
+	unsigned weight[128];
+	struct aio_ctx_opts aio;
+	unsigned open_flags;
+};
+
+struct slot {
+	struct drv_req req;
+	struct iovec iov;
+	uint8_t *buf;
+	uint64_t rec_id;
+	bool busy;
+	struct run *run;
+};
+
+struct run {
+	struct run_opts o;
+	struct drv_image *img;
+	struct drv_sync *sync;
+	struct drv_queue *q;
+	struct aio_rec *rec;
+	struct slot slots[DEPTH_MAX];
+	unsigned inflight;
+	uint64_t rng, cluster, nr_clusters, max_bytes;
+	uint8_t *compressed; /* per cluster of the region: ever written (no compressed write) */
+	int failed;
+};
+
+static uint64_t rnd(struct run *r)
+{
+	uint64_t x = r->rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	r->rng = x;
+	return x;
+}
+
+static void fill_random(struct run *r, uint8_t *b, uint64_t len)
+{
+	for (uint64_t i = 0; i + 8 <= len; i += 8) {
+		uint64_t v = rnd(r);
+
+		memcpy(b + i, &v, 8);
+	}
+}
+
+static void req_done(struct drv_req *req, int err)
+{
+	struct slot *s = req->opaque;
+
+	aio_rec_guest_done(s->run->rec, s->rec_id, err);
+	if (err && !s->run->failed) {
+		fprintf(stderr, "crash-run: request op %d offset %" PRIu64 " len %" PRIu64 ": %s\n",
+			req->op, req->offset, req->len, strerror(-err));
+		s->run->failed = err;
+	}
+	s->busy = false;
+	s->run->inflight--;
+}
+
+/* Does [off, off + len) overlap a request in flight?  Flushes overlap nothing. */
+static bool overlaps(const struct run *r, uint64_t off, uint64_t len)
+{
+	for (unsigned i = 0; i < r->o.depth; i++) {
+		const struct drv_req *q = &r->slots[i].req;
+
+		if (r->slots[i].busy && q->op != DRV_OP_FLUSH && off < q->offset + q->len &&
+		    q->offset < off + len)
+			return true;
+	}
+	return false;
+}
+
+static int pick_op(struct run *r)
+{
+	unsigned total = 0, x;
+	int c;
+
+	for (c = 0; c < 128; c++)
+		total += r->o.weight[c];
+	x = (unsigned)(rnd(r) % total);
+	for (c = 0; c < 128; c++) {
+		if (x < r->o.weight[c])
+			return c;
+		x -= r->o.weight[c];
+	}
+	return 'w';
+}
+
+/* Guest offset of cluster @n of the region. */
+static uint64_t cluster_off(const struct run *r, uint64_t n)
+{
+	return n * (r->o.stride ? r->o.stride : r->cluster);
+}
+
+/* Choose a request for @s; false when the one drawn overlaps one in flight. */
+static bool make_req(struct run *r, struct slot *s, int op)
+{
+	struct drv_req *q = &s->req;
+	uint64_t n = rnd(r) % r->nr_clusters, nclu = 1 + rnd(r) % 2;
+	int type = AIO_REC_G_WRITE;
+	unsigned flags = 0;
+
+	void *priv = q->priv;
+
+	memset(q, 0, sizeof(*q));
+	q->priv = priv;
+	if (r->o.stride || n + nclu > r->nr_clusters)
+		nclu = 1;
+	q->offset = cluster_off(r, n);
+	q->len = nclu * r->cluster;
+	switch (op) {
+	case 'p': {
+		uint64_t sectors = r->cluster / 512, first = rnd(r) % sectors;
+
+		q->offset += first * 512;
+		q->len = (1 + rnd(r) % (sectors - first)) * 512;
+		q->op = DRV_OP_WRITE;
+		break;
+	}
+	case 'a':
+		q->flags = DRV_REQ_FUA;
+		flags = AIO_REC_F_FUA;
+		/* fall through */
+	case 'w':
+		q->op = DRV_OP_WRITE;
+		break;
+	case 'c':
+		if (r->compressed[n])
+			return false;
+		q->op = DRV_OP_WRITE;
+		q->flags = DRV_REQ_COMPRESSED;
+		q->len = r->img->compress_bytes;
+		break;
+	case 'u':
+		q->flags = DRV_REQ_MAY_UNMAP;
+		flags = AIO_REC_F_UNMAP;
+		/* fall through */
+	case 'z':
+		q->op = DRV_OP_WRITE_ZEROES;
+		type = AIO_REC_G_ZERO;
+		break;
+	case 'd':
+		q->op = DRV_OP_DISCARD;
+		type = AIO_REC_G_DISCARD;
+		break;
+	default:
+		q->op = DRV_OP_FLUSH;
+		q->offset = q->len = 0;
+		type = AIO_REC_G_FLUSH;
+		break;
+	}
+	if (q->op != DRV_OP_FLUSH && overlaps(r, q->offset, q->len))
+		return false;
+	if (q->op == DRV_OP_WRITE) {
+		/* Half the writes hold compressible data, so compressed ones shrink. */
+		fill_random(r, s->buf, q->len);
+		if (rnd(r) % 2)
+			for (uint64_t i = 0; i < q->len; i += 64)
+				memset(s->buf + i + 8, (int)(i / 512), 56);
+		s->iov = (struct iovec){ s->buf, q->len };
+		q->iov = &s->iov;
+		q->iovcnt = 1;
+	}
+	if (q->op != DRV_OP_FLUSH)
+		memset(&r->compressed[n], 1, nclu);
+	s->rec_id = aio_rec_guest(r->rec, type, flags, q->offset, q->len, s->buf);
+	return true;
+}
+
+static int wait_one(struct run *r)
+{
+	unsigned before = r->inflight;
+
+	while (r->inflight == before) {
+		int err = evloop_run_once(r->q->loop, -1);
+
+		if (err < 0 && err != -EINTR)
+			return err;
+	}
+	return 0;
+}
+
+static int run_workload(struct run *r)
+{
+	uint64_t done = 0, tries = 0;
+
+	while (done < r->o.ops && !r->failed) {
+		struct slot *s = NULL;
+
+		for (unsigned i = 0; i < r->o.depth && !s; i++)
+			if (!r->slots[i].busy)
+				s = &r->slots[i];
+		if (!s) {
+			if (wait_one(r))
+				return -EIO;
+			continue;
+		}
+		if (!make_req(r, s, pick_op(r))) {
+			if (++tries % 4 == 0 && r->inflight && wait_one(r))
+				return -EIO;
+			continue;
+		}
+		s->busy = true;
+		r->inflight++;
+		s->req.q = r->q;
+		s->req.done = req_done;
+		s->req.opaque = s;
+		drv_submit(r->img, &s->req);
+		done++;
+	}
+	while (r->inflight)
+		if (wait_one(r))
+			return -EIO;
+	return r->failed;
+}
+
+static int parse_mix(struct run_opts *o, const char *mix)
+{
+	memset(o->weight, 0, sizeof(o->weight));
+	while (*mix) {
+		int c = (unsigned char)*mix++;
+		char *end;
+		unsigned long w = strtoul(mix, &end, 10);
+
+		if (end == mix || !strchr("wpazudfc", c) || w > 1000)
+			return -1;
+		o->weight[c] = (unsigned)w;
+		mix = end;
+		if (*mix == ',')
+			mix++;
+	}
+	return 0;
+}
+
+static int parse_args(struct run_opts *o, int argc, char **argv)
+{
+	int c;
+
+	*o = (struct run_opts){ .ops = 200, .seed = 1, .depth = 8 };
+	parse_mix(o, "w30,p30,a5,z5,u5,d5,f10");
+	while ((c = getopt(argc, argv, "n:s:d:r:S:m:e:B")) != -1) {
+		switch (c) {
+		case 'n':
+			o->ops = strtoull(optarg, NULL, 0);
+			break;
+		case 's':
+			o->seed = strtoull(optarg, NULL, 0);
+			break;
+		case 'd':
+			o->depth = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'r':
+			o->region = strtoull(optarg, NULL, 0);
+			break;
+		case 'S':
+			o->stride = strtoull(optarg, NULL, 0);
+			break;
+		case 'm':
+			if (parse_mix(o, optarg))
+				return -1;
+			break;
+		case 'e':
+			if (aio_engine_parse(optarg, &o->aio.engine))
+				return -1;
+			break;
+		case 'B':
+			o->open_flags |= DRV_OPEN_BUFFERED;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (optind + 2 != argc || o->depth == 0 || o->depth > DEPTH_MAX)
+		return -1;
+	return 0;
+}
+
+static int setup(struct run *r, const char *image, const char *log)
+{
+	char spec[4200];
+	int err;
+
+	snprintf(spec, sizeof(spec), "qcow2:%s", image);
+	err = aio_rec_new(log, &r->rec);
+	if (err)
+		return err;
+	/* Installed before the open: what the open writes (the dirty bit, a
+	 * lazy-refcount repair, bitmaps marked in use) is recorded too. */
+	aio_rec_install(r->rec);
+	err = drv_chain_open(spec, r->o.open_flags, &r->img);
+	if (err)
+		return err;
+	err = drv_sync_new(r->img, &r->o.aio, &r->sync);
+	if (err)
+		return err;
+	r->q = drv_sync_queue(r->sync);
+	r->cluster = r->img->compress_bytes ?: 65536;
+	if (!r->o.region || r->o.region > r->img->size_bytes)
+		r->o.region = r->img->size_bytes;
+	r->nr_clusters = r->o.stride ? r->o.region / r->o.stride : r->o.region / r->cluster;
+	r->compressed = calloc(r->nr_clusters + 2, 1);
+	if (!r->nr_clusters || !r->compressed)
+		return -EINVAL;
+	for (unsigned i = 0; i < r->o.depth; i++) {
+		r->slots[i].run = r;
+		r->slots[i].buf = aligned_alloc(4096, 2 * r->cluster);
+		r->slots[i].req.priv = calloc(1, drv_chain_req_priv_bytes(r->img) ?: 1);
+		if (!r->slots[i].buf || !r->slots[i].req.priv)
+			return -ENOMEM;
+	}
+	aio_rec_guest(r->rec, AIO_REC_G_SIZE, 0, r->cluster, r->img->size_bytes, NULL);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct run r = { .failed = 0 };
+	int err;
+
+	if (parse_args(&r.o, argc, argv)) {
+		fprintf(stderr, "usage: crash-run [-n OPS] [-s SEED] [-d DEPTH] [-r REGION] "
+				"[-S STRIDE] [-m MIX] [-e ENGINE] [-B] IMAGE LOG\n");
+		return 2;
+	}
+	r.rng = r.o.seed * 0x9e3779b97f4a7c15ull | 1;
+	err = setup(&r, argv[optind], argv[optind + 1]);
+	if (!err)
+		err = run_workload(&r);
+	if (!err) {
+		/* The final flush and the close's write-back belong to the log. */
+		uint64_t id = aio_rec_guest(r.rec, AIO_REC_G_FLUSH, 0, 0, 0, NULL);
+
+		aio_rec_guest_done(r.rec, id, drv_sync_flush(r.sync));
+	}
+	drv_sync_free(r.sync);
+	drv_image_close(r.img);
+	if (aio_rec_free(r.rec) && !err)
+		err = -EIO;
+	for (unsigned i = 0; i < DEPTH_MAX; i++) {
+		void *priv = r.slots[i].req.priv;
+
+		free(r.slots[i].buf);
+		free(priv);
+	}
+	free(r.compressed);
+	if (err)
+		fprintf(stderr, "crash-run: %s\n", strerror(-err));
+	return err ? 1 : 0;
+}

@@ -128,6 +128,12 @@ check-tsan:
 check-valgrind: all
 	$(Q)BUILD=$(BUILD) QTAP_VALGRIND=1 sh tests/run-tests.sh unit integration
 
+# The crash-state harness in full: >= 10,000 post-crash states over every
+# workload, and a table (tests/crash/run.sh).
+CRASH_STATES ?= 1000
+crash: all
+	$(Q)BUILD=$(BUILD) sh tests/crash/run.sh -n $(CRASH_STATES)
+
 bench: all
 	$(Q)BUILD=$(BUILD) sh tests/bench/run.sh
 
@@ -153,6 +159,7 @@ clean:
 	$(Q)rm -rf build build-asan build-tsan build-clang build-fuzz
 
 .PHONY: all deps demo check check-unit check-integration check-asan check-tsan check-valgrind bench fuzz \
+	crash \
 	format format-check lint install clean
 .DELETE_ON_ERROR:
 .SECONDARY:

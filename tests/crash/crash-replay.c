@@ -170,10 +170,9 @@ static void load_log(struct replay *r)
 			if (!r->ev)
 				die("out of memory");
 		}
-		r->ev[r->nr_ev++] = (struct ev){ .h = h,
-						 .data = (const uint8_t *)(h + 1),
-						 .done = NEVER,
-						 .durable = NEVER };
+		r->ev[r->nr_ev++] = (struct ev){
+			.h = h, .data = (const uint8_t *)(h + 1), .done = NEVER, .durable = NEVER
+		};
 		off += sizeof(*h) + h->data_len;
 		if (h->type == AIO_REC_FILE && h->file + 1u > r->nr_files)
 			r->nr_files = h->file + 1u;
@@ -200,7 +199,8 @@ static uint64_t find_id(const struct replay *r, uint64_t *by_id, uint64_t nr_ids
  */
 static void link_events(struct replay *r)
 {
-	uint64_t nr_ids = 1, *by_id, *ord[AIO_REC_MAX_FILES + 1], nr_ord[AIO_REC_MAX_FILES + 1] = { 0 };
+	uint64_t nr_ids = 1, *by_id, *ord[AIO_REC_MAX_FILES + 1],
+		 nr_ord[AIO_REC_MAX_FILES + 1] = { 0 };
 	uint64_t upto[AIO_REC_MAX_FILES + 1] = { 0 };
 
 	for (uint64_t i = 0; i < r->nr_ev; i++)
@@ -447,8 +447,10 @@ static void verify_reads(struct replay *r, const char *path, uint64_t p, unsigne
 				v = judge(r, lo, k, p, got, r->init[c * spc + s]);
 			}
 			if (v != V_OK && r->verbose)
-				fprintf(stderr, "  crash point %" PRIu64 ": guest offset %" PRIu64 ": %s\n",
-					p, sector * SECTOR, v == V_LOST ? "lost flushed write" : "stale read");
+				fprintf(stderr,
+					"  crash point %" PRIu64 ": guest offset %" PRIu64 ": %s\n",
+					p, sector * SECTOR,
+					v == V_LOST ? "lost flushed write" : "stale read");
 			*lost += v == V_LOST;
 			*stale += v == V_STALE;
 		}
@@ -637,7 +639,8 @@ static void check_state(struct replay *r, uint64_t p, const char *how)
 		if (q != 0 && q != 3) {
 			broken = true;
 			if (r->verbose)
-				fprintf(stderr, "  crash point %" PRIu64 ": qemu-img check exit %d\n", p,
+				fprintf(stderr,
+					"  crash point %" PRIu64 ": qemu-img check exit %d\n", p,
 					q);
 		}
 	}
@@ -651,7 +654,8 @@ static void check_state(struct replay *r, uint64_t p, const char *how)
 		r->failed_states++;
 		if (r->verbose || r->failed_states <= 3)
 			fprintf(stderr,
-				"%s: crash point %" PRIu64 "/%" PRIu64 " (%s): %s%u lost, %u stale\n",
+				"%s: crash point %" PRIu64 "/%" PRIu64
+				" (%s): %s%u lost, %u stale\n",
 				r->name, p, r->nr_ev, how, broken ? "corrupt, " : "", lost, stale);
 	}
 }

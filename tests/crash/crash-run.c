@@ -257,6 +257,24 @@ static int run_workload(struct run *r)
 	return r->failed;
 }
 
+/* A size: a number with an optional k, M or G suffix. */
+static uint64_t parse_size(const char *s)
+{
+	char *end;
+	uint64_t v = strtoull(s, &end, 0);
+
+	switch (*end) {
+	case 'k':
+		return v << 10;
+	case 'M':
+		return v << 20;
+	case 'G':
+		return v << 30;
+	default:
+		return v;
+	}
+}
+
 static int parse_mix(struct run_opts *o, const char *mix)
 {
 	memset(o->weight, 0, sizeof(o->weight));
@@ -293,10 +311,10 @@ static int parse_args(struct run_opts *o, int argc, char **argv)
 			o->depth = (unsigned)strtoul(optarg, NULL, 0);
 			break;
 		case 'r':
-			o->region = strtoull(optarg, NULL, 0);
+			o->region = parse_size(optarg);
 			break;
 		case 'S':
-			o->stride = strtoull(optarg, NULL, 0);
+			o->stride = parse_size(optarg);
 			break;
 		case 'm':
 			if (parse_mix(o, optarg))

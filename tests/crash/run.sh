@@ -1,0 +1,161 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# The crash-state harness: for each workload, make an image with qemu-img,
+# run the workload through the driver with every write recorded
+# (crash-run), then build and check post-crash states from the log
+# (crash-replay), and print a table.
+#
+# Usage: BUILD=dir tests/crash/run.sh [-n STATES] [-q EVERY] [-o OPS] [WORKLOAD...]
+#   -n  states per workload (default 1000)
+#   -q  also run qemu-img check on every EVERY-th state (default 25)
+#   -o  guest requests per workload run (default 300)
+# Env: CRASH_VG     a prefix for the programs (valgrind)
+#      CRASH_DIR    where the images and logs go (default $BUILD/tmp/crash)
+#      CRASH_BIN    where crash-run and crash-replay are ($BUILD/tests/bin)
+# Exits 1 when a state failed a check, 2 when a workload could not run.
+set -eu
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$top/$BUILD ;; esac
+bin=${CRASH_BIN:-$BUILD/tests/bin}
+dir=${CRASH_DIR:-$BUILD/tmp/crash}
+vg=${CRASH_VG:-}
+states=1000 every=25 ops=300
+while getopts n:q:o: opt; do
+	case $opt in
+	n) states=$OPTARG ;;
+	q) every=$OPTARG ;;
+	o) ops=$OPTARG ;;
+	*) exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+
+all="alloc cow-backing discard zeroes sparse-refcount snapshot bitmap extended-l2 lazy compressed libaio"
+mkdir -p "$dir"
+
+# make_source FILE SIZE: a raw file whose sectors all differ (numbers as
+# text) for its first three quarters, then a hole.
+make_source() {
+	seq 10000000 19999999 | head -c $(($2 / 4 * 3)) >"$1"
+	truncate -s "$2" "$1"
+}
+
+# setup WORKLOAD IMG: make the image; prints crash-run and crash-replay options.
+setup() {
+	w=$1 img=$2
+	rm -f "$img" "$img".*
+	case $w in
+	alloc)
+		qemu-img create -q -f qcow2 "$img" 64M
+		echo "-m w40,a5,f10 -r 16M|"
+		;;
+	cow-backing)
+		make_source "$img.src" 16777216
+		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
+		qemu-img create -q -f qcow2 -b "$img.base" -F qcow2 "$img" 16M
+		echo "-m p40,w15,a5,f10|"
+		;;
+	discard)
+		qemu-img create -q -f qcow2 "$img" 16M
+		echo "-m w25,p10,d25,f10|"
+		;;
+	zeroes)
+		make_source "$img.src" 16777216
+		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
+		qemu-img create -q -f qcow2 -b "$img.base" -F qcow2 "$img" 16M
+		echo "-m w20,p10,z20,u20,f10|"
+		;;
+	sparse-refcount)
+		# 512-byte clusters with 64-bit refcounts: a refcount block covers
+		# 64 clusters, an L2 table 32 KiB of guest, and one cluster of
+		# refcount table 2 MiB of file.  Filled to just under that, then a
+		# write per 256 KiB allocates L2 tables and refcount blocks and
+		# grows the refcount table.
+		qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=64 "$img" 1G
+		qemu-io -f qcow2 -c "write -P 0x33 0 1600k" "$img" >/dev/null
+		echo "-m w40,p10,a5,f10 -S 256k|"
+		;;
+	snapshot)
+		qemu-img create -q -f qcow2 "$img" 16M
+		qemu-io -f qcow2 -c "write -P 0x11 0 16M" "$img" >/dev/null
+		qemu-img snapshot -c before "$img"
+		echo "-m w30,p30,d5,f10|"
+		;;
+	bitmap)
+		qemu-img create -q -f qcow2 "$img" 16M
+		qemu-img bitmap --add "$img" b0
+		qemu-img bitmap --add -g 4k "$img" b1
+		echo "-m w30,p30,z5,f10|"
+		;;
+	extended-l2)
+		make_source "$img.src" 16777216
+		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
+		qemu-img create -q -f qcow2 -o extended_l2=on -b "$img.base" -F qcow2 "$img" 16M
+		echo "-m p40,w10,z10,u5,d5,f10|"
+		;;
+	lazy)
+		qemu-img create -q -f qcow2 -o lazy_refcounts=on "$img" 16M
+		echo "-m w30,p20,d5,f10|-L"
+		;;
+	compressed)
+		qemu-img create -q -f qcow2 "$img" 64M
+		echo "-m c40,w5,p10,f10|"
+		;;
+	libaio)
+		make_source "$img.src" 16777216
+		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
+		qemu-img create -q -f qcow2 -b "$img.base" -F qcow2 "$img" 16M
+		echo "-m w20,p20,z5,d5,a5,f10 -e libaio|"
+		;;
+	*)
+		echo "unknown workload $w" >&2
+		return 2
+		;;
+	esac
+}
+
+[ $# -gt 0 ] || set -- $all
+rc=0
+total_s=0 total_c=0 total_l=0 total_t=0
+printf '%-16s %7s %11s %19s %11s %6s\n' workload states corruptions "lost flushed writes" \
+	"stale reads" "secs"
+seed=1
+for w in "$@"; do
+	img=$dir/$w.qcow2
+	log=$dir/$w.log
+	start=$(date +%s)
+	opts=$(setup "$w" "$img") || exit 2
+	run_opts=${opts%%|*} replay_opts=${opts#*|}
+	# shellcheck disable=SC2086 # the options are words
+	if ! $vg "$bin/crash-run" -n "$ops" -s "$seed" $run_opts "$img" "$log" \
+		>"$dir/$w.run.out" 2>"$dir/$w.run.err"; then
+		echo "$w: crash-run failed:" >&2
+		cat "$dir/$w.run.err" >&2
+		exit 2
+	fi
+	# shellcheck disable=SC2086
+	$vg "$bin/crash-replay" -n "$states" -q "$every" -s "$seed" $replay_opts -w "$w" "$log" \
+		>"$dir/$w.out" 2>"$dir/$w.err" || true
+	line=$(grep "^$w states" "$dir/$w.out" || true)
+	if [ -z "$line" ]; then
+		echo "$w: crash-replay did not finish:" >&2
+		tail -n 20 "$dir/$w.err" >&2
+		exit 2
+	fi
+	set -- $line
+	s=$3 c=$5 l=$7 t=$9
+	printf '%-16s %7s %11s %19s %11s %6s\n' "$w" "$s" "$c" "$l" "$t" $(($(date +%s) - start))
+	if [ "$c" != 0 ] || [ "$l" != 0 ] || [ "$t" != 0 ]; then
+		rc=1
+		grep -m 5 "crash point" "$dir/$w.err" | sed 's/^/    /' >&2 || true
+	fi
+	total_s=$((total_s + s)) total_c=$((total_c + c)) total_l=$((total_l + l))
+	total_t=$((total_t + t))
+	seed=$((seed + 1))
+	rm -f "$log" "$log".*
+done
+printf '%-16s %7s %11s %19s %11s\n' total "$total_s" "$total_c" "$total_l" "$total_t"
+exit $rc

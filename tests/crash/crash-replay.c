@@ -644,8 +644,8 @@ static void check_state(struct replay *r, uint64_t p, const char *how)
 					q);
 		}
 	}
-	if (!broken)
-		verify_reads(r, path, p, &lost, &stale, &broken);
+	/* reads are judged on a corrupt image too: what the guest would see */
+	verify_reads(r, path, p, &lost, &stale, &broken);
 	r->states++;
 	r->corrupt += broken;
 	r->lost += lost;
@@ -681,7 +681,7 @@ static uint64_t crash_point(struct replay *r, uint64_t p, uint64_t *vol, uint64_
 
 	for (unsigned f = 0; f < r->nr_files; f++)
 		sizes[f] = lseek(r->fd[f], 0, SEEK_END);
-	/* 0: none; 1: all; then prefixes; then random subsets, half torn */
+	/* 0: none; 1: all; then random subsets (half torn) and prefixes */
 	for (uint64_t k = 0; made < budget; k++) {
 		const char *how;
 
@@ -691,8 +691,9 @@ static uint64_t crash_point(struct replay *r, uint64_t p, uint64_t *vol, uint64_
 			how = "all";
 			for (uint64_t i = 0; i < nv; i++)
 				apply(r, vol[i], true);
-		} else if (k < 2 + PREFIXES && nv > 1) {
-			uint64_t upto = nv * (k - 1) / (PREFIXES + 1);
+		} else if (k % 3 == 1 && k / 3 <= PREFIXES && nv > 1) {
+			/* every third state from the fourth: a prefix, 1/7 .. 6/7 */
+			uint64_t upto = nv * (k / 3) / (PREFIXES + 1);
 
 			how = "prefix";
 			for (uint64_t i = 0; i < upto; i++)
@@ -753,7 +754,17 @@ static void replay(struct replay *r)
 		if (r->ev[i].h->type == AIO_REC_DONE)
 			nfs++;
 	want = r->nr_states / per + 1;
-	for (uint64_t i = 1; i <= r->nr_ev; i++) {
+	/* CRASH_POINT=P: that crash point alone, its volatile writes listed */
+	if (getenv("CRASH_POINT")) {
+		points[np++] = strtoull(getenv("CRASH_POINT"), NULL, 0);
+		for (uint64_t i = 0, n = volatile_at(r, points[0], vol); i < n; i++)
+			fprintf(stderr,
+				"volatile %" PRIu64 " id %" PRIu64 " off 0x%" PRIx64 " len %" PRIu64
+				" durable %" PRIu64 "\n",
+				vol[i], r->ev[vol[i]].h->id, r->ev[vol[i]].h->offset,
+				r->ev[vol[i]].h->len, r->ev[vol[i]].durable);
+	}
+	for (uint64_t i = 1; !getenv("CRASH_POINT") && i <= r->nr_ev; i++) {
 		bool before_done = i < r->nr_ev && r->ev[i].h->type == AIO_REC_DONE;
 
 		/* every point when the budget allows, else a sample */

@@ -97,7 +97,9 @@ setup() {
 		echo "-m p40,w10,z10,u5,d5,f10|"
 		;;
 	lazy)
-		qemu-img create -q -f qcow2 -o lazy_refcounts=on "$img" 16M
+		make_source "$img.src" 16777216
+		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
+		qemu-img create -q -f qcow2 -o lazy_refcounts=on -b "$img.base" -F qcow2 "$img" 16M
 		echo "-m w30,p20,d5,f10|-L"
 		;;
 	compressed)

@@ -23,7 +23,8 @@ struct aio_rec {
 	char *files[AIO_REC_MAX_FILES];
 	unsigned nr_files;
 	uint64_t next_id;
-	int err; /* first failure to write the log */
+	bool sized; /* the G_SIZE record is out */
+	int err;    /* first failure to write the log */
 };
 
 struct aio_rec *aio_rec_active;
@@ -156,6 +157,16 @@ static unsigned rec_file(struct aio_rec *r, const char *path)
 	return i;
 }
 
+static void rec_iov(struct aio_rec *r, const struct iovec *iov, unsigned iovcnt, uint64_t len)
+{
+	for (unsigned i = 0; i < iovcnt && len; i++) {
+		size_t n = iov[i].iov_len < len ? iov[i].iov_len : (size_t)len;
+
+		rec_put(r, iov[i].iov_base, n);
+		len -= n;
+	}
+}
+
 uint64_t aio_rec_file_issue(const struct aio_file *f, int type, uint64_t offset, uint64_t len,
 			    const struct iovec *iov, unsigned iovcnt)
 {
@@ -174,16 +185,8 @@ uint64_t aio_rec_file_issue(const struct aio_file *f, int type, uint64_t offset,
 	if (type == AIO_REC_WRITE)
 		h.data_len = len;
 	rec_hdr(r, &h);
-	if (type == AIO_REC_WRITE) {
-		uint64_t left = len;
-
-		for (unsigned i = 0; i < iovcnt && left; i++) {
-			size_t n = iov[i].iov_len < left ? iov[i].iov_len : (size_t)left;
-
-			rec_put(r, iov[i].iov_base, n);
-			left -= n;
-		}
-	}
+	if (type == AIO_REC_WRITE)
+		rec_iov(r, iov, iovcnt, len);
 	pthread_mutex_unlock(&r->lock);
 	return id;
 }
@@ -201,7 +204,7 @@ void aio_rec_file_done(uint64_t id, int err)
 }
 
 uint64_t aio_rec_guest(struct aio_rec *r, int type, unsigned flags, uint64_t offset, uint64_t len,
-		       const void *data)
+		       const struct iovec *iov, unsigned iovcnt)
 {
 	struct aio_rec_hdr h = { .magic = AIO_REC_MAGIC,
 				 .type = (uint16_t)type,
@@ -215,9 +218,22 @@ uint64_t aio_rec_guest(struct aio_rec *r, int type, unsigned flags, uint64_t off
 		h.data_len = len;
 	rec_hdr(r, &h);
 	if (type == AIO_REC_G_WRITE)
-		rec_put(r, data, len);
+		rec_iov(r, iov, iovcnt, len);
 	pthread_mutex_unlock(&r->lock);
 	return h.id;
+}
+
+void aio_rec_guest_size(struct aio_rec *r, uint64_t size_bytes, uint64_t cluster_bytes)
+{
+	pthread_mutex_lock(&r->lock);
+	if (!r->sized) {
+		r->sized = true;
+		rec_hdr(r, &(struct aio_rec_hdr){ .magic = AIO_REC_MAGIC,
+						  .type = AIO_REC_G_SIZE,
+						  .offset = cluster_bytes,
+						  .len = size_bytes });
+	}
+	pthread_mutex_unlock(&r->lock);
 }
 
 void aio_rec_guest_done(struct aio_rec *r, uint64_t id, int err)

@@ -25,6 +25,7 @@
 #define QTAP_AIO_REC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -99,11 +100,17 @@ void aio_rec_file_done(uint64_t id, int err);
 
 /*
  * aio_rec_guest - log a guest request of @type (AIO_REC_G_WRITE, G_ZERO,
- * G_DISCARD, G_FLUSH, or G_SIZE) on @r; @data holds @len bytes for
- * G_WRITE, else NULL.  Returns the id aio_rec_guest_done names.
+ * G_DISCARD, G_FLUSH) on @r; @iov holds the @len bytes of a G_WRITE, else
+ * NULL.  Returns the id aio_rec_guest_done names.
  */
 uint64_t aio_rec_guest(struct aio_rec *r, int type, unsigned flags, uint64_t offset, uint64_t len,
-		       const void *data);
+		       const struct iovec *iov, unsigned iovcnt);
+
+/*
+ * aio_rec_guest_size - log the guest disk's size and the granularity the
+ * replay reads it back in (the first call only: a resize is not replayed).
+ */
+void aio_rec_guest_size(struct aio_rec *r, uint64_t size_bytes, uint64_t cluster_bytes);
 
 /* aio_rec_guest_done - guest request @id was acknowledged with @err. */
 void aio_rec_guest_done(struct aio_rec *r, uint64_t id, int err);

@@ -206,7 +206,7 @@ static bool make_req(struct run *r, struct slot *s, int op)
 	}
 	if (q->op != DRV_OP_FLUSH)
 		memset(&r->compressed[n], 1, nclu);
-	s->rec_id = aio_rec_guest(r->rec, type, flags, q->offset, q->len, s->buf);
+	s->rec_id = aio_rec_guest(r->rec, type, flags, q->offset, q->len, &s->iov, 1);
 	return true;
 }
 
@@ -369,7 +369,7 @@ static int setup(struct run *r, const char *image, const char *log)
 		if (!r->slots[i].buf || !r->slots[i].req.priv)
 			return -ENOMEM;
 	}
-	aio_rec_guest(r->rec, AIO_REC_G_SIZE, 0, r->cluster, r->img->size_bytes, NULL);
+	aio_rec_guest_size(r->rec, r->img->size_bytes, r->cluster);
 	return 0;
 }
 
@@ -389,7 +389,7 @@ int main(int argc, char **argv)
 		err = run_workload(&r);
 	if (!err) {
 		/* The final flush and the close's write-back belong to the log. */
-		uint64_t id = aio_rec_guest(r.rec, AIO_REC_G_FLUSH, 0, 0, 0, NULL);
+		uint64_t id = aio_rec_guest(r.rec, AIO_REC_G_FLUSH, 0, 0, 0, NULL, 0);
 
 		aio_rec_guest_done(r.rec, id, drv_sync_flush(r.sync));
 	}

@@ -34,6 +34,7 @@ done
 shift $((OPTIND - 1))
 
 all="alloc cow-backing discard zeroes sparse-refcount snapshot bitmap extended-l2 lazy compressed libaio"
+all="$all resized tapdisk-nbd"
 mkdir -p "$dir"
 
 # make_source FILE SIZE: a raw file whose sectors all differ (numbers as
@@ -112,11 +113,80 @@ setup() {
 		qemu-img create -q -f qcow2 -b "$img.base" -F qcow2 "$img" 16M
 		echo "-m w20,p20,z5,d5,a5,f10 -e libaio|"
 		;;
+	resized)
+		# L1 grown by a resize (qemu-img's) before the run: 4 KiB clusters,
+		# so 16 MiB has 8 L1 entries and 4 GiB 2048 (16 KiB: the table moves).
+		qemu-img create -q -f qcow2 -o cluster_size=4096 "$img" 16M
+		qemu-io -f qcow2 -c "write -P 0x22 0 4M" "$img" >/dev/null
+		qemu-img resize -q "$img" 4G
+		echo "-m w30,p20,z5,d5,f10 -S 2M|"
+		;;
+	tapdisk-nbd)
+		make_source "$img.src" 16777216
+		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
+		qemu-img create -q -f qcow2 -b "$img.base" -F qcow2 "$img" 16M
+		echo "tapdisk|"
+		;;
 	*)
 		echo "unknown workload $w" >&2
 		return 2
 		;;
 	esac
+}
+
+# io_script N SEED: qemu-io commands, batches of asynchronous writes, zero
+# writes and discards on distinct 64 KiB clusters, each batch ended by a
+# flush (some by a FUA write); data from per-request patterns.
+io_script() {
+	awk -v n="$1" -v seed="$2" 'BEGIN {
+		srand(seed);
+		for (i = 0; i < n; ) {
+			delete used;
+			for (b = 0; b < 6 && i < n; b++) {
+				do c = int(rand() * 256); while (c in used);
+				used[c] = 1;
+				off = c * 65536; i++;
+				r = rand();
+				if (r < 0.5) {
+					s = int(rand() * 120); l = 1 + int(rand() * (128 - s));
+					printf "aio_write -P %d %d %d\n", 1 + int(rand() * 254), off + s * 512, l * 512;
+				} else if (r < 0.75) {
+					printf "aio_write -P %d %d 65536\n", 1 + int(rand() * 254), off;
+				} else if (r < 0.85) {
+					printf "aio_write -z %d 65536\n", off;
+				} else {
+					printf "discard %d 65536\n", off;
+				}
+			}
+			print "aio_flush";
+			if (rand() < 0.3) printf "write -f -P 7 %d 4096\n", int(rand() * 4096) * 4096;
+			print "flush";
+		}
+	}'
+}
+
+# run_tapdisk IMG LOG: the workload through tapdisk, qemu-io its NBD client.
+run_tapdisk() {
+	sock=$dir/td.$$.sock pidf=$dir/td.$$.pid
+	rm -f "$sock" "$pidf"
+	QTAP_RECORD=$2 $vg "$BUILD/bin/tapdisk" -a "qcow2:$1" --nbd "unix:$sock" \
+		--pid-file "$pidf" || return 1
+	io_script "$ops" "$seed" >"$dir/io.cmds"
+	rc_io=0
+	# shellcheck disable=SC2046 # one -c per line
+	(IFS='
+'
+	set -f
+	exec qemu-io -f raw $(sed 's/^/-c\n/' "$dir/io.cmds") "nbd+unix:///?socket=$sock") \
+		>/dev/null || rc_io=1
+	pid=$(cat "$pidf")
+	kill -TERM "$pid"
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return $rc_io
 }
 
 [ $# -gt 0 ] || set -- $all
@@ -131,8 +201,14 @@ for w in "$@"; do
 	start=$(date +%s)
 	opts=$(setup "$w" "$img") || exit 2
 	run_opts=${opts%%|*} replay_opts=${opts#*|}
+	if [ "$run_opts" = tapdisk ]; then
+		run_tapdisk "$img" "$log" >"$dir/$w.run.out" 2>"$dir/$w.run.err" || {
+			echo "$w: the tapdisk run failed:" >&2
+			cat "$dir/$w.run.err" >&2
+			exit 2
+		}
 	# shellcheck disable=SC2086 # the options are words
-	if ! $vg "$bin/crash-run" -n "$ops" -s "$seed" $run_opts "$img" "$log" \
+	elif ! $vg "$bin/crash-run" -n "$ops" -s "$seed" $run_opts "$img" "$log" \
 		>"$dir/$w.run.out" 2>"$dir/$w.run.err"; then
 		echo "$w: crash-run failed:" >&2
 		cat "$dir/$w.run.err" >&2

@@ -214,12 +214,13 @@ for w in "$@"; do
 		cat "$dir/$w.run.err" >&2
 		exit 2
 	fi
+	rrc=0
 	# shellcheck disable=SC2086
 	$vg "$bin/crash-replay" -n "$states" -q "$every" -s "$seed" $replay_opts -w "$w" "$log" \
-		>"$dir/$w.out" 2>"$dir/$w.err" || true
+		>"$dir/$w.out" 2>"$dir/$w.err" || rrc=$?
 	line=$(grep "^$w states" "$dir/$w.out" || true)
-	if [ -z "$line" ]; then
-		echo "$w: crash-replay did not finish:" >&2
+	if [ -z "$line" ] || [ "$rrc" -gt 1 ]; then
+		echo "$w: crash-replay did not finish (exit $rrc):" >&2
 		tail -n 20 "$dir/$w.err" >&2
 		exit 2
 	fi

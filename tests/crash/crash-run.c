@@ -8,8 +8,8 @@
  * write-back is recorded too).  crash-replay then builds the post-crash
  * files from the log and checks them.
  *
- *   crash-run [-n OPS] [-s SEED] [-d DEPTH] [-r REGION] [-S STRIDE]
- *             [-m MIX] [-e ENGINE] [-B] IMAGE LOG
+ *   crash-run [-n OPS] [-s SEED] [-d DEPTH] [-q QUEUES] [-r REGION]
+ *             [-S STRIDE] [-m MIX] [-e ENGINE] [-B] IMAGE LOG
  *
  * MIX weights the operations, letters followed by a number:
  *   w  write of whole clusters        p  partial-cluster write (512 B units)
@@ -19,10 +19,18 @@
  * guest offset n * STRIDE, so a large sparse image gets new L2 tables and
  * refcount blocks throughout.  Guest requests in flight never overlap, so
  * the requests on a byte are ordered (the replay's oracle relies on it).
+ *
+ * With QUEUES > 1 each queue runs on its own thread with its own loop and
+ * aio context, as tapdisk's multi-queue mode does, DEPTH shared among
+ * them; the choice of a request, its overlap check and its ISSUE record
+ * happen under one lock, as do a completion's G_DONE record and the
+ * release of its range.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,36 +40,48 @@
 #include "driver.h"
 #include "evloop.h"
 #include "log.h"
-#include "sync.h"
 
 #define DEPTH_MAX 32u
+#define QUEUES_MAX 4u
 
 struct run_opts {
 	uint64_t ops, seed, region, stride;
-	unsigned depth;
+	unsigned depth, queues;
 	unsigned weight[128];
 	struct aio_ctx_opts aio;
 	unsigned open_flags;
 };
+
+struct rq;
 
 struct slot {
 	struct drv_req req;
 	struct iovec iov;
 	uint8_t *buf;
 	uint64_t rec_id;
-	bool busy;
+	bool busy; /* under run.lock */
+	struct rq *rq;
+};
+
+/* One queue: its thread, loop and aio context, its share of the slots. */
+struct rq {
 	struct run *run;
+	struct drv_queue *q;
+	pthread_t tid;
+	unsigned first, nr; /* its slots: run.slots[first .. first + nr) */
+	unsigned inflight;  /* this thread's only */
 };
 
 struct run {
 	struct run_opts o;
 	struct drv_image *img;
-	struct drv_sync *sync;
-	struct drv_queue *q;
 	struct aio_rec *rec;
+	pthread_mutex_t lock; /* the rng, slots' busy, issued, compressed, failed */
+	struct drv_queue queues[QUEUES_MAX];
+	struct rq rqs[QUEUES_MAX];
 	struct slot slots[DEPTH_MAX];
-	unsigned inflight;
-	uint64_t rng, cluster, nr_clusters, max_bytes;
+	uint64_t issued;
+	uint64_t rng, cluster, nr_clusters;
 	uint8_t *compressed; /* per cluster of the region: ever written (no compressed write) */
 	int failed;
 };
@@ -89,21 +109,24 @@ static void fill_random(struct run *r, uint8_t *b, uint64_t len)
 static void req_done(struct drv_req *req, int err)
 {
 	struct slot *s = req->opaque;
+	struct run *r = s->rq->run;
 
-	aio_rec_guest_done(s->run->rec, s->rec_id, err);
-	if (err && !s->run->failed) {
+	pthread_mutex_lock(&r->lock);
+	aio_rec_guest_done(r->rec, s->rec_id, err);
+	if (err && !r->failed) {
 		fprintf(stderr, "crash-run: request op %d offset %" PRIu64 " len %" PRIu64 ": %s\n",
 			req->op, req->offset, req->len, strerror(-err));
-		s->run->failed = err;
+		r->failed = err;
 	}
 	s->busy = false;
-	s->run->inflight--;
+	pthread_mutex_unlock(&r->lock);
+	s->rq->inflight--;
 }
 
 /* Does [off, off + len) overlap a request in flight?  Flushes overlap nothing. */
 static bool overlaps(const struct run *r, uint64_t off, uint64_t len)
 {
-	for (unsigned i = 0; i < r->o.depth; i++) {
+	for (unsigned i = 0; i < DEPTH_MAX; i++) {
 		const struct drv_req *q = &r->slots[i].req;
 
 		if (r->slots[i].busy && q->op != DRV_OP_FLUSH && off < q->offset + q->len &&
@@ -210,49 +233,103 @@ static bool make_req(struct run *r, struct slot *s, int op)
 	return true;
 }
 
-static int wait_one(struct run *r)
+/* Run @rq's loop until one of its requests completes (or @timeout_ns passes). */
+static int wait_one(struct rq *rq, int64_t timeout_ns)
 {
-	unsigned before = r->inflight;
+	unsigned before = rq->inflight;
 
-	while (r->inflight == before) {
-		int err = evloop_run_once(r->q->loop, -1);
+	do {
+		int err = evloop_run_once(rq->q->loop, timeout_ns);
 
 		if (err < 0 && err != -EINTR)
 			return err;
-	}
+	} while (rq->inflight == before && timeout_ns < 0);
 	return 0;
+}
+
+/* Under the lock: issue a request on a free slot of @rq?  NULL: none. */
+static struct slot *claim(struct rq *rq)
+{
+	struct run *r = rq->run;
+
+	for (unsigned i = rq->first; i < rq->first + rq->nr; i++) {
+		struct slot *s = &r->slots[i];
+
+		if (s->busy)
+			continue;
+		if (r->issued >= r->o.ops || r->failed || !make_req(r, s, pick_op(r)))
+			return NULL;
+		s->busy = true;
+		r->issued++;
+		return s;
+	}
+	return NULL;
+}
+
+/* A queue thread: keep its slots busy until the run has issued OPS requests. */
+static void *rq_main(void *arg)
+{
+	struct rq *rq = arg;
+	struct run *r = rq->run;
+	bool more = true;
+
+	while (more || rq->inflight) {
+		struct slot *s;
+
+		pthread_mutex_lock(&r->lock);
+		s = claim(rq);
+		more = r->issued < r->o.ops && !r->failed;
+		pthread_mutex_unlock(&r->lock);
+		if (s) {
+			rq->inflight++;
+			s->req.q = rq->q;
+			s->req.done = req_done;
+			s->req.opaque = s;
+			drv_submit(r->img, &s->req);
+			continue;
+		}
+		/* slots all busy, or the request drawn overlaps one in flight
+		 * (maybe on another queue: then look again soon) */
+		if ((rq->inflight || more) &&
+		    wait_one(rq, rq->inflight == rq->nr ? -1 : 1000000) < 0) {
+			pthread_mutex_lock(&r->lock);
+			r->failed = -EIO;
+			pthread_mutex_unlock(&r->lock);
+			more = false;
+		}
+	}
+	return NULL;
 }
 
 static int run_workload(struct run *r)
 {
-	uint64_t done = 0, tries = 0;
+	unsigned i;
 
-	while (done < r->o.ops && !r->failed) {
-		struct slot *s = NULL;
+	for (i = 1; i < r->o.queues; i++)
+		if (pthread_create(&r->rqs[i].tid, NULL, rq_main, &r->rqs[i]))
+			return -EAGAIN;
+	rq_main(&r->rqs[0]);
+	for (i = 1; i < r->o.queues; i++)
+		pthread_join(r->rqs[i].tid, NULL);
+	return r->failed;
+}
 
-		for (unsigned i = 0; i < r->o.depth && !s; i++)
-			if (!r->slots[i].busy)
-				s = &r->slots[i];
-		if (!s) {
-			if (wait_one(r))
-				return -EIO;
-			continue;
-		}
-		if (!make_req(r, s, pick_op(r))) {
-			if (++tries % 4 == 0 && r->inflight && wait_one(r))
-				return -EIO;
-			continue;
-		}
-		s->busy = true;
-		r->inflight++;
-		s->req.q = r->q;
-		s->req.done = req_done;
-		s->req.opaque = s;
-		drv_submit(r->img, &s->req);
-		done++;
-	}
-	while (r->inflight)
-		if (wait_one(r))
+/* The last flush, on queue 0, logged: the close's write-back follows it. */
+static int final_flush(struct run *r)
+{
+	struct slot *s = &r->slots[0];
+
+	memset(&s->req, 0, offsetof(struct drv_req, priv));
+	s->req.op = DRV_OP_FLUSH;
+	s->req.q = r->rqs[0].q;
+	s->req.done = req_done;
+	s->req.opaque = s;
+	s->busy = true;
+	s->rec_id = aio_rec_guest(r->rec, AIO_REC_G_FLUSH, 0, 0, 0, NULL, 0);
+	r->rqs[0].inflight++;
+	drv_submit(r->img, &s->req);
+	while (r->rqs[0].inflight)
+		if (wait_one(&r->rqs[0], -1))
 			return -EIO;
 	return r->failed;
 }
@@ -297,9 +374,9 @@ static int parse_args(struct run_opts *o, int argc, char **argv)
 {
 	int c;
 
-	*o = (struct run_opts){ .ops = 200, .seed = 1, .depth = 8 };
+	*o = (struct run_opts){ .ops = 200, .seed = 1, .depth = 8, .queues = 1 };
 	parse_mix(o, "w30,p30,a5,z5,u5,d5,f10");
-	while ((c = getopt(argc, argv, "n:s:d:r:S:m:e:B")) != -1) {
+	while ((c = getopt(argc, argv, "n:s:d:q:r:S:m:e:B")) != -1) {
 		switch (c) {
 		case 'n':
 			o->ops = strtoull(optarg, NULL, 0);
@@ -309,6 +386,9 @@ static int parse_args(struct run_opts *o, int argc, char **argv)
 			break;
 		case 'd':
 			o->depth = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'q':
+			o->queues = (unsigned)strtoul(optarg, NULL, 0);
 			break;
 		case 'r':
 			o->region = parse_size(optarg);
@@ -331,9 +411,29 @@ static int parse_args(struct run_opts *o, int argc, char **argv)
 			return -1;
 		}
 	}
-	if (optind + 2 != argc || o->depth == 0 || o->depth > DEPTH_MAX)
+	if (optind + 2 != argc || o->queues == 0 || o->queues > QUEUES_MAX ||
+	    o->depth < o->queues || o->depth > DEPTH_MAX)
 		return -1;
 	return 0;
+}
+
+/* Each queue's loop and aio context, then the driver's queues on them. */
+static int setup_queues(struct run *r)
+{
+	for (unsigned i = 0; i < r->o.queues; i++) {
+		struct rq *rq = &r->rqs[i];
+
+		r->queues[i].index = i;
+		if (evloop_new(&r->queues[i].loop) ||
+		    aio_ctx_new(r->queues[i].loop, &r->o.aio, &r->queues[i].aio))
+			return -ENOMEM;
+		*rq = (struct rq){ .run = r, .q = &r->queues[i] };
+		rq->first = r->o.depth * i / r->o.queues;
+		rq->nr = r->o.depth * (i + 1) / r->o.queues - rq->first;
+		for (unsigned j = rq->first; j < rq->first + rq->nr; j++)
+			r->slots[j].rq = rq;
+	}
+	return drv_queues_init(r->img, r->queues, r->o.queues);
 }
 
 static int setup(struct run *r, const char *image, const char *log)
@@ -351,10 +451,6 @@ static int setup(struct run *r, const char *image, const char *log)
 	err = drv_chain_open(spec, r->o.open_flags, &r->img);
 	if (err)
 		return err;
-	err = drv_sync_new(r->img, &r->o.aio, &r->sync);
-	if (err)
-		return err;
-	r->q = drv_sync_queue(r->sync);
 	r->cluster = r->img->compress_bytes ?: 65536;
 	if (!r->o.region || r->o.region > r->img->size_bytes)
 		r->o.region = r->img->size_bytes;
@@ -362,48 +458,55 @@ static int setup(struct run *r, const char *image, const char *log)
 	r->compressed = calloc(r->nr_clusters + 2, 1);
 	if (!r->nr_clusters || !r->compressed)
 		return -EINVAL;
-	for (unsigned i = 0; i < r->o.depth; i++) {
-		r->slots[i].run = r;
+	for (unsigned i = 0; i < DEPTH_MAX; i++) {
 		r->slots[i].buf = aligned_alloc(4096, 2 * r->cluster);
 		r->slots[i].req.priv = calloc(1, drv_chain_req_priv_bytes(r->img) ?: 1);
 		if (!r->slots[i].buf || !r->slots[i].req.priv)
 			return -ENOMEM;
 	}
 	aio_rec_guest_size(r->rec, r->img->size_bytes, r->cluster);
-	return 0;
+	return setup_queues(r);
+}
+
+static void teardown(struct run *r)
+{
+	if (r->img && r->img->qpriv)
+		drv_queues_fini(r->img);
+	for (unsigned i = 0; i < QUEUES_MAX; i++) {
+		aio_ctx_free(r->queues[i].aio);
+		evloop_free(r->queues[i].loop);
+	}
+	drv_image_close(r->img);
+	for (unsigned i = 0; i < DEPTH_MAX; i++) {
+		void *priv = r->slots[i].req.priv;
+
+		free(r->slots[i].buf);
+		free(priv);
+	}
+	free(r->compressed);
 }
 
 int main(int argc, char **argv)
 {
-	struct run r = { .failed = 0 };
+	static struct run r;
 	int err;
 
 	if (parse_args(&r.o, argc, argv)) {
-		fprintf(stderr, "usage: crash-run [-n OPS] [-s SEED] [-d DEPTH] [-r REGION] "
-				"[-S STRIDE] [-m MIX] [-e ENGINE] [-B] IMAGE LOG\n");
+		fprintf(stderr, "usage: crash-run [-n OPS] [-s SEED] [-d DEPTH] [-q QUEUES] "
+				"[-r REGION] [-S STRIDE] [-m MIX] [-e ENGINE] [-B] IMAGE LOG\n");
 		return 2;
 	}
+	pthread_mutex_init(&r.lock, NULL);
 	r.rng = r.o.seed * 0x9e3779b97f4a7c15ull | 1;
 	err = setup(&r, argv[optind], argv[optind + 1]);
 	if (!err)
 		err = run_workload(&r);
-	if (!err) {
-		/* The final flush and the close's write-back belong to the log. */
-		uint64_t id = aio_rec_guest(r.rec, AIO_REC_G_FLUSH, 0, 0, 0, NULL, 0);
-
-		aio_rec_guest_done(r.rec, id, drv_sync_flush(r.sync));
-	}
-	drv_sync_free(r.sync);
-	drv_image_close(r.img);
+	if (!err)
+		err = final_flush(&r);
+	teardown(&r);
 	if (aio_rec_free(r.rec) && !err)
 		err = -EIO;
-	for (unsigned i = 0; i < DEPTH_MAX; i++) {
-		void *priv = r.slots[i].req.priv;
-
-		free(r.slots[i].buf);
-		free(priv);
-	}
-	free(r.compressed);
+	pthread_mutex_destroy(&r.lock);
 	if (err)
 		fprintf(stderr, "crash-run: %s\n", strerror(-err));
 	return err ? 1 : 0;

@@ -6,10 +6,11 @@
 # (crash-run), then build and check post-crash states from the log
 # (crash-replay), and print a table.
 #
-# Usage: BUILD=dir tests/crash/run.sh [-n STATES] [-q EVERY] [-o OPS] [WORKLOAD...]
+# Usage: BUILD=dir tests/crash/run.sh [-n STATES] [-q EVERY] [-o OPS] [-s SEED] [WORKLOAD...]
 #   -n  states per workload (default 1000)
 #   -q  also run qemu-img check on every EVERY-th state (default 25)
 #   -o  guest requests per workload run (default 300)
+#   -s  the first workload's seed, the next ones count up (default 1)
 # Env: CRASH_VG     a prefix for the programs (valgrind)
 #      CRASH_DIR    where the images and logs go (default $BUILD/tmp/crash)
 #      CRASH_BIN    where crash-run and crash-replay are ($BUILD/tests/bin)
@@ -22,19 +23,20 @@ case $BUILD in /*) ;; *) BUILD=$top/$BUILD ;; esac
 bin=${CRASH_BIN:-$BUILD/tests/bin}
 dir=${CRASH_DIR:-$BUILD/tmp/crash}
 vg=${CRASH_VG:-}
-states=1000 every=25 ops=300
-while getopts n:q:o: opt; do
+states=1000 every=25 ops=300 seed=1
+while getopts n:q:o:s: opt; do
 	case $opt in
 	n) states=$OPTARG ;;
 	q) every=$OPTARG ;;
 	o) ops=$OPTARG ;;
+	s) seed=$OPTARG ;;
 	*) exit 2 ;;
 	esac
 done
 shift $((OPTIND - 1))
 
 all="alloc cow-backing discard zeroes sparse-refcount snapshot bitmap extended-l2 lazy compressed libaio"
-all="$all resized tapdisk-nbd"
+all="$all resized multiqueue tapdisk-nbd"
 mkdir -p "$dir"
 
 # make_source FILE SIZE: a raw file whose sectors all differ (numbers as
@@ -121,6 +123,13 @@ setup() {
 		qemu-img resize -q "$img" 4G
 		echo "-m w30,p20,z5,d5,f10 -S 2M|"
 		;;
+	multiqueue)
+		# three queue threads sharing the image's metadata, as tapdisk -q 3
+		make_source "$img.src" 16777216
+		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
+		qemu-img create -q -f qcow2 -b "$img.base" -F qcow2 "$img" 16M
+		echo "-m w20,p25,z5,u5,d5,a5,f10 -q 3 -d 12|"
+		;;
 	tapdisk-nbd)
 		make_source "$img.src" 16777216
 		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
@@ -194,7 +203,6 @@ rc=0
 total_s=0 total_c=0 total_l=0 total_t=0
 printf '%-16s %7s %11s %19s %11s %6s\n' workload states corruptions "lost flushed writes" \
 	"stale reads" "secs"
-seed=1
 for w in "$@"; do
 	img=$dir/$w.qcow2
 	log=$dir/$w.log

@@ -128,8 +128,9 @@ static void check_engine(enum aio_engine engine)
 	const uint8_t *data[16];
 	uint8_t *buf, *wbuf = aligned_alloc(4096, 8192), copy[FILE_BYTES];
 	struct iovec iov = { wbuf, 8192 };
-	struct aio_req w = { .op = AIO_OP_WRITE, .offset = 4096, .len = 8192, .iov = &iov,
-			     .iovcnt = 1 };
+	struct aio_req w = {
+		.op = AIO_OP_WRITE, .offset = 4096, .len = 8192, .iov = &iov, .iovcnt = 1
+	};
 	struct aio_req s = { .op = AIO_OP_FSYNC }, z = { .op = AIO_OP_WRITE_ZEROES };
 	char copy_path[PATH_MAX + 48];
 	uint64_t gid;

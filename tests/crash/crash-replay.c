@@ -63,7 +63,8 @@
 #define PREFIXES 6u
 
 struct ev {
-	const struct aio_rec_hdr *h;
+	const struct aio_rec_hdr *h; /* &hdr, once the log is read */
+	struct aio_rec_hdr hdr;	     /* a copy: records in the log are not aligned */
 	const uint8_t *data;
 	uint64_t done;	  /* issue events: index of the DONE event; NEVER */
 	uint64_t durable; /* issue events: index of the event that made it durable */
@@ -160,8 +161,9 @@ static void load_log(struct replay *r)
 	if (r->map == MAP_FAILED)
 		die("cannot map the log");
 	while (off + sizeof(struct aio_rec_hdr) <= r->map_bytes) {
-		const struct aio_rec_hdr *h = (const void *)(r->map + off);
+		struct aio_rec_hdr hdr, *h = &hdr;
 
+		memcpy(&hdr, r->map + off, sizeof(hdr));
 		if (h->magic != AIO_REC_MAGIC || h->data_len > r->map_bytes - off - sizeof(*h))
 			die("bad record in the log");
 		if (r->nr_ev == cap) {
@@ -170,9 +172,10 @@ static void load_log(struct replay *r)
 			if (!r->ev)
 				die("out of memory");
 		}
-		r->ev[r->nr_ev++] = (struct ev){
-			.h = h, .data = (const uint8_t *)(h + 1), .done = NEVER, .durable = NEVER
-		};
+		r->ev[r->nr_ev++] = (struct ev){ .hdr = hdr,
+						 .data = r->map + off + sizeof(hdr),
+						 .done = NEVER,
+						 .durable = NEVER };
 		off += sizeof(*h) + h->data_len;
 		if (h->type == AIO_REC_FILE && h->file + 1u > r->nr_files)
 			r->nr_files = h->file + 1u;
@@ -181,6 +184,8 @@ static void load_log(struct replay *r)
 			r->cluster = h->offset;
 		}
 	}
+	for (uint64_t i = 0; i < r->nr_ev; i++)
+		r->ev[i].h = &r->ev[i].hdr;
 	if (!r->size || !r->cluster || r->cluster % SECTOR)
 		die("the log has no guest size");
 }

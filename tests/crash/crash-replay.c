@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "aio-rec.h"
+#include "buf.h"
 #include "driver.h"
 #include "log.h"
 #include "qcow2/check.h"
@@ -315,7 +316,7 @@ static void build_oracle(struct replay *r)
 	for (uint64_t i = 0; i < n; i++)
 		if (!r->nr_clusters || r->clusters[r->nr_clusters - 1] != r->clusters[i])
 			r->clusters[r->nr_clusters++] = r->clusters[i];
-	r->buf = aligned_alloc(4096, r->cluster);
+	r->buf = buf_alloc(r->cluster, 4096);
 	r->init = malloc((r->nr_clusters + 1) * (r->cluster / SECTOR) * sizeof(uint64_t));
 	if (!r->buf || !r->init)
 		die("out of memory");
@@ -848,7 +849,7 @@ int main(int argc, char **argv)
 	free(r.sects);
 	free(r.clusters);
 	free(r.init);
-	free(r.buf);
+	buf_free(r.buf);
 	free(r.undo);
 	munmap(r.map, r.map_bytes ?: 1);
 	return r.failed_states ? 1 : 0;

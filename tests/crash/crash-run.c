@@ -37,6 +37,7 @@
 
 #include "aio-rec.h"
 #include "aio.h"
+#include "buf.h"
 #include "driver.h"
 #include "evloop.h"
 #include "log.h"
@@ -459,7 +460,7 @@ static int setup(struct run *r, const char *image, const char *log)
 	if (!r->nr_clusters || !r->compressed)
 		return -EINVAL;
 	for (unsigned i = 0; i < DEPTH_MAX; i++) {
-		r->slots[i].buf = aligned_alloc(4096, 2 * r->cluster);
+		r->slots[i].buf = buf_alloc(2 * r->cluster, 4096);
 		r->slots[i].req.priv = calloc(1, drv_chain_req_priv_bytes(r->img) ?: 1);
 		if (!r->slots[i].buf || !r->slots[i].req.priv)
 			return -ENOMEM;
@@ -480,7 +481,7 @@ static void teardown(struct run *r)
 	for (unsigned i = 0; i < DEPTH_MAX; i++) {
 		void *priv = r->slots[i].req.priv;
 
-		free(r->slots[i].buf);
+		buf_free(r->slots[i].buf);
 		free(priv);
 	}
 	free(r->compressed);

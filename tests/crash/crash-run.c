@@ -9,7 +9,7 @@
  * files from the log and checks them.
  *
  *   crash-run [-n OPS] [-s SEED] [-d DEPTH] [-q QUEUES] [-r REGION]
- *             [-S STRIDE] [-m MIX] [-e ENGINE] [-B] IMAGE LOG
+ *             [-S STRIDE] [-m MIX] [-e ENGINE] [-B] [-K] IMAGE LOG
  *
  * MIX weights the operations, letters followed by a number:
  *   w  write of whole clusters        p  partial-cluster write (512 B units)
@@ -19,6 +19,11 @@
  * guest offset n * STRIDE, so a large sparse image gets new L2 tables and
  * refcount blocks throughout.  Guest requests in flight never overlap, so
  * the requests on a byte are ordered (the replay's oracle relies on it).
+ *
+ * -K ends the process right after the workload, with no flush and no
+ * close, as a crash of the process would (the page cache keeps what was
+ * written): a lazy-refcount image is left dirty, for a recorded run to
+ * repair when it opens it.
  *
  * With QUEUES > 1 each queue runs on its own thread with its own loop and
  * aio context, as tapdisk's multi-queue mode does, DEPTH shared among
@@ -34,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "aio-rec.h"
 #include "aio.h"
@@ -51,6 +57,7 @@ struct run_opts {
 	unsigned weight[128];
 	struct aio_ctx_opts aio;
 	unsigned open_flags;
+	bool die; /* -K */
 };
 
 struct rq;
@@ -377,7 +384,7 @@ static int parse_args(struct run_opts *o, int argc, char **argv)
 
 	*o = (struct run_opts){ .ops = 200, .seed = 1, .depth = 8, .queues = 1 };
 	parse_mix(o, "w30,p30,a5,z5,u5,d5,f10");
-	while ((c = getopt(argc, argv, "n:s:d:q:r:S:m:e:B")) != -1) {
+	while ((c = getopt(argc, argv, "n:s:d:q:r:S:m:e:BK")) != -1) {
 		switch (c) {
 		case 'n':
 			o->ops = strtoull(optarg, NULL, 0);
@@ -407,6 +414,9 @@ static int parse_args(struct run_opts *o, int argc, char **argv)
 			break;
 		case 'B':
 			o->open_flags |= DRV_OPEN_BUFFERED;
+			break;
+		case 'K':
+			o->die = true;
 			break;
 		default:
 			return -1;
@@ -493,8 +503,9 @@ int main(int argc, char **argv)
 	int err;
 
 	if (parse_args(&r.o, argc, argv)) {
-		fprintf(stderr, "usage: crash-run [-n OPS] [-s SEED] [-d DEPTH] [-q QUEUES] "
-				"[-r REGION] [-S STRIDE] [-m MIX] [-e ENGINE] [-B] IMAGE LOG\n");
+		fprintf(stderr,
+			"usage: crash-run [-n OPS] [-s SEED] [-d DEPTH] [-q QUEUES] "
+			"[-r REGION] [-S STRIDE] [-m MIX] [-e ENGINE] [-B] [-K] IMAGE LOG\n");
 		return 2;
 	}
 	pthread_mutex_init(&r.lock, NULL);
@@ -502,6 +513,8 @@ int main(int argc, char **argv)
 	err = setup(&r, argv[optind], argv[optind + 1]);
 	if (!err)
 		err = run_workload(&r);
+	if (!err && r.o.die)
+		_exit(0);
 	if (!err)
 		err = final_flush(&r);
 	teardown(&r);

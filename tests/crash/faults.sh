@@ -20,7 +20,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build-crash}
 case $BUILD in /*) ;; *) BUILD=$top/$BUILD ;; esac
 export BUILD
-states=${CRASH_FAULT_STATES:-150}
+states=${CRASH_FAULT_STATES:-300}
 rc=0
 
 # expect FAULT WORKLOADS...: run; fail unless the harness reported something

@@ -36,7 +36,7 @@ done
 shift $((OPTIND - 1))
 
 all="alloc cow-backing discard zeroes sparse-refcount snapshot bitmap extended-l2 lazy compressed libaio"
-all="$all resized multiqueue tapdisk-nbd"
+all="$all lazy-reopen resized multiqueue tapdisk-nbd"
 mkdir -p "$dir"
 
 # make_source FILE SIZE: a raw file whose sectors all differ (numbers as
@@ -103,6 +103,17 @@ setup() {
 		make_source "$img.src" 16777216
 		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
 		qemu-img create -q -f qcow2 -o lazy_refcounts=on -b "$img.base" -F qcow2 "$img" 16M
+		echo "-m w30,p20,d5,f10|-L"
+		;;
+	lazy-reopen)
+		# left dirty by a writer that died: the recorded run's open
+		# repairs the refcounts first, and a crash may cut that short
+		make_source "$img.src" 16777216
+		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
+		qemu-img create -q -f qcow2 -o lazy_refcounts=on -b "$img.base" -F qcow2 "$img" 16M
+		$vg "$bin/crash-run" -K -n 100 -m w30,p20,d5,f10 "$img" "$img.pre" >/dev/null 2>&1 ||
+			return 2
+		rm -f "$img.pre" "$img.pre".*
 		echo "-m w30,p20,d5,f10|-L"
 		;;
 	compressed)

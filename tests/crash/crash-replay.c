@@ -17,7 +17,8 @@
  * Each state is checked:
  *   - the qcow2 check (drivers/qcow2/check.c, in process) finds no
  *     corruption: leaks are allowed.  Every EVERY-th state goes to
- *     `qemu-img check` too, whose exit must be 0 or 3;
+ *     `qemu-img check` too, whose exit must be 0 or 3, and is read by
+ *     `qemu-img convert` as well, which must read what the driver read;
  *   - the guest clusters the workload touched, read through the driver
  *     (read-only), hold per 512-byte sector a value the guest could see
  *     after such a crash: the value of the last guest write to the sector
@@ -96,6 +97,7 @@ struct replay {
 	uint64_t *clusters; /* guest cluster numbers touched, sorted */
 	uint64_t nr_clusters;
 	uint64_t *init; /* per touched cluster, per sector: hash at the start */
+	uint64_t *seen; /* the same: what the driver read in the state last judged */
 	uint64_t zero_hash;
 	uint8_t *buf;
 
@@ -318,7 +320,8 @@ static void build_oracle(struct replay *r)
 			r->clusters[r->nr_clusters++] = r->clusters[i];
 	r->buf = buf_alloc(r->cluster, 4096);
 	r->init = malloc((r->nr_clusters + 1) * (r->cluster / SECTOR) * sizeof(uint64_t));
-	if (!r->buf || !r->init)
+	r->seen = malloc((r->nr_clusters + 1) * (r->cluster / SECTOR) * sizeof(uint64_t));
+	if (!r->buf || !r->init || !r->seen)
 		die("out of memory");
 	memset(r->buf, 0, r->cluster);
 	r->zero_hash = hash_sector(r->buf);
@@ -442,6 +445,7 @@ static void verify_reads(struct replay *r, const char *path, uint64_t p, unsigne
 			enum verdict v;
 
 			got = hash_sector(r->buf + s * SECTOR);
+			r->seen[c * spc + s] = got;
 			while (k < r->nr_sects && r->sects[k].sector < sector)
 				k++;
 			lo = k;
@@ -563,7 +567,8 @@ static bool is_data_write(const struct replay *r, uint64_t e)
 	return (t == AIO_REC_WRITE || t == AIO_REC_ZERO) && r->ev[e].h->len;
 }
 
-static int run_qemu_check(const char *path)
+/* Run @argv (qemu-img), output discarded: its exit status, or -1. */
+static int run_quiet(char *const argv[])
 {
 	pid_t pid = fork();
 	int st;
@@ -573,12 +578,51 @@ static int run_qemu_check(const char *path)
 
 		dup2(null, 1);
 		dup2(null, 2);
-		execlp("qemu-img", "qemu-img", "check", "-q", "-f", "qcow2", path, (char *)NULL);
+		execvp(argv[0], argv);
 		_exit(127);
 	}
 	if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st))
 		return -1;
 	return WEXITSTATUS(st);
+}
+
+static int run_qemu_check(const char *path)
+{
+	char *argv[] = { "qemu-img", "check", "-q", "-f", "qcow2", (char *)path, NULL };
+
+	return run_quiet(argv);
+}
+
+/*
+ * Read the state through QEMU (qemu-img convert to raw) and compare the
+ * touched clusters with what the driver read: the number of sectors that
+ * differ, or -1 when the convert failed.
+ */
+static int64_t qemu_compare(struct replay *r, const char *path)
+{
+	char raw[PATH_MAX + 8];
+	char *argv[] = { "qemu-img", "convert", "-q",	      "-f", "qcow2",
+			 "-O",	     "raw",	(char *)path, raw,  NULL };
+	uint64_t spc = r->cluster / SECTOR;
+	int64_t differ = 0;
+	int fd;
+
+	snprintf(raw, sizeof(raw), "%s.raw", r->log);
+	unlink(raw);
+	if (run_quiet(argv) != 0 || (fd = open(raw, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	for (uint64_t c = 0; c < r->nr_clusters; c++) {
+		ssize_t got = pread(fd, r->buf, r->cluster, (off_t)(r->clusters[c] * r->cluster));
+
+		if (got < 0)
+			got = 0;
+		memset(r->buf + got, 0, r->cluster - (uint64_t)got);
+		for (uint64_t s = 0; s < spc; s++)
+			differ += hash_sector(r->buf + s * SECTOR) != r->seen[c * spc + s];
+	}
+	close(fd);
+	unlink(raw);
+	return differ;
 }
 
 static void quiet_report(void *opaque, const char *line)
@@ -652,6 +696,17 @@ static void check_state(struct replay *r, uint64_t p, const char *how)
 	}
 	/* reads are judged on a corrupt image too: what the guest would see */
 	verify_reads(r, path, p, &lost, &stale, &broken);
+	if (!broken && r->qemu_every && r->states % r->qemu_every == 0) {
+		int64_t differ = qemu_compare(r, path);
+
+		if (differ) {
+			broken = true;
+			fprintf(stderr,
+				"  crash point %" PRIu64 ": QEMU reads %" PRId64
+				" sectors otherwise (-1: convert failed)\n",
+				p, differ);
+		}
+	}
 	r->states++;
 	r->corrupt += broken;
 	r->lost += lost;
@@ -849,6 +904,7 @@ int main(int argc, char **argv)
 	free(r.sects);
 	free(r.clusters);
 	free(r.init);
+	free(r.seen);
 	buf_free(r.buf);
 	free(r.undo);
 	munmap(r.map, r.map_bytes ?: 1);

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "aio-internal.h"
+#include "aio-rec.h"
 #include "buf.h"
 #include "checked.h"
 #include "errors.h"
@@ -129,6 +130,10 @@ static void aio_finish(struct aio_ctx *ctx, struct aio_req *req, int err)
 	struct aio_slot *slot = aio_req_slot(ctx, req);
 
 	assert(req->state != AIO_REQ_FINISHED);
+	if (req->rec_id) {
+		aio_rec_file_done(req->rec_id, err);
+		req->rec_id = 0;
+	}
 	if (slot) {
 		aio_write_end(ctx, slot);
 		slot->req = NULL;
@@ -332,6 +337,17 @@ static int aio_req_check(const struct aio_req *req)
 	return aio_iov_len_is(req->iov, req->iovcnt, req->len) ? 0 : -EINVAL;
 }
 
+/* Recording (aio-rec.h): what the request will change, as it goes to the engine. */
+static void aio_rec_start(struct aio_req *req)
+{
+	int type = req->op == AIO_OP_WRITE   ? AIO_REC_WRITE
+		   : req->op == AIO_OP_FSYNC ? AIO_REC_FSYNC
+					     : AIO_REC_ZERO;
+
+	req->rec_id =
+		aio_rec_file_issue(req->file, type, req->offset, req->len, req->iov, req->iovcnt);
+}
+
 static void aio_start(struct aio_ctx *ctx, struct aio_req *req)
 {
 	struct aio_slot *slot;
@@ -346,6 +362,8 @@ static void aio_start(struct aio_ctx *ctx, struct aio_req *req)
 	ctx->nr_free--;
 	*slot = (struct aio_slot){ .req = req, .index = slot->index };
 	req->state = slot->index;
+	if (req->op != AIO_OP_READ && aio_rec_on())
+		aio_rec_start(req);
 	aio_step(ctx, slot);
 }
 
@@ -414,6 +432,7 @@ void aio_submit(struct aio_ctx *ctx, struct aio_req *req)
 	req->bounce_off = 0;
 	req->bounce_len = 0;
 	req->done_bytes = 0;
+	req->rec_id = 0;
 	ctx->count++;
 	aio_list_push(&ctx->pending, req);
 }

@@ -97,6 +97,7 @@ struct aio_req {
 	uint64_t bounce_off;
 	uint64_t bounce_len;
 	uint64_t done_bytes;
+	uint64_t rec_id; /* aio-rec.h: the request's id in the log, 0: none */
 };
 
 struct aio_ctx_opts {

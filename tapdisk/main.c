@@ -22,6 +22,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "aio-rec.h"
 #include "cli.h"
 #include "ctl.h"
 #include "errors.h"
@@ -181,12 +182,34 @@ static void stop(struct tapdisk *td)
 		unlink(td->pidfile);
 }
 
+/*
+ * QTAP_RECORD=LOG: record every write the image files receive and every
+ * guest request that changes the disk, for the crash-state harness
+ * (lib/aio-rec.h, tests/crash/).  A test switch, not an option.
+ */
+static int record_start(struct aio_rec **rec)
+{
+	const char *log = getenv("QTAP_RECORD");
+	int err;
+
+	*rec = NULL;
+	if (!log || !*log)
+		return 0;
+	err = aio_rec_new(log, rec);
+	if (!err)
+		aio_rec_install(*rec);
+	return err;
+}
+
 static int serve(struct tapdisk *td, int ready_fd)
 {
 	struct sigs sigs = { .w = { .fd = -1 } };
+	struct aio_rec *rec;
 	int err;
 
-	err = evloop_new(&td->loop);
+	err = record_start(&rec);
+	if (!err)
+		err = evloop_new(&td->loop);
 	if (!err)
 		err = signals_init(td, &sigs);
 	if (!err)
@@ -198,6 +221,8 @@ static int serve(struct tapdisk *td, int ready_fd)
 			log_err("control loop failed: %s; shutting down", err_str(err));
 	}
 	stop(td);
+	if (aio_rec_free(rec) && !err)
+		err = -EIO;
 	if (sigs.w.fd >= 0) {
 		evloop_watch_del(&sigs.w);
 		close(sigs.w.fd);

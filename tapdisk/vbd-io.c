@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <limits.h>
 
+#include "aio-rec.h"
 #include "buf.h"
 #include "checked.h"
 #include "errors.h"
@@ -74,6 +75,10 @@ static void done_deferred(struct evloop_call *call)
 /* Count @req and hand it back to the frontend, never from inside vbd_submit. */
 static void request_finish(struct td_queue *q, struct td_request *req, int err)
 {
+	if (req->rec_id) {
+		aio_rec_guest_done(aio_rec_active, req->rec_id, err);
+		req->rec_id = 0;
+	}
 	req->err = err;
 	td_stats_record(q, req, err);
 	if (q->submitting) {
@@ -504,6 +509,26 @@ static void request_refuse(struct td_queue *q, struct td_request *req, int err)
 	request_finish(q, req, err);
 }
 
+/* Recording (lib/aio-rec.h, tapdisk under QTAP_RECORD): a guest request that changes the disk. */
+static void vbd_rec_issue(struct td_queue *q, struct td_request *req)
+{
+	static const int types[TD_OP_COUNT] = { [TD_OP_WRITE] = AIO_REC_G_WRITE,
+						[TD_OP_FLUSH] = AIO_REC_G_FLUSH,
+						[TD_OP_DISCARD] = AIO_REC_G_DISCARD,
+						[TD_OP_WRITE_ZEROES] = AIO_REC_G_ZERO };
+	unsigned flags = 0;
+
+	if (!types[req->op])
+		return;
+	if (req->flags & TD_REQ_FUA)
+		flags |= AIO_REC_F_FUA;
+	if (req->flags & TD_REQ_MAY_UNMAP)
+		flags |= AIO_REC_F_UNMAP;
+	aio_rec_guest_size(aio_rec_active, q->geo.size_bytes, 65536);
+	req->rec_id = aio_rec_guest(aio_rec_active, types[req->op], flags, req->offset, req->len,
+				    req->iov, req->iovcnt);
+}
+
 void vbd_submit(struct td_queue *q, struct td_request *req)
 {
 	int err;
@@ -517,6 +542,7 @@ void vbd_submit(struct td_queue *q, struct td_request *req)
 	req->iov_offset = 0;
 	req->pending = 0;
 	req->err = 0;
+	req->rec_id = 0;
 	req->state = TD_RS_QUEUED;
 	q->submitting++;
 	err = q->closing ? -ESHUTDOWN : request_check(q, req);
@@ -525,6 +551,8 @@ void vbd_submit(struct td_queue *q, struct td_request *req)
 	} else if (req->len == 0 && req->op != TD_OP_FLUSH) {
 		request_finish(q, req, 0); /* zero-length transfers touch nothing */
 	} else {
+		if (aio_rec_on())
+			vbd_rec_issue(q, req);
 		if (q->wait_tail)
 			q->wait_tail->next = req;
 		else

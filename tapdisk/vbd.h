@@ -119,6 +119,7 @@ struct td_request {
 	unsigned pending; /* driver requests in flight */
 	int err;
 	unsigned state;
+	uint64_t rec_id; /* lib/aio-rec.h: the request's id in the log, 0: none */
 };
 
 struct td_vbd_opts {

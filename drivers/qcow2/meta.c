@@ -186,6 +186,31 @@ static int write_l1(struct qcow2_meta *m)
 }
 
 /*
+ * The crash harness's proof that it can fail (tests/crash/faults.sh): a
+ * build with -DCRASH_FAULTS, which the Makefile allows only into
+ * build-crash, breaks the ordering rule QTAP_CRASH_FAULT names.  In every
+ * other build crash_fault() is the constant false.
+ */
+enum crash_fault_id {
+	CRASH_FAULT_NO_DATA_FLUSH = 1,	/* "no-data-flush": L2 without the data fdatasync */
+	CRASH_FAULT_L2_BEFORE_REFCOUNT, /* "l2-before-refcount" */
+	CRASH_FAULT_FREE_BEFORE_UNLINK, /* "free-before-unlink": decrements first */
+};
+
+#ifdef CRASH_FAULTS
+static bool crash_fault(enum crash_fault_id id)
+{
+	static const char *const names[] = { NULL, "no-data-flush", "l2-before-refcount",
+					     "free-before-unlink" };
+	const char *want = getenv("QTAP_CRASH_FAULT");
+
+	return want && strcmp(want, names[id]) == 0;
+}
+#else
+#define crash_fault(id) ((void)(id), false)
+#endif
+
+/*
  * Make every change so far durable, in the contract's order, then apply
  * the decrements that waited for it.
  */
@@ -196,7 +221,11 @@ static int writeback(struct qcow2_meta *m)
 
 	if (!qcow2_l2_cache_dirty(qi->l2_cache) && !m->l1_any_dirty && !qcow2_rc_dirty(m->rc))
 		return qcow2_fsync(qi->file);
-	err = qcow2_fsync(qi->file);
+	if (crash_fault(CRASH_FAULT_FREE_BEFORE_UNLINK))
+		qcow2_rc_release_deferred(m->rc);
+	err = crash_fault(CRASH_FAULT_NO_DATA_FLUSH) ? 0 : qcow2_fsync(qi->file);
+	if (!err && crash_fault(CRASH_FAULT_L2_BEFORE_REFCOUNT))
+		err = qcow2_l2_cache_writeback(qi->l2_cache, l2_overlap_check, m);
 	if (!err && !m->dirty_bit)
 		err = qcow2_rc_writeback(m->rc);
 	if (!err)

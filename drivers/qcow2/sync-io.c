@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aio-rec.h"
 #include "aio.h"
 #include "buf.h"
 #include "checked.h"
@@ -102,8 +103,14 @@ int qcow2_pwrite(struct aio_file *f, uint64_t off, const void *buf, size_t len)
 	if (!err && end != off + len && (end - align > start || start == off))
 		err = read_blocks(f, end - align, end, bounce + (end - align - start));
 	if (!err) {
+		uint64_t rec_id = 0;
+
+		if (aio_rec_on())
+			rec_id = aio_rec_file_issue(f, AIO_REC_WRITE, off, len,
+						    &(struct iovec){ (void *)buf, len }, 1);
 		memcpy(bounce + (off - start), buf, len);
 		err = write_blocks(f, start, end, bounce);
+		aio_rec_file_done(rec_id, err);
 	}
 	buf_free(bounce);
 	return err;
@@ -111,9 +118,15 @@ int qcow2_pwrite(struct aio_file *f, uint64_t off, const void *buf, size_t len)
 
 int qcow2_fsync(struct aio_file *f)
 {
+	uint64_t rec_id = aio_rec_on() ? aio_rec_file_issue(f, AIO_REC_FSYNC, 0, 0, NULL, 0) : 0;
+	int err = 0;
+
 	while (fdatasync(f->fd) < 0) {
-		if (errno != EINTR)
-			return neg_errno();
+		if (errno != EINTR) {
+			err = neg_errno();
+			break;
+		}
 	}
-	return 0;
+	aio_rec_file_done(rec_id, err);
+	return err;
 }

@@ -1,0 +1,912 @@
+// SPDX-License-Identifier: MIT
+/*
+ * crash-replay: builds post-crash copies of the image files from a log
+ * crash-run recorded (lib/aio-rec.h) and checks each one.
+ *
+ *   crash-replay [-n STATES] [-s SEED] [-q EVERY] [-L] [-v] [-w NAME] LOG
+ *
+ * The crash model is a power cut: a write reaches the disk for certain only
+ * when an fdatasync of its file was issued after the write completed, and
+ * that fdatasync completed.  At a crash point P (a position in the log),
+ * each file holds its starting copy (LOG.N) with every such durable write
+ * applied, plus any subset of the other writes issued before P, each of
+ * them possibly torn at 512-byte granularity.  For each crash point chosen
+ * the replay builds: none of them, all of them, prefixes in issue order,
+ * and random subsets, half of them with torn writes.
+ *
+ * Each state is checked:
+ *   - the qcow2 check (drivers/qcow2/check.c, in process) finds no
+ *     corruption: leaks are allowed.  Every EVERY-th state goes to
+ *     `qemu-img check` too, whose exit must be 0 or 3, and is read by
+ *     `qemu-img convert` as well, which must read what the driver read;
+ *   - the guest clusters the workload touched, read through the driver
+ *     (read-only), hold per 512-byte sector a value the guest could see
+ *     after such a crash: the value of the last guest write to the sector
+ *     that was acknowledged before a completed guest flush was issued (or
+ *     acknowledged with FUA), or of any guest write to it issued later; with
+ *     no such write, the starting value or any write issued.  A read of an
+ *     older value of the sector is a lost flushed write; a value never
+ *     written to that sector (another offset's data, a freed cluster's) is a
+ *     stale read.  Sectors of a touched cluster that the guest never wrote
+ *     must hold their starting value (copy-on-write from the backing file).
+ *
+ * With -L (lazy refcounts) each state is first opened read-write through the
+ * driver, which repairs the refcounts of an image left dirty, as QEMU's open
+ * does, and then checked.
+ *
+ * The states are built in place: the durable part advances with the crash
+ * point, and the volatile subset is written over it and undone after the
+ * checks (a copy is used with -L, whose open writes).  Prints one line:
+ *   NAME states N corruptions N lost N stale N qemu-checked N
+ * and exits 1 when a state failed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "aio-rec.h"
+#include "buf.h"
+#include "driver.h"
+#include "log.h"
+#include "qcow2/check.h"
+#include "sync.h"
+
+#define SECTOR 512u
+#define NEVER UINT64_MAX
+#define PREFIXES 6u
+
+struct ev {
+	const struct aio_rec_hdr *h; /* &hdr, once the log is read */
+	struct aio_rec_hdr hdr;	     /* a copy: records in the log are not aligned */
+	const uint8_t *data;
+	uint64_t done;	  /* issue events: index of the DONE event; NEVER */
+	uint64_t durable; /* issue events: index of the event that made it durable */
+	int err;
+};
+
+struct sect {
+	uint64_t sector;
+	uint64_t ev; /* the guest request's issue event */
+};
+
+struct replay {
+	const char *log, *name;
+	uint64_t nr_states, seed, rng, qemu_every;
+	bool lazy, verbose;
+	uint8_t *map;
+	size_t map_bytes;
+	struct ev *ev;
+	uint64_t nr_ev;
+	unsigned nr_files;
+	char work[AIO_REC_MAX_FILES][PATH_MAX];
+	int fd[AIO_REC_MAX_FILES];
+	uint64_t size, cluster;
+
+	/* the oracle: touched guest sectors, clusters and starting values */
+	struct sect *sects;
+	uint64_t nr_sects;
+	uint64_t *clusters; /* guest cluster numbers touched, sorted */
+	uint64_t nr_clusters;
+	uint64_t *init; /* per touched cluster, per sector: hash at the start */
+	uint64_t *seen; /* the same: what the driver read in the state last judged */
+	uint64_t zero_hash;
+	uint8_t *buf;
+
+	/* undo of the volatile part */
+	uint8_t *undo;
+	uint64_t undo_cap, undo_used;
+
+	uint64_t states, corrupt, lost, stale, qemu_checked, failed_states;
+};
+
+static uint64_t rnd(struct replay *r)
+{
+	uint64_t x = r->rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	r->rng = x;
+	return x;
+}
+
+static uint64_t hash_sector(const uint8_t *p)
+{
+	uint64_t h = 0xcbf29ce484222325ull, v;
+
+	for (unsigned i = 0; i < SECTOR; i += 8) {
+		memcpy(&v, p + i, 8);
+		h = (h ^ v) * 0x100000001b3ull;
+		h ^= h >> 29;
+	}
+	return h;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "crash-replay: %s\n", what);
+	exit(2);
+}
+
+/* ---- the log ---- */
+
+static bool is_file_issue(int t)
+{
+	return t == AIO_REC_WRITE || t == AIO_REC_ZERO || t == AIO_REC_FSYNC;
+}
+
+static bool is_guest_issue(int t)
+{
+	return t == AIO_REC_G_WRITE || t == AIO_REC_G_ZERO || t == AIO_REC_G_DISCARD ||
+	       t == AIO_REC_G_FLUSH;
+}
+
+static void load_log(struct replay *r)
+{
+	int fd = open(r->log, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uint64_t off = 0, cap = 0;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		die("cannot open the log");
+	r->map_bytes = (size_t)st.st_size;
+	r->map = mmap(NULL, r->map_bytes ?: 1, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (r->map == MAP_FAILED)
+		die("cannot map the log");
+	while (off + sizeof(struct aio_rec_hdr) <= r->map_bytes) {
+		struct aio_rec_hdr hdr, *h = &hdr;
+
+		memcpy(&hdr, r->map + off, sizeof(hdr));
+		if (h->magic != AIO_REC_MAGIC || h->data_len > r->map_bytes - off - sizeof(*h))
+			die("bad record in the log");
+		if (r->nr_ev == cap) {
+			cap = cap ? cap * 2 : 4096;
+			r->ev = realloc(r->ev, cap * sizeof(*r->ev));
+			if (!r->ev)
+				die("out of memory");
+		}
+		r->ev[r->nr_ev++] = (struct ev){ .hdr = hdr,
+						 .data = r->map + off + sizeof(hdr),
+						 .done = NEVER,
+						 .durable = NEVER };
+		off += sizeof(*h) + h->data_len;
+		if (h->type == AIO_REC_FILE && h->file + 1u > r->nr_files)
+			r->nr_files = h->file + 1u;
+		if (h->type == AIO_REC_G_SIZE) {
+			r->size = h->len;
+			r->cluster = h->offset;
+		}
+	}
+	for (uint64_t i = 0; i < r->nr_ev; i++)
+		r->ev[i].h = &r->ev[i].hdr;
+	if (!r->size || !r->cluster || r->cluster % SECTOR)
+		die("the log has no guest size");
+}
+
+/* Request ids are unique and increasing: find an issue event by id. */
+static uint64_t find_id(const struct replay *r, uint64_t *by_id, uint64_t nr_ids, uint64_t id)
+{
+	return id < nr_ids ? by_id[id] : NEVER;
+}
+
+/*
+ * Pair issues with completions, then work out when each write became
+ * durable: the writes of a file completed before an fdatasync of it was
+ * issued are durable once that fdatasync completes.  The guest's side is
+ * the same with guest flushes, plus FUA writes durable when acknowledged.
+ */
+static void link_events(struct replay *r)
+{
+	uint64_t nr_ids = 1, *by_id, *ord[AIO_REC_MAX_FILES + 1],
+		 nr_ord[AIO_REC_MAX_FILES + 1] = { 0 };
+	uint64_t upto[AIO_REC_MAX_FILES + 1] = { 0 };
+
+	for (uint64_t i = 0; i < r->nr_ev; i++)
+		if (r->ev[i].h->id >= nr_ids)
+			nr_ids = r->ev[i].h->id + 1;
+	by_id = malloc(nr_ids * sizeof(*by_id));
+	for (unsigned f = 0; f <= AIO_REC_MAX_FILES; f++)
+		ord[f] = malloc(r->nr_ev * sizeof(uint64_t) + 8);
+	if (!by_id || !ord[AIO_REC_MAX_FILES])
+		die("out of memory");
+	memset(by_id, 0xff, nr_ids * sizeof(*by_id));
+	for (uint64_t i = 0; i < r->nr_ev; i++) {
+		const struct aio_rec_hdr *h = r->ev[i].h;
+		/* guests are "file" AIO_REC_MAX_FILES */
+		bool guest = is_guest_issue(h->type);
+		unsigned f = guest ? AIO_REC_MAX_FILES : h->file;
+		uint64_t j;
+
+		if (is_file_issue(h->type) || guest) {
+			by_id[h->id] = i;
+			/* a flush covers what completed before it was issued */
+			if (h->type == AIO_REC_FSYNC || h->type == AIO_REC_G_FLUSH)
+				r->ev[i].durable = nr_ord[f]; /* reused: the count it covers */
+			continue;
+		}
+		if (h->type != AIO_REC_DONE && h->type != AIO_REC_G_DONE)
+			continue;
+		j = find_id(r, by_id, nr_ids, h->id);
+		if (j == NEVER)
+			die("a completion without its request");
+		r->ev[j].done = i;
+		r->ev[j].err = h->err;
+		f = r->ev[j].h->type >= AIO_REC_G_WRITE ? AIO_REC_MAX_FILES : r->ev[j].h->file;
+		if (r->ev[j].h->type == AIO_REC_FSYNC || r->ev[j].h->type == AIO_REC_G_FLUSH) {
+			uint64_t covers = r->ev[j].durable;
+
+			r->ev[j].durable = NEVER;
+			if (h->err)
+				continue;
+			for (; upto[f] < covers; upto[f]++)
+				if (r->ev[ord[f][upto[f]]].durable == NEVER)
+					r->ev[ord[f][upto[f]]].durable = i;
+			continue;
+		}
+		if (h->err)
+			continue; /* a failed write may or may not have landed */
+		ord[f][nr_ord[f]++] = j;
+		if (r->ev[j].h->type != AIO_REC_G_DISCARD && (r->ev[j].h->flags & AIO_REC_F_FUA))
+			r->ev[j].durable = i;
+	}
+	free(by_id);
+	for (unsigned f = 0; f <= AIO_REC_MAX_FILES; f++)
+		free(ord[f]);
+}
+
+/* ---- the guest oracle ---- */
+
+static int cmp_sect(const void *a, const void *b)
+{
+	const struct sect *x = a, *y = b;
+
+	if (x->sector != y->sector)
+		return x->sector < y->sector ? -1 : 1;
+	return x->ev < y->ev ? -1 : x->ev > y->ev;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void build_oracle(struct replay *r)
+{
+	uint64_t cap = 0, n = 0;
+
+	for (uint64_t i = 0; i < r->nr_ev; i++) {
+		const struct aio_rec_hdr *h = r->ev[i].h;
+
+		if (!is_guest_issue(h->type) || h->type == AIO_REC_G_FLUSH)
+			continue;
+		if (h->offset % SECTOR || h->len % SECTOR)
+			die("a guest request not in whole sectors");
+		for (uint64_t s = h->offset / SECTOR; s < (h->offset + h->len) / SECTOR; s++) {
+			if (r->nr_sects == cap) {
+				cap = cap ? cap * 2 : 65536;
+				r->sects = realloc(r->sects, cap * sizeof(*r->sects));
+				if (!r->sects)
+					die("out of memory");
+			}
+			r->sects[r->nr_sects++] = (struct sect){ s, i };
+		}
+	}
+	qsort(r->sects, r->nr_sects, sizeof(*r->sects), cmp_sect);
+	r->clusters = malloc((r->nr_sects + 1) * sizeof(uint64_t));
+	if (!r->clusters)
+		die("out of memory");
+	for (uint64_t i = 0; i < r->nr_sects; i++) {
+		uint64_t c = r->sects[i].sector * SECTOR / r->cluster;
+
+		if (!n || r->clusters[n - 1] != c)
+			r->clusters[n++] = c;
+	}
+	qsort(r->clusters, n, sizeof(uint64_t), cmp_u64);
+	r->nr_clusters = 0;
+	for (uint64_t i = 0; i < n; i++)
+		if (!r->nr_clusters || r->clusters[r->nr_clusters - 1] != r->clusters[i])
+			r->clusters[r->nr_clusters++] = r->clusters[i];
+	r->buf = buf_alloc(r->cluster, 4096);
+	r->init = malloc((r->nr_clusters + 1) * (r->cluster / SECTOR) * sizeof(uint64_t));
+	r->seen = malloc((r->nr_clusters + 1) * (r->cluster / SECTOR) * sizeof(uint64_t));
+	if (!r->buf || !r->init || !r->seen)
+		die("out of memory");
+	memset(r->buf, 0, r->cluster);
+	r->zero_hash = hash_sector(r->buf);
+}
+
+/* The value guest request @e gave sector @s: a hash, or 0 for "zero or start". */
+static uint64_t op_value(const struct replay *r, uint64_t e, uint64_t s)
+{
+	const struct aio_rec_hdr *h = r->ev[e].h;
+
+	if (h->type == AIO_REC_G_WRITE)
+		return hash_sector(r->ev[e].data + (s * SECTOR - h->offset));
+	return r->zero_hash;
+}
+
+enum verdict { V_OK, V_LOST, V_STALE };
+
+/* May sector @s (entries [@lo, @hi) of r->sects) read @got at crash point @p? */
+static enum verdict judge(const struct replay *r, uint64_t lo, uint64_t hi, uint64_t p,
+			  uint64_t got, uint64_t init)
+{
+	uint64_t d = NEVER, i;
+	bool older = false;
+
+	for (i = lo; i < hi && r->sects[i].ev < p; i++)
+		if (r->ev[r->sects[i].ev].durable < p)
+			d = i;
+	if (d == NEVER && got == init)
+		return V_OK;
+	for (i = d == NEVER ? lo : d; i < hi && r->sects[i].ev < p; i++) {
+		const struct aio_rec_hdr *h = r->ev[r->sects[i].ev].h;
+
+		if (got == op_value(r, r->sects[i].ev, r->sects[i].sector))
+			return V_OK;
+		/* a discard may also leave what the backing file holds */
+		if (h->type == AIO_REC_G_DISCARD && got == init)
+			return V_OK;
+	}
+	if (got == init)
+		older = true;
+	for (i = lo; i < hi && i < d; i++)
+		if (got == op_value(r, r->sects[i].ev, r->sects[i].sector))
+			older = true;
+	return older ? V_LOST : V_STALE;
+}
+
+/* ---- reading a state through the driver ---- */
+
+struct reader {
+	struct drv_image *img;
+	struct drv_sync *sync;
+};
+
+static int reader_open(const char *path, unsigned flags, struct reader *rd)
+{
+	char spec[PATH_MAX + 8];
+
+	snprintf(spec, sizeof(spec), "qcow2:%s", path);
+	rd->sync = NULL;
+	if (drv_chain_open(spec, flags | DRV_OPEN_BUFFERED | DRV_OPEN_NOLOCK, &rd->img))
+		return -1;
+	if (drv_sync_new(rd->img, NULL, &rd->sync)) {
+		drv_image_close(rd->img);
+		return -1;
+	}
+	return 0;
+}
+
+static void reader_close(struct reader *rd)
+{
+	drv_sync_free(rd->sync);
+	drv_image_close(rd->img);
+}
+
+static int read_cluster(struct replay *r, struct reader *rd, uint64_t c)
+{
+	uint64_t off = c * r->cluster, len = r->cluster;
+
+	if (off + len > r->size)
+		len = r->size - off;
+	memset(r->buf, 0, r->cluster);
+	return drv_sync_rw(rd->sync, DRV_OP_READ, off, r->buf, len);
+}
+
+static void read_init(struct replay *r)
+{
+	char path[PATH_MAX];
+	struct reader rd;
+	uint64_t spc = r->cluster / SECTOR;
+
+	snprintf(path, sizeof(path), "%s.0", r->log);
+	if (reader_open(path, DRV_OPEN_RDONLY, &rd))
+		die("cannot open the starting copy");
+	for (uint64_t c = 0; c < r->nr_clusters; c++) {
+		if (read_cluster(r, &rd, r->clusters[c]))
+			die("cannot read the starting copy");
+		for (uint64_t s = 0; s < spc; s++)
+			r->init[c * spc + s] = hash_sector(r->buf + s * SECTOR);
+	}
+	reader_close(&rd);
+}
+
+/* Read every touched cluster of @path and judge it at crash point @p. */
+static void verify_reads(struct replay *r, const char *path, uint64_t p, unsigned *lost,
+			 unsigned *stale, bool *broken)
+{
+	uint64_t spc = r->cluster / SECTOR, k = 0;
+	struct reader rd;
+
+	if (reader_open(path, DRV_OPEN_RDONLY, &rd)) {
+		*broken = true;
+		return;
+	}
+	for (uint64_t c = 0; c < r->nr_clusters; c++) {
+		if (read_cluster(r, &rd, r->clusters[c])) {
+			*broken = true;
+			break;
+		}
+		for (uint64_t s = 0; s < spc; s++) {
+			uint64_t sector = r->clusters[c] * spc + s, got, lo;
+			enum verdict v;
+
+			got = hash_sector(r->buf + s * SECTOR);
+			r->seen[c * spc + s] = got;
+			while (k < r->nr_sects && r->sects[k].sector < sector)
+				k++;
+			lo = k;
+			while (k < r->nr_sects && r->sects[k].sector == sector)
+				k++;
+			if (lo == k) {
+				v = got == r->init[c * spc + s] ? V_OK : V_STALE;
+			} else {
+				v = judge(r, lo, k, p, got, r->init[c * spc + s]);
+			}
+			if (v != V_OK && r->verbose)
+				fprintf(stderr,
+					"  crash point %" PRIu64 ": guest offset %" PRIu64 ": %s\n",
+					p, sector * SECTOR,
+					v == V_LOST ? "lost flushed write" : "stale read");
+			*lost += v == V_LOST;
+			*stale += v == V_STALE;
+		}
+	}
+	reader_close(&rd);
+}
+
+/* ---- building the states ---- */
+
+static void pwrite_all(int fd, const void *buf, uint64_t len, uint64_t off)
+{
+	if (pwrite(fd, buf, len, (off_t)off) != (ssize_t)len)
+		die("cannot write a state");
+}
+
+static void undo_reserve(struct replay *r, uint64_t n)
+{
+	if (r->undo_used + n <= r->undo_cap)
+		return;
+	r->undo_cap = (r->undo_used + n) * 2;
+	r->undo = realloc(r->undo, r->undo_cap);
+	if (!r->undo)
+		die("out of memory");
+}
+
+/* Write sectors [@a, @b) of file write event @e; with @save, keep the old bytes. */
+static void apply_part(struct replay *r, uint64_t e, uint64_t a, uint64_t b, bool save)
+{
+	const struct aio_rec_hdr *h = r->ev[e].h;
+	int fd = r->fd[h->file];
+	uint64_t off = h->offset + a, len = (b < h->len ? b : h->len) - a;
+	static uint8_t zeros[1 << 16];
+
+	if (save) {
+		struct {
+			uint64_t off, len;
+			int fd;
+		} u = { off, len, fd };
+		ssize_t got;
+
+		undo_reserve(r, sizeof(u) + len);
+		memcpy(r->undo + r->undo_used, &u, sizeof(u));
+		got = pread(fd, r->undo + r->undo_used + sizeof(u), len, (off_t)off);
+		if (got < 0)
+			die("cannot read a state");
+		/* past the end of the file: restored as zeros, then truncated */
+		memset(r->undo + r->undo_used + sizeof(u) + got, 0, len - (uint64_t)got);
+		r->undo_used += sizeof(u) + len;
+	}
+	if (h->type == AIO_REC_WRITE) {
+		pwrite_all(fd, r->ev[e].data + a, len, off);
+		return;
+	}
+	for (uint64_t done = 0; done < len; done += sizeof(zeros)) {
+		uint64_t n = len - done < sizeof(zeros) ? len - done : sizeof(zeros);
+
+		pwrite_all(fd, zeros, n, off + done);
+	}
+}
+
+static void apply(struct replay *r, uint64_t e, bool save)
+{
+	apply_part(r, e, 0, r->ev[e].h->len, save);
+}
+
+static void undo_all(struct replay *r, const off_t *sizes)
+{
+	/* in reverse: the oldest bytes of a range come back last */
+	uint64_t n = 0, *at = NULL, cap = 0, pos = 0;
+
+	while (pos < r->undo_used) {
+		uint64_t len;
+
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			at = realloc(at, cap * sizeof(*at));
+			if (!at)
+				die("out of memory");
+		}
+		at[n++] = pos;
+		memcpy(&len, r->undo + pos + 8, 8);
+		pos += 24 + len;
+	}
+	while (n--) {
+		uint64_t off, len;
+		int fd;
+
+		memcpy(&off, r->undo + at[n], 8);
+		memcpy(&len, r->undo + at[n] + 8, 8);
+		memcpy(&fd, r->undo + at[n] + 16, sizeof(fd));
+		pwrite_all(fd, r->undo + at[n] + 24, len, off);
+	}
+	free(at);
+	r->undo_used = 0;
+	for (unsigned f = 0; f < r->nr_files; f++)
+		if (ftruncate(r->fd[f], sizes[f]) < 0)
+			die("cannot truncate a state");
+}
+
+static bool is_data_write(const struct replay *r, uint64_t e)
+{
+	int t = r->ev[e].h->type;
+
+	return (t == AIO_REC_WRITE || t == AIO_REC_ZERO) && r->ev[e].h->len;
+}
+
+/* Run @argv (qemu-img), output discarded: its exit status, or -1. */
+static int run_quiet(char *const argv[])
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+static int run_qemu_check(const char *path)
+{
+	char *argv[] = { "qemu-img", "check", "-q", "-f", "qcow2", (char *)path, NULL };
+
+	return run_quiet(argv);
+}
+
+/*
+ * Read the state through QEMU (qemu-img convert to raw) and compare the
+ * touched clusters with what the driver read: the number of sectors that
+ * differ, or -1 when the convert failed.
+ */
+static int64_t qemu_compare(struct replay *r, const char *path)
+{
+	char raw[PATH_MAX + 8];
+	char *argv[] = { "qemu-img", "convert", "-q",	      "-f", "qcow2",
+			 "-O",	     "raw",	(char *)path, raw,  NULL };
+	uint64_t spc = r->cluster / SECTOR;
+	int64_t differ = 0;
+	int fd;
+
+	snprintf(raw, sizeof(raw), "%s.raw", r->log);
+	unlink(raw);
+	if (run_quiet(argv) != 0 || (fd = open(raw, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	for (uint64_t c = 0; c < r->nr_clusters; c++) {
+		ssize_t got = pread(fd, r->buf, r->cluster, (off_t)(r->clusters[c] * r->cluster));
+
+		if (got < 0)
+			got = 0;
+		memset(r->buf + got, 0, r->cluster - (uint64_t)got);
+		for (uint64_t s = 0; s < spc; s++)
+			differ += hash_sector(r->buf + s * SECTOR) != r->seen[c * spc + s];
+	}
+	close(fd);
+	unlink(raw);
+	return differ;
+}
+
+static void quiet_report(void *opaque, const char *line)
+{
+	if (*(bool *)opaque)
+		fprintf(stderr, "    check: %s\n", line);
+}
+
+/* Copy @src to @dst whole (the lazy mode's open writes to the state). */
+static void copy_file(const char *src, const char *dst)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC), out;
+	static uint8_t b[1 << 16];
+	ssize_t n;
+	off_t off = 0;
+
+	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (in < 0 || out < 0)
+		die("cannot copy a state");
+	while ((n = pread(in, b, sizeof(b), off)) > 0) {
+		bool zero = true;
+
+		for (ssize_t i = 0; i < n && zero; i++)
+			zero = !b[i];
+		if (!zero)
+			pwrite_all(out, b, (uint64_t)n, (uint64_t)off);
+		off += n;
+	}
+	if (ftruncate(out, off) < 0)
+		die("cannot copy a state");
+	close(in);
+	close(out);
+}
+
+/* Check the state the files now hold, as crash point @p. */
+static void check_state(struct replay *r, uint64_t p, const char *how)
+{
+	struct qcow2_check_result res = { 0 };
+	struct qcow2_check_opts co = { .report = quiet_report, .opaque = &r->verbose };
+	unsigned lost = 0, stale = 0;
+	bool broken = false;
+	char lazy[PATH_MAX + 8];
+	const char *path = r->work[0];
+	int rc;
+
+	if (r->lazy) {
+		struct reader rd;
+
+		snprintf(lazy, sizeof(lazy), "%s.lazy", r->work[0]);
+		copy_file(r->work[0], lazy);
+		path = lazy;
+		if (reader_open(path, 0, &rd))
+			broken = true;
+		else
+			reader_close(&rd);
+	}
+	rc = qcow2_check_ex(path, &co, &res);
+	if (rc < 0 || res.open_failed || res.corruptions || res.check_errors)
+		broken = true;
+	if (r->qemu_every && r->states % r->qemu_every == 0) {
+		int q = run_qemu_check(path);
+
+		r->qemu_checked++;
+		if (q != 0 && q != 3) {
+			broken = true;
+			if (r->verbose)
+				fprintf(stderr,
+					"  crash point %" PRIu64 ": qemu-img check exit %d\n", p,
+					q);
+		}
+	}
+	/* reads are judged on a corrupt image too: what the guest would see */
+	verify_reads(r, path, p, &lost, &stale, &broken);
+	if (!broken && r->qemu_every && r->states % r->qemu_every == 0) {
+		int64_t differ = qemu_compare(r, path);
+
+		if (differ) {
+			broken = true;
+			fprintf(stderr,
+				"  crash point %" PRIu64 ": QEMU reads %" PRId64
+				" sectors otherwise (-1: convert failed)\n",
+				p, differ);
+		}
+	}
+	r->states++;
+	r->corrupt += broken;
+	r->lost += lost;
+	r->stale += stale;
+	if (broken || lost || stale) {
+		r->failed_states++;
+		if (r->verbose || r->failed_states <= 3)
+			fprintf(stderr,
+				"%s: crash point %" PRIu64 "/%" PRIu64
+				" (%s): %s%u lost, %u stale\n",
+				r->name, p, r->nr_ev, how, broken ? "corrupt, " : "", lost, stale);
+	}
+}
+
+/* The volatile writes at @p: issued before it, not durable at it. */
+static uint64_t volatile_at(const struct replay *r, uint64_t p, uint64_t *out)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < p; i++)
+		if (is_data_write(r, i) && r->ev[i].durable >= p && r->ev[i].err == 0)
+			out[n++] = i;
+		else if (is_data_write(r, i) && r->ev[i].err)
+			out[n++] = i;
+	return n;
+}
+
+/* Build and check the states of crash point @p; returns how many. */
+static uint64_t crash_point(struct replay *r, uint64_t p, uint64_t *vol, uint64_t budget)
+{
+	uint64_t nv = volatile_at(r, p, vol), made = 0;
+	off_t sizes[AIO_REC_MAX_FILES];
+
+	for (unsigned f = 0; f < r->nr_files; f++)
+		sizes[f] = lseek(r->fd[f], 0, SEEK_END);
+	/* 0: none; 1: all; then random subsets (half torn) and prefixes */
+	for (uint64_t k = 0; made < budget; k++) {
+		const char *how;
+
+		if (k == 0) {
+			how = "durable only";
+		} else if (k == 1) {
+			how = "all";
+			for (uint64_t i = 0; i < nv; i++)
+				apply(r, vol[i], true);
+		} else if (k % 3 == 1 && k / 3 <= PREFIXES && nv > 1) {
+			/* every third state from the fourth: a prefix, 1/7 .. 6/7 */
+			uint64_t upto = nv * (k / 3) / (PREFIXES + 1);
+
+			how = "prefix";
+			for (uint64_t i = 0; i < upto; i++)
+				apply(r, vol[i], true);
+		} else {
+			bool torn = rnd(r) % 2;
+
+			how = torn ? "random, torn" : "random";
+			for (uint64_t i = 0; i < nv; i++) {
+				uint64_t len = r->ev[vol[i]].h->len;
+
+				if (rnd(r) % 2)
+					continue;
+				if (!torn || len <= SECTOR) {
+					apply(r, vol[i], true);
+					continue;
+				}
+				for (uint64_t s = 0; s < len; s += SECTOR)
+					if (rnd(r) % 2)
+						apply_part(r, vol[i], s, s + SECTOR, true);
+			}
+		}
+		check_state(r, p, how);
+		undo_all(r, sizes);
+		made++;
+		if (nv == 0)
+			break;
+	}
+	return made;
+}
+
+static void open_work(struct replay *r)
+{
+	for (unsigned f = 0; f < r->nr_files; f++) {
+		char src[PATH_MAX];
+
+		snprintf(src, sizeof(src), "%s.%u", r->log, f);
+		snprintf(r->work[f], sizeof(r->work[f]), "%s.state.%u", r->log, f);
+		copy_file(src, r->work[f]);
+		r->fd[f] = open(r->work[f], O_RDWR | O_CLOEXEC);
+		if (r->fd[f] < 0)
+			die("cannot open a state");
+	}
+}
+
+/*
+ * Crash points: right before each fdatasync completes (the most writes in
+ * flight) and spread over the whole log, in order, about @per states each.
+ */
+static void replay(struct replay *r)
+{
+	uint64_t *points = malloc((r->nr_ev + 2) * sizeof(uint64_t)), np = 0, nfs = 0;
+	uint64_t *vol = malloc((r->nr_ev + 1) * sizeof(uint64_t)), applied = 0, want, per = 4;
+
+	if (!points || !vol)
+		die("out of memory");
+	for (uint64_t i = 0; i < r->nr_ev; i++)
+		if (r->ev[i].h->type == AIO_REC_DONE)
+			nfs++;
+	want = r->nr_states / per + 1;
+	/* CRASH_POINT=P: that crash point alone, its volatile writes listed */
+	if (getenv("CRASH_POINT")) {
+		points[np++] = strtoull(getenv("CRASH_POINT"), NULL, 0);
+		for (uint64_t i = 0, n = volatile_at(r, points[0], vol); i < n; i++)
+			fprintf(stderr,
+				"volatile %" PRIu64 " id %" PRIu64 " off 0x%" PRIx64 " len %" PRIu64
+				" durable %" PRIu64 "\n",
+				vol[i], r->ev[vol[i]].h->id, r->ev[vol[i]].h->offset,
+				r->ev[vol[i]].h->len, r->ev[vol[i]].durable);
+	}
+	for (uint64_t i = 1; !getenv("CRASH_POINT") && i <= r->nr_ev; i++) {
+		bool before_done = i < r->nr_ev && r->ev[i].h->type == AIO_REC_DONE;
+
+		/* every point when the budget allows, else a sample */
+		if ((before_done && rnd(r) % (nfs / want + 1) == 0) ||
+		    rnd(r) % (r->nr_ev / want + 1) == 0 || i == r->nr_ev)
+			points[np++] = i;
+	}
+	for (uint64_t k = 0; k < np && r->states < r->nr_states; k++) {
+		uint64_t p = points[k], left = np - k;
+		uint64_t budget = (r->nr_states - r->states + left - 1) / left;
+
+		/* bring the durable part up to @p */
+		for (uint64_t i = 0; i < r->nr_ev; i++)
+			if (is_data_write(r, i) && r->ev[i].err == 0 && r->ev[i].durable < p &&
+			    r->ev[i].durable >= applied)
+				apply(r, i, false);
+		applied = p;
+		crash_point(r, p, vol, budget < 1 ? 1 : budget);
+	}
+	free(points);
+	free(vol);
+}
+
+int main(int argc, char **argv)
+{
+	struct replay r = { .nr_states = 200, .seed = 1, .name = "replay" };
+	int c;
+
+	while ((c = getopt(argc, argv, "n:s:q:Lvw:")) != -1) {
+		switch (c) {
+		case 'n':
+			r.nr_states = strtoull(optarg, NULL, 0);
+			break;
+		case 's':
+			r.seed = strtoull(optarg, NULL, 0);
+			break;
+		case 'q':
+			r.qemu_every = strtoull(optarg, NULL, 0);
+			break;
+		case 'L':
+			r.lazy = true;
+			break;
+		case 'v':
+			r.verbose = true;
+			break;
+		case 'w':
+			r.name = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: crash-replay [-n STATES] [-s SEED] [-q EVERY] [-L] "
+					"[-v] [-w NAME] LOG\n");
+			return 2;
+		}
+	}
+	if (optind + 1 != argc)
+		die("no log named");
+	r.log = argv[optind];
+	r.rng = r.seed * 0x9e3779b97f4a7c15ull | 1;
+	log_set_level(r.verbose ? LOG_LEVEL_WARN : LOG_LEVEL_ERR);
+	load_log(&r);
+	if (!r.nr_files)
+		die("the log names no file");
+	link_events(&r);
+	build_oracle(&r);
+	read_init(&r);
+	open_work(&r);
+	replay(&r);
+	printf("%s states %" PRIu64 " corruptions %" PRIu64 " lost %" PRIu64 " stale %" PRIu64
+	       " qemu-checked %" PRIu64 "\n",
+	       r.name, r.states, r.corrupt, r.lost, r.stale, r.qemu_checked);
+	for (unsigned f = 0; f < r.nr_files; f++) {
+		close(r.fd[f]);
+		unlink(r.work[f]);
+	}
+	free(r.ev);
+	free(r.sects);
+	free(r.clusters);
+	free(r.init);
+	free(r.seen);
+	buf_free(r.buf);
+	free(r.undo);
+	munmap(r.map, r.map_bytes ?: 1);
+	return r.failed_states ? 1 : 0;
+}

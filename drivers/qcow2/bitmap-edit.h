@@ -65,6 +65,15 @@ int qcow2_bme_enable(struct qcow2_bme *e, const char *name, bool enable);
 int qcow2_bme_merge(struct qcow2_bme *e, const char *dst, struct qcow2_bme *src,
 		    const char *src_name);
 
+/*
+ * qcow2_bme_resize - the disk becomes @size_bytes long: every bitmap
+ * follows it (bits past the old end clear, bits past the new end
+ * dropped) and the commit writes the new size with the header switch
+ * (tap-img resize; the L1 table must already cover the new size).
+ * -EBUSY when a bitmap is inconsistent (logged), -ENOMEM.
+ */
+int qcow2_bme_resize(struct qcow2_bme *e, uint64_t size_bytes);
+
 /* qcow2_bme_commit - store the bitmaps (see above).  0 or -errno (logged). */
 int qcow2_bme_commit(struct qcow2_bme *e);
 

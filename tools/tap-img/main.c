@@ -26,6 +26,7 @@ static const struct {
 	{ "compare", img_cmd_compare, "check whether two images have the same contents" },
 	{ "measure", img_cmd_measure, "how large a new image would be, for a size or a copy" },
 	{ "map", img_cmd_map, "show where an image's data lies, extent by extent" },
+	{ "resize", img_cmd_resize, "grow or shrink an image's disk" },
 };
 
 static void usage(FILE *f)

@@ -27,6 +27,7 @@ int img_cmd_map(int argc, char **argv);
 int img_cmd_compare(int argc, char **argv);
 int img_cmd_bitmap(int argc, char **argv);
 int img_cmd_measure(int argc, char **argv);
+int img_cmd_resize(int argc, char **argv);
 
 /*
  * img_compat_name / img_compat_main - blktap's old tool names (qcow-create,

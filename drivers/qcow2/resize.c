@@ -29,10 +29,10 @@ struct rsz {
 	struct qcow2_geom geom;
 	struct qcow2_rc *rc;
 	uint64_t file_bytes;
-	uint64_t *l1;	/* hdr.l1_size host-endian entries */
-	uint8_t *l2;	/* one L2 table */
-	bool l1_dirty;	/* entries changed: write the table before freeing */
-	bool bitmaps;	/* the image has persistent bitmaps: bitmap-edit resizes them */
+	uint64_t *l1;  /* hdr.l1_size host-endian entries */
+	uint8_t *l2;   /* one L2 table */
+	bool l1_dirty; /* entries changed: write the table before freeing */
+	bool bitmaps;  /* the image has persistent bitmaps: bitmap-edit resizes them */
 };
 
 static void rsz_close(struct rsz *e)
@@ -438,6 +438,109 @@ static int prealloc(struct rsz *e, uint64_t old, uint64_t size, enum qcow2_preal
 	return err;
 }
 
+/* ---- hiding a longer backing file ------------------------------------------------ */
+
+/* Entry @j of e->l2 reads as zeros from now on (QEMU's zeroize without unmap). */
+static int zero_entry(struct rsz *e, uint64_t j)
+{
+	uint8_t *p = e->l2 + j * e->geom.l2_entry_bytes;
+	uint64_t entry = qcow2_get_be64(p);
+	struct qcow2_l2_entry d;
+	const char *why;
+	int err = 0;
+
+	if (qcow2_l2_entry_decode(&e->geom, entry, e->geom.extended_l2 ? l2_word(e, j, 1) : 0, &d,
+				  &why) < 0) {
+		log_err("qcow2 %s: L2 entry %" PRIu64 ": %s", e->path, j, why);
+		return -EIO;
+	}
+	if (d.type == QCOW2_CLUSTER_COMPRESSED) {
+		err = drop_entry(e, j);
+		entry = 0;
+	}
+	if (e->geom.extended_l2) {
+		qcow2_put_be64(p, entry);
+		qcow2_put_be64(p + 8, QCOW2_SC_ALL_ZERO);
+	} else {
+		qcow2_put_be64(p, entry | QCOW2_OFLAG_ZERO);
+	}
+	return err;
+}
+
+static int zero_table(struct rsz *e, uint64_t i, uint64_t first, uint64_t last)
+{
+	uint64_t l2_off, j;
+	bool copied;
+	int err = l2_read(e, i, &l2_off, &copied);
+
+	if (!err && !l2_off)
+		memset(e->l2, 0, e->geom.cluster_bytes);
+	for (j = first; !err && j < last; j++)
+		err = zero_entry(e, j);
+	if (!err)
+		err = l2_store(e, i, l2_off, copied && l2_off);
+	return err;
+}
+
+/* The cluster holding the old end, whole in a new cluster: data, then zeros. */
+static int rewrite_head(struct rsz *e, uint64_t old, const struct qcow2_resize_args *a)
+{
+	uint64_t cb = e->geom.cluster_bytes, start = old / cb * cb, per = e->geom.l2_entries;
+	uint64_t i = start / cb / per, j = start / cb % per, l2_off, off, entry;
+	uint8_t *buf = a->head ? calloc(1, cb) : NULL;
+	bool copied;
+	int err = buf ? 0 : a->head ? -ENOMEM : -EINVAL;
+
+	if (!err)
+		memcpy(buf, (const uint8_t *)a->head + (start - a->head_offset), old - start);
+	if (!err)
+		err = qcow2_rc_alloc(e->rc, 1, &off);
+	if (!err)
+		err = qcow2_pwrite(e->file, off, buf, cb);
+	free(buf);
+	/* the data and its refcount durable before the entry that points to it */
+	if (!err)
+		err = qcow2_rc_writeback(e->rc);
+	if (!err)
+		err = qcow2_fsync(e->file);
+	if (!err)
+		err = l2_read(e, i, &l2_off, &copied);
+	if (!err && !l2_off)
+		memset(e->l2, 0, cb);
+	else if (!err)
+		err = drop_entry(e, j);
+	if (!err)
+		err = qcow2_l2_entry_encode_normal(&e->geom, off, true, &entry);
+	if (!err) {
+		qcow2_put_be64(e->l2 + j * e->geom.l2_entry_bytes, entry);
+		if (e->geom.extended_l2)
+			qcow2_put_be64(e->l2 + j * e->geom.l2_entry_bytes + 8, QCOW2_SC_ALL_ALLOC);
+		err = l2_store(e, i, l2_off, copied && l2_off);
+	}
+	return err ? err : release(e);
+}
+
+static int zero_new(struct rsz *e, uint64_t old, const struct qcow2_resize_args *a)
+{
+	uint64_t cb = e->geom.cluster_bytes, per = e->geom.l2_entries;
+	uint64_t c = div_round_up_u64(old, cb), end = div_round_up_u64(a->size_bytes, cb);
+	int err = 0;
+
+	if (e->hdr.version < 3) {
+		log_err("Failed to zero out new clusters: Operation not supported");
+		return -ENOTSUP;
+	}
+	if (old % cb)
+		err = rewrite_head(e, old, a);
+	while (!err && c < end) {
+		uint64_t i = c / per, last = MIN(end - i * per, per);
+
+		err = zero_table(e, i, c % per, last);
+		c = (i + 1) * per;
+	}
+	return err ? err : release(e);
+}
+
 /* ---- the size ------------------------------------------------------------------- */
 
 static int write_size(struct rsz *e, uint64_t size)
@@ -468,9 +571,10 @@ static int resize_bitmaps(const char *path, uint64_t size)
 	return err;
 }
 
-static int resize_tables(struct rsz *e, uint64_t size, enum qcow2_prealloc prealloc_mode)
+static int resize_tables(struct rsz *e, const struct qcow2_resize_args *a)
 {
-	uint64_t old = e->hdr.size_bytes;
+	uint64_t old = e->hdr.size_bytes, size = a->size_bytes;
+	enum qcow2_prealloc prealloc_mode = a->prealloc;
 	uint64_t n = qcow2_size_to_l1(e->geom.cluster_bits, e->geom.extended_l2, size);
 	int err = 0;
 
@@ -489,11 +593,14 @@ static int resize_tables(struct rsz *e, uint64_t size, enum qcow2_prealloc preal
 	}
 	if (!err && prealloc_mode != QCOW2_PREALLOC_OFF)
 		err = prealloc(e, old, size, prealloc_mode);
+	if (!err && a->zero_new && size > old)
+		err = zero_new(e, old, a);
 	return err;
 }
 
-int qcow2_resize(const char *path, uint64_t size_bytes, enum qcow2_prealloc prealloc_mode)
+int qcow2_resize(const char *path, const struct qcow2_resize_args *a)
 {
+	uint64_t size_bytes = a->size_bytes;
 	struct rsz e = { 0 };
 	bool shrinking, bitmaps;
 	int err;
@@ -504,7 +611,7 @@ int qcow2_resize(const char *path, uint64_t size_bytes, enum qcow2_prealloc prea
 	}
 	err = rsz_open(&e, path);
 	if (!err)
-		err = resize_tables(&e, size_bytes, prealloc_mode);
+		err = resize_tables(&e, a);
 	bitmaps = e.bitmaps;
 	shrinking = size_bytes < e.hdr.size_bytes;
 	if (!err && !bitmaps)

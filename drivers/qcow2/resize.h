@@ -27,6 +27,7 @@
 #ifndef QTAP_QCOW2_RESIZE_H
 #define QTAP_QCOW2_RESIZE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 enum qcow2_prealloc {
@@ -37,10 +38,29 @@ enum qcow2_prealloc {
 };
 
 /*
- * qcow2_resize - make the qcow2 image @path @size_bytes long (a multiple of
- * 512).  Shrinking is allowed here (the tool asks for --shrink);
- * preallocation only when growing.  0 or -errno (logged).
+ * When the backing file is longer than the disk, growing must not make its
+ * data past the old end visible (QEMU's BDRV_REQ_ZERO_WRITE): the new
+ * clusters are marked zero, and the cluster holding the old end, when the
+ * end is not cluster aligned, is rewritten whole from @head, the guest's
+ * view of [@head_offset, old size) (@head_offset is the old size rounded
+ * down to 2 MiB, the largest cluster), read by the caller through the
+ * chain.  v2 images cannot mark zero clusters: refused, as by QEMU.
  */
-int qcow2_resize(const char *path, uint64_t size_bytes, enum qcow2_prealloc prealloc);
+struct qcow2_resize_args {
+	uint64_t size_bytes; /* a multiple of 512 */
+	enum qcow2_prealloc prealloc;
+	bool zero_new;
+	uint64_t head_offset;
+	const void *head; /* NULL: the old size is a multiple of 2 MiB */
+};
+
+#define QCOW2_RESIZE_HEAD_ALIGN (2u << 20)
+
+/*
+ * qcow2_resize - make the qcow2 image @path @a->size_bytes long.
+ * Shrinking is allowed here (the tool asks for --shrink); preallocation
+ * only when growing.  0 or -errno (logged).
+ */
+int qcow2_resize(const char *path, const struct qcow2_resize_args *a);
 
 #endif

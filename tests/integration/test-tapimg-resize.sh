@@ -116,6 +116,21 @@ qemu-img info q.img | sed -n '/bitmaps:/,/refcount/p' >q.bm
 cmp -s t.bm q.bm || die "bitmaps after growth: $(cat t.bm)"
 same b.qcow2 --shrink IMG 3M
 
+# a longer backing file must not show through the grown part
+qemu-img create -q -f raw base.raw 4M
+qio -f raw -c 'write -P 9 0 4M' base.raw
+for o in "" "-o extended_l2=on" "-o compat=0.10" "-o cluster_size=4k"; do
+	for sz in 1M 1000448; do
+		# shellcheck disable=SC2086
+		qemu-img create -q -f qcow2 $o -b base.raw -F raw o.qcow2 $sz
+		qio -f qcow2 -c 'write -P 3 900k 10k' o.qcow2
+		same o.qcow2 IMG 3M
+		same o.qcow2 --preallocation=metadata IMG +64k
+	done
+done
+qemu-img convert -c -O qcow2 -B base.raw -F raw o.qcow2 oc.qcow2
+same oc.qcow2 IMG 8M
+
 # L1 growth: 512-byte clusters map 32 KiB per L2 table; 1 MiB needs 32 entries
 qemu-img create -q -f qcow2 -o cluster_size=512 g.qcow2 1M
 $TAPIMG io -f qcow2 -c 'write -P 0x41 0 64k' -c 'write -P 0x42 1040384 8k' g.qcow2 >/dev/null ||

@@ -21,6 +21,7 @@
 
 #include "errors.h"
 #include "imglock.h"
+#include "sync.h"
 #include "qcow2/info.h"
 #include "qcow2/resize.h"
 #include "tap-img.h"
@@ -41,6 +42,8 @@ struct resize_cmd {
 	enum qcow2_prealloc prealloc;
 	uint64_t cur_bytes;
 	uint64_t new_bytes;
+	uint64_t backing_bytes; /* 0: no backing file */
+	uint8_t *head;		/* qcow2 over a longer backing file: see qcow2/resize.h */
 };
 
 static void resize_usage(FILE *f)
@@ -49,7 +52,8 @@ static void resize_usage(FILE *f)
 		   "                      FILE [+|-]SIZE\n"
 		   "\n"
 		   "Change the disk size of an image, as qemu-img resize.\n"
-		   "  -f FMT                 raw or qcow2 (default: FILE's TYPE: prefix, else probed)\n"
+		   "  -f FMT                 raw or qcow2 (default: FILE's TYPE: prefix, else "
+		   "probed)\n"
 		   "  SIZE                   the new size (k/M/G/T/P/E suffixes); +SIZE or -SIZE\n"
 		   "                         relative to the current one\n"
 		   "  --shrink               allow a smaller size: data past the new end is lost\n"
@@ -146,17 +150,40 @@ static int resize_format(struct resize_cmd *cmd)
 	return 0;
 }
 
+/* The guest's view of the disk's last partial 2 MiB, before it grows over a longer backing file. */
+static int read_head(struct resize_cmd *cmd, struct drv_image *img)
+{
+	uint64_t off = cmd->cur_bytes / QCOW2_RESIZE_HEAD_ALIGN * QCOW2_RESIZE_HEAD_ALIGN;
+	struct drv_sync *s = NULL;
+	int err;
+
+	if (off == cmd->cur_bytes)
+		return 0;
+	cmd->head = malloc(cmd->cur_bytes - off);
+	err = cmd->head ? drv_sync_new(img, NULL, &s) : -ENOMEM;
+	if (!err)
+		err = drv_sync_rw(s, DRV_OP_READ, off, cmd->head, cmd->cur_bytes - off);
+	drv_sync_free(s);
+	if (err)
+		img_err("resize", "reading '%s' at %" PRIu64 ": %s", cmd->filename, off,
+			err_str(err));
+	return err;
+}
+
 static int current_size(struct resize_cmd *cmd)
 {
 	struct drv_image *img;
-	int err = img_open("resize", cmd->fmt, cmd->path, DRV_OPEN_RDONLY | DRV_OPEN_BUFFERED,
-			   &img);
+	int err =
+		img_open("resize", cmd->fmt, cmd->path, DRV_OPEN_RDONLY | DRV_OPEN_BUFFERED, &img);
 
 	if (err)
 		return err;
 	cmd->cur_bytes = img->size_bytes;
+	cmd->backing_bytes = img->backing ? img->backing->size_bytes : 0;
+	if (cmd->backing_bytes > cmd->cur_bytes && strcmp(cmd->fmt, "qcow2") == 0)
+		err = read_head(cmd, img);
 	drv_image_close(img);
-	return 0;
+	return err;
 }
 
 /* The new size, absolute or relative, checked as qemu-img checks it. */
@@ -234,7 +261,7 @@ static int resize_raw(struct resize_cmd *cmd)
 	if (!err && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && new != old) {
 		img_err("resize", "Cannot resize device files");
 		err = -ENOTSUP;
-	} else if (!err && ftruncate(fd, (off_t)new) < 0) {
+	} else if (!err && ftruncate(fd, (off_t) new) < 0) {
 		err = -errno;
 	}
 	if (!err && new > old && cmd->prealloc == QCOW2_PREALLOC_FALLOC)
@@ -259,12 +286,25 @@ int img_cmd_resize(int argc, char **argv)
 
 	if (err)
 		return err > 0 ? IMG_EXIT_OK : IMG_EXIT_ERR;
-	if (resize_format(&cmd) || current_size(&cmd) || target_size(&cmd))
+	if (resize_format(&cmd) || current_size(&cmd) || target_size(&cmd)) {
+		free(cmd.head);
 		return IMG_EXIT_ERR;
-	if (strcmp(cmd.fmt, "raw") == 0)
+	}
+	if (strcmp(cmd.fmt, "raw") == 0) {
 		err = resize_raw(&cmd);
-	else
-		err = qcow2_resize(cmd.path, cmd.new_bytes, cmd.prealloc);
+	} else {
+		struct qcow2_resize_args a = {
+			.size_bytes = cmd.new_bytes,
+			.prealloc = cmd.prealloc,
+			.zero_new = cmd.backing_bytes > cmd.cur_bytes,
+			.head_offset =
+				cmd.cur_bytes / QCOW2_RESIZE_HEAD_ALIGN * QCOW2_RESIZE_HEAD_ALIGN,
+			.head = cmd.head,
+		};
+
+		err = qcow2_resize(cmd.path, &a);
+	}
+	free(cmd.head);
 	if (err)
 		return IMG_EXIT_ERR;
 	if (!cmd.quiet)

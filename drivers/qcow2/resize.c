@@ -15,57 +15,17 @@
 #include "errors.h"
 #include "log.h"
 #include "qcow2/bitmap-edit.h"
-#include "qcow2/check.h"
+#include "qcow2/edit.h"
 #include "qcow2/format.h"
-#include "qcow2/info.h"
 #include "qcow2/refcount.h"
 #include "qcow2/resize.h"
 #include "qcow2/sync-io.h"
 
-struct rsz {
-	struct aio_file *file;
-	const char *path;
-	struct qcow2_header hdr;
-	struct qcow2_geom geom;
-	struct qcow2_rc *rc;
-	uint64_t file_bytes;
-	uint64_t *l1;  /* hdr.l1_size host-endian entries */
-	uint8_t *l2;   /* one L2 table */
-	bool l1_dirty; /* entries changed: write the table before freeing */
-	bool bitmaps;  /* the image has persistent bitmaps: bitmap-edit resizes them */
-};
-
-static void rsz_close(struct rsz *e)
-{
-	free(e->l1);
-	free(e->l2);
-	qcow2_rc_free(e->rc);
-	qcow2_header_fini(&e->hdr);
-	aio_file_close(e->file);
-}
-
-static int read_header(struct rsz *e)
-{
-	int err = qcow2_info_read_header(e->file, e->path, &e->hdr);
-
-	if (err || !(e->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
-		return err;
-	/* lazy refcounts and a crash: repair, as QEMU's writable open does */
-	qcow2_header_fini(&e->hdr);
-	err = qcow2_check_repair_dirty(e->file, e->path);
-	return err ? err : qcow2_info_read_header(e->file, e->path, &e->hdr);
-}
-
 /* What QEMU refuses to resize, in its words. */
-static int refuse(const struct rsz *e)
+static int refuse(const struct qcow2_ed *e)
 {
 	const struct qcow2_header *h = &e->hdr;
 
-	if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
-		log_err("qcow2 %s: the image is marked corrupt: repair it first (check -r all)",
-			e->path);
-		return -EROFS;
-	}
 	if (h->nb_snapshots && h->version < 3) {
 		log_err("Can't resize a v2 image which has snapshots");
 		return -ENOTSUP;
@@ -82,169 +42,9 @@ static int refuse(const struct rsz *e)
 	return 0;
 }
 
-static int read_l1(struct rsz *e)
-{
-	uint64_t n = e->hdr.l1_size, i;
-	int err;
-
-	e->l1 = calloc(n ? n : 1, sizeof(*e->l1));
-	if (!e->l1)
-		return -ENOMEM;
-	err = qcow2_pread(e->file, e->hdr.l1_table_offset, e->l1, n * 8);
-	if (err) {
-		log_err("qcow2 %s: reading the L1 table at 0x%" PRIx64 ": %s", e->path,
-			e->hdr.l1_table_offset, err_str(err));
-		return err;
-	}
-	for (i = 0; i < n; i++)
-		e->l1[i] = qcow2_get_be64(&e->l1[i]);
-	return 0;
-}
-
-static int rsz_open(struct rsz *e, const char *path)
-{
-	struct qcow2_rc_params rp;
-	int err;
-
-	e->path = path;
-	err = aio_file_open(path, AIO_FILE_BUFFERED, &e->file);
-	if (!err)
-		err = drv_image_lock(e->file->fd, path, 0);
-	if (!err)
-		err = read_header(e);
-	if (!err)
-		err = refuse(e);
-	if (err)
-		return err;
-	qcow2_geom_init(&e->geom, &e->hdr);
-	e->bitmaps = e->hdr.bitmaps.present && e->hdr.bitmaps.nb_bitmaps &&
-		     (e->hdr.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS);
-	e->l2 = malloc(e->geom.cluster_bytes);
-	if (!e->l2)
-		return -ENOMEM;
-	e->file_bytes = (uint64_t)lseek(e->file->fd, 0, SEEK_END);
-	rp = (struct qcow2_rc_params){ .file = e->file,
-				       .path = path,
-				       .hdr = &e->hdr,
-				       .geom = &e->geom,
-				       .file_bytes = &e->file_bytes };
-	err = qcow2_rc_new(&rp, &e->rc);
-	return err ? err : read_l1(e);
-}
-
-/* ---- L2 tables ------------------------------------------------------------------ */
-
-static uint64_t l2_word(const struct rsz *e, uint64_t j, unsigned word)
-{
-	return qcow2_get_be64(e->l2 + j * e->geom.l2_entry_bytes + word * 8);
-}
-
-/* The L2 table of L1 entry @i into e->l2; *@l2_off 0: none. */
-static int l2_read(struct rsz *e, uint64_t i, uint64_t *l2_off, bool *copied)
-{
-	const char *why;
-	int err = qcow2_l1_entry_decode(&e->geom, e->l1[i], l2_off, copied, &why);
-
-	if (err) {
-		log_err("qcow2 %s: L1 entry %" PRIu64 ": %s", e->path, i, why);
-		return -EIO;
-	}
-	if (!*l2_off)
-		return 0;
-	err = qcow2_pread(e->file, *l2_off, e->l2, e->geom.cluster_bytes);
-	if (err)
-		log_err("qcow2 %s: reading the L2 table at 0x%" PRIx64 ": %s", e->path, *l2_off,
-			err_str(err));
-	return err;
-}
-
-/* Queue the drop of the active tables' reference to entry @j's host clusters. */
-static int drop_entry(struct rsz *e, uint64_t j)
-{
-	struct qcow2_l2_entry d;
-	const char *why;
-	uint64_t bitmap = e->geom.extended_l2 ? l2_word(e, j, 1) : 0;
-
-	if (qcow2_l2_entry_decode(&e->geom, l2_word(e, j, 0), bitmap, &d, &why) < 0) {
-		log_err("qcow2 %s: L2 entry %" PRIu64 ": %s", e->path, j, why);
-		return -EIO;
-	}
-	if (d.type == QCOW2_CLUSTER_COMPRESSED)
-		return qcow2_rc_free_deferred(e->rc, d.host_offset, d.compressed_bytes);
-	if (d.host_offset)
-		return qcow2_rc_free_deferred(e->rc, d.host_offset, e->geom.cluster_bytes);
-	return 0;
-}
-
-/*
- * Write e->l2 as the table of L1 entry @i, now at @l2_off: in place when
- * the active L1 owns it (@copied), else into a new cluster, the old one's
- * reference dropped once the L1 no longer points to it.  Durable on return.
- */
-static int l2_store(struct rsz *e, uint64_t i, uint64_t l2_off, bool copied)
-{
-	uint64_t off = l2_off;
-	int err = 0;
-
-	if (!copied) {
-		err = qcow2_rc_alloc(e->rc, 1, &off);
-		if (!err && l2_off)
-			err = qcow2_rc_free_deferred(e->rc, l2_off, e->geom.cluster_bytes);
-		/* the new table's refcount before the L1 entry that points to it */
-		if (!err)
-			err = qcow2_rc_writeback(e->rc);
-	}
-	if (!err)
-		err = qcow2_pwrite(e->file, off, e->l2, e->geom.cluster_bytes);
-	if (!err)
-		err = qcow2_fsync(e->file);
-	if (!err && !copied) {
-		err = qcow2_l1_entry_encode(&e->geom, off, true, &e->l1[i]);
-		e->l1_dirty = true;
-	}
-	if (err)
-		log_err("qcow2 %s: writing the L2 table at 0x%" PRIx64 ": %s", e->path, off,
-			err_str(err));
-	return err;
-}
-
-/* The L1 table in place, synced. */
-static int l1_store(struct rsz *e)
-{
-	uint64_t n = e->hdr.l1_size, i;
-	uint64_t *be = calloc(n ? n : 1, sizeof(*be));
-	int err;
-
-	if (!be)
-		return -ENOMEM;
-	for (i = 0; i < n; i++)
-		qcow2_put_be64(&be[i], e->l1[i]);
-	err = qcow2_pwrite(e->file, e->hdr.l1_table_offset, be, n * 8);
-	if (!err)
-		err = qcow2_fsync(e->file);
-	free(be);
-	if (err)
-		log_err("qcow2 %s: writing the L1 table at 0x%" PRIx64 ": %s", e->path,
-			e->hdr.l1_table_offset, err_str(err));
-	e->l1_dirty = false;
-	return err;
-}
-
-/* Pointers removed are durable: the refcounts they held go down. */
-static int release(struct rsz *e)
-{
-	int err = e->l1_dirty ? l1_store(e) : 0;
-
-	if (!err)
-		err = qcow2_rc_release_deferred(e->rc);
-	if (!err)
-		err = qcow2_rc_writeback(e->rc);
-	return err;
-}
-
 /* ---- growing -------------------------------------------------------------------- */
 
-static int write_l1_fields(struct rsz *e, uint32_t l1_size, uint64_t l1_off)
+static int write_l1_fields(struct qcow2_ed *e, uint32_t l1_size, uint64_t l1_off)
 {
 	uint8_t f[12];
 	int err;
@@ -261,7 +61,7 @@ static int write_l1_fields(struct rsz *e, uint32_t l1_size, uint64_t l1_off)
 }
 
 /* An L1 table of exactly @n entries in new clusters; the old one freed. */
-static int grow_l1(struct rsz *e, uint64_t n)
+static int grow_l1(struct qcow2_ed *e, uint64_t n)
 {
 	uint64_t cb = e->geom.cluster_bytes, nc = div_round_up_u64(n * 8, cb), off;
 	uint64_t old_off = e->hdr.l1_table_offset, old_n = e->hdr.l1_size;
@@ -288,27 +88,27 @@ static int grow_l1(struct rsz *e, uint64_t n)
 	e->hdr.l1_table_offset = off;
 	e->hdr.l1_size = (uint32_t)n;
 	if (!err)
-		err = l1_store(e); /* synced */
+		err = qcow2_ed_l1_store(e); /* synced */
 	if (!err)
 		err = write_l1_fields(e, (uint32_t)n, off);
 	if (!err && old_n)
 		err = qcow2_rc_free_deferred(e->rc, old_off, old_n * 8);
-	return err ? err : release(e);
+	return err ? err : qcow2_ed_release(e);
 }
 
 /* ---- shrinking ------------------------------------------------------------------ */
 
 /* Drop entries [@first, end) of the table of L1 entry @i; @first 0: the whole table. */
-static int cut_table(struct rsz *e, uint64_t i, uint64_t first)
+static int cut_table(struct qcow2_ed *e, uint64_t i, uint64_t first)
 {
 	uint64_t l2_off, j;
 	bool copied;
-	int err = l2_read(e, i, &l2_off, &copied);
+	int err = qcow2_ed_l2_read(e, i, &l2_off, &copied);
 
 	if (err || !l2_off)
 		return err;
 	for (j = first; !err && j < e->geom.l2_entries; j++)
-		err = drop_entry(e, j);
+		err = qcow2_ed_drop_entry(e, j);
 	if (err)
 		return err;
 	if (first == 0) {
@@ -318,11 +118,11 @@ static int cut_table(struct rsz *e, uint64_t i, uint64_t first)
 	}
 	memset(e->l2 + first * e->geom.l2_entry_bytes, 0,
 	       (e->geom.l2_entries - first) * e->geom.l2_entry_bytes);
-	return l2_store(e, i, l2_off, copied);
+	return qcow2_ed_l2_store(e, i, l2_off, copied);
 }
 
 /* The file ends after the last cluster in use. */
-static int trim_file(struct rsz *e)
+static int trim_file(struct qcow2_ed *e)
 {
 	uint64_t cb = e->geom.cluster_bytes, end = div_round_up_u64(e->file_bytes, cb) * cb, rc = 0;
 	int err = 0;
@@ -338,7 +138,7 @@ static int trim_file(struct rsz *e)
 	return err;
 }
 
-static int shrink(struct rsz *e, uint64_t size)
+static int shrink(struct qcow2_ed *e, uint64_t size)
 {
 	uint64_t cb = e->geom.cluster_bytes, span = e->geom.l2_entries * cb;
 	uint64_t keep = div_round_up_u64(size, cb) * cb, i = keep / span;
@@ -349,14 +149,14 @@ static int shrink(struct rsz *e, uint64_t size)
 	for (; !err && i < e->hdr.l1_size; i++)
 		err = cut_table(e, i, 0);
 	if (!err)
-		err = release(e);
+		err = qcow2_ed_release(e);
 	return err;
 }
 
 /* ---- preallocation -------------------------------------------------------------- */
 
 /* Host clusters for @n guest clusters from entry @j, data written as @mode asks. */
-static int prealloc_run(struct rsz *e, uint64_t j, uint64_t n, enum qcow2_prealloc mode)
+static int prealloc_run(struct qcow2_ed *e, uint64_t j, uint64_t n, enum qcow2_prealloc mode)
 {
 	uint64_t cb = e->geom.cluster_bytes, off, k, entry;
 	int err = qcow2_rc_alloc(e->rc, n, &off);
@@ -392,19 +192,19 @@ static int prealloc_run(struct rsz *e, uint64_t j, uint64_t n, enum qcow2_preall
 }
 
 /* Map the unallocated clusters of entries [@first, @last) of L1 entry @i. */
-static int prealloc_table(struct rsz *e, uint64_t i, uint64_t first, uint64_t last,
+static int prealloc_table(struct qcow2_ed *e, uint64_t i, uint64_t first, uint64_t last,
 			  enum qcow2_prealloc mode)
 {
 	uint64_t l2_off, j, run;
 	bool copied;
-	int err = l2_read(e, i, &l2_off, &copied);
+	int err = qcow2_ed_l2_read(e, i, &l2_off, &copied);
 
 	if (!err && !l2_off)
 		memset(e->l2, 0, e->geom.cluster_bytes);
 	for (j = first; !err && j < last; j += run) {
 		run = 0;
-		while (j + run < last && l2_word(e, j + run, 0) == 0 &&
-		       (!e->geom.extended_l2 || l2_word(e, j + run, 1) == 0))
+		while (j + run < last && qcow2_ed_l2_word(e, j + run, 0) == 0 &&
+		       (!e->geom.extended_l2 || qcow2_ed_l2_word(e, j + run, 1) == 0))
 			run++;
 		if (run)
 			err = prealloc_run(e, j, run, mode);
@@ -417,13 +217,13 @@ static int prealloc_table(struct rsz *e, uint64_t i, uint64_t first, uint64_t la
 	if (!err)
 		err = qcow2_fsync(e->file);
 	if (!err)
-		err = l2_store(e, i, l2_off, copied && l2_off);
+		err = qcow2_ed_l2_store(e, i, l2_off, copied && l2_off);
 	if (!err && e->l1_dirty)
-		err = release(e);
+		err = qcow2_ed_release(e);
 	return err;
 }
 
-static int prealloc(struct rsz *e, uint64_t old, uint64_t size, enum qcow2_prealloc mode)
+static int prealloc(struct qcow2_ed *e, uint64_t old, uint64_t size, enum qcow2_prealloc mode)
 {
 	uint64_t cb = e->geom.cluster_bytes;
 	uint64_t c = old / cb, end = div_round_up_u64(size, cb), per = e->geom.l2_entries;
@@ -441,7 +241,7 @@ static int prealloc(struct rsz *e, uint64_t old, uint64_t size, enum qcow2_preal
 /* ---- hiding a longer backing file ------------------------------------------------ */
 
 /* Entry @j of e->l2 reads as zeros from now on (QEMU's zeroize without unmap). */
-static int zero_entry(struct rsz *e, uint64_t j)
+static int zero_entry(struct qcow2_ed *e, uint64_t j)
 {
 	uint8_t *p = e->l2 + j * e->geom.l2_entry_bytes;
 	uint64_t entry = qcow2_get_be64(p);
@@ -449,13 +249,14 @@ static int zero_entry(struct rsz *e, uint64_t j)
 	const char *why;
 	int err = 0;
 
-	if (qcow2_l2_entry_decode(&e->geom, entry, e->geom.extended_l2 ? l2_word(e, j, 1) : 0, &d,
+	if (qcow2_l2_entry_decode(&e->geom, entry,
+				  e->geom.extended_l2 ? qcow2_ed_l2_word(e, j, 1) : 0, &d,
 				  &why) < 0) {
 		log_err("qcow2 %s: L2 entry %" PRIu64 ": %s", e->path, j, why);
 		return -EIO;
 	}
 	if (d.type == QCOW2_CLUSTER_COMPRESSED) {
-		err = drop_entry(e, j);
+		err = qcow2_ed_drop_entry(e, j);
 		entry = 0;
 	}
 	if (e->geom.extended_l2) {
@@ -467,23 +268,23 @@ static int zero_entry(struct rsz *e, uint64_t j)
 	return err;
 }
 
-static int zero_table(struct rsz *e, uint64_t i, uint64_t first, uint64_t last)
+static int zero_table(struct qcow2_ed *e, uint64_t i, uint64_t first, uint64_t last)
 {
 	uint64_t l2_off, j;
 	bool copied;
-	int err = l2_read(e, i, &l2_off, &copied);
+	int err = qcow2_ed_l2_read(e, i, &l2_off, &copied);
 
 	if (!err && !l2_off)
 		memset(e->l2, 0, e->geom.cluster_bytes);
 	for (j = first; !err && j < last; j++)
 		err = zero_entry(e, j);
 	if (!err)
-		err = l2_store(e, i, l2_off, copied && l2_off);
+		err = qcow2_ed_l2_store(e, i, l2_off, copied && l2_off);
 	return err;
 }
 
 /* The cluster holding the old end, whole in a new cluster: data, then zeros. */
-static int rewrite_head(struct rsz *e, uint64_t old, const struct qcow2_resize_args *a)
+static int rewrite_head(struct qcow2_ed *e, uint64_t old, const struct qcow2_resize_args *a)
 {
 	uint64_t cb = e->geom.cluster_bytes, start = old / cb * cb, per = e->geom.l2_entries;
 	uint64_t i = start / cb / per, j = start / cb % per, l2_off, off, entry;
@@ -504,23 +305,23 @@ static int rewrite_head(struct rsz *e, uint64_t old, const struct qcow2_resize_a
 	if (!err)
 		err = qcow2_fsync(e->file);
 	if (!err)
-		err = l2_read(e, i, &l2_off, &copied);
+		err = qcow2_ed_l2_read(e, i, &l2_off, &copied);
 	if (!err && !l2_off)
 		memset(e->l2, 0, cb);
 	else if (!err)
-		err = drop_entry(e, j);
+		err = qcow2_ed_drop_entry(e, j);
 	if (!err)
 		err = qcow2_l2_entry_encode_normal(&e->geom, off, true, &entry);
 	if (!err) {
 		qcow2_put_be64(e->l2 + j * e->geom.l2_entry_bytes, entry);
 		if (e->geom.extended_l2)
 			qcow2_put_be64(e->l2 + j * e->geom.l2_entry_bytes + 8, QCOW2_SC_ALL_ALLOC);
-		err = l2_store(e, i, l2_off, copied && l2_off);
+		err = qcow2_ed_l2_store(e, i, l2_off, copied && l2_off);
 	}
-	return err ? err : release(e);
+	return err ? err : qcow2_ed_release(e);
 }
 
-static int zero_new(struct rsz *e, uint64_t old, const struct qcow2_resize_args *a)
+static int zero_new(struct qcow2_ed *e, uint64_t old, const struct qcow2_resize_args *a)
 {
 	uint64_t cb = e->geom.cluster_bytes, per = e->geom.l2_entries;
 	uint64_t c = div_round_up_u64(old, cb), end = div_round_up_u64(a->size_bytes, cb);
@@ -538,12 +339,12 @@ static int zero_new(struct rsz *e, uint64_t old, const struct qcow2_resize_args 
 		err = zero_table(e, i, c % per, last);
 		c = (i + 1) * per;
 	}
-	return err ? err : release(e);
+	return err ? err : qcow2_ed_release(e);
 }
 
 /* ---- the size ------------------------------------------------------------------- */
 
-static int write_size(struct rsz *e, uint64_t size)
+static int write_size(struct qcow2_ed *e, uint64_t size)
 {
 	uint8_t f[8];
 	int err;
@@ -571,7 +372,7 @@ static int resize_bitmaps(const char *path, uint64_t size)
 	return err;
 }
 
-static int resize_tables(struct rsz *e, const struct qcow2_resize_args *a)
+static int resize_tables(struct qcow2_ed *e, const struct qcow2_resize_args *a)
 {
 	uint64_t old = e->hdr.size_bytes, size = a->size_bytes;
 	enum qcow2_prealloc prealloc_mode = a->prealloc;
@@ -601,7 +402,7 @@ static int resize_tables(struct rsz *e, const struct qcow2_resize_args *a)
 int qcow2_resize(const char *path, const struct qcow2_resize_args *a)
 {
 	uint64_t size_bytes = a->size_bytes;
-	struct rsz e = { 0 };
+	struct qcow2_ed e = { 0 };
 	bool shrinking, bitmaps;
 	int err;
 
@@ -609,7 +410,9 @@ int qcow2_resize(const char *path, const struct qcow2_resize_args *a)
 		log_err("The new size must be a multiple of 512");
 		return -EINVAL;
 	}
-	err = rsz_open(&e, path);
+	err = qcow2_ed_open(&e, path);
+	if (!err)
+		err = refuse(&e);
 	if (!err)
 		err = resize_tables(&e, a);
 	bitmaps = e.bitmaps;
@@ -618,7 +421,7 @@ int qcow2_resize(const char *path, const struct qcow2_resize_args *a)
 		err = write_size(&e, size_bytes);
 	if (!err && shrinking)
 		err = trim_file(&e);
-	rsz_close(&e);
+	qcow2_ed_close(&e);
 	if (!err && bitmaps)
 		err = resize_bitmaps(path, size_bytes);
 	return err;

@@ -378,6 +378,15 @@ int qcow2_bme_remove(struct qcow2_bme *e, const char *name)
 	return 0;
 }
 
+int qcow2_bme_remove_all(struct qcow2_bme *e)
+{
+	int err = 0;
+
+	while (!err && e->nb)
+		err = qcow2_bme_remove(e, e->bms[0].ent.name);
+	return err;
+}
+
 int qcow2_bme_clear(struct qcow2_bme *e, const char *name)
 {
 	struct bme_bitmap *bm = find_usable(e, name);

@@ -51,6 +51,9 @@ int qcow2_bme_add(struct qcow2_bme *e, const char *name, unsigned gran_bits);
 /* qcow2_bme_remove - drop a bitmap (its clusters are freed at the commit). */
 int qcow2_bme_remove(struct qcow2_bme *e, const char *name);
 
+/* qcow2_bme_remove_all - drop every bitmap, consistent or not (tap-img amend to v2). */
+int qcow2_bme_remove_all(struct qcow2_bme *e);
+
 /* qcow2_bme_clear - no bit set. */
 int qcow2_bme_clear(struct qcow2_bme *e, const char *name);
 

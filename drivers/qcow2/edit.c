@@ -202,4 +202,3 @@ int qcow2_ed_release(struct qcow2_ed *e)
 		err = qcow2_rc_writeback(e->rc);
 	return err;
 }
-

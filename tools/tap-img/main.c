@@ -27,6 +27,7 @@ static const struct {
 	{ "measure", img_cmd_measure, "how large a new image would be, for a size or a copy" },
 	{ "map", img_cmd_map, "show where an image's data lies, extent by extent" },
 	{ "resize", img_cmd_resize, "grow or shrink an image's disk" },
+	{ "amend", img_cmd_amend, "change a qcow2 image's compat level and lazy refcounts" },
 };
 
 static void usage(FILE *f)

@@ -279,6 +279,31 @@ static int resize_raw(struct resize_cmd *cmd)
 	return err;
 }
 
+static int resize_qcow2(struct resize_cmd *cmd)
+{
+	struct qcow2_resize_args a = {
+		.size_bytes = cmd->new_bytes,
+		.prealloc = cmd->prealloc,
+		.zero_new = cmd->backing_bytes > cmd->cur_bytes,
+		.head_offset = cmd->cur_bytes / QCOW2_RESIZE_HEAD_ALIGN * QCOW2_RESIZE_HEAD_ALIGN,
+		.head = cmd->head,
+	};
+
+	return qcow2_resize(cmd->path, &a);
+}
+
+int img_resize_qcow2(const char *verb, const char *path, uint64_t size_bytes)
+{
+	struct resize_cmd cmd = { .fmt = "qcow2", .path = path, .new_bytes = size_bytes };
+	int err = current_size(&cmd);
+
+	(void)verb;
+	if (!err)
+		err = resize_qcow2(&cmd);
+	free(cmd.head);
+	return err;
+}
+
 int img_cmd_resize(int argc, char **argv)
 {
 	struct resize_cmd cmd = { 0 };
@@ -293,16 +318,7 @@ int img_cmd_resize(int argc, char **argv)
 	if (strcmp(cmd.fmt, "raw") == 0) {
 		err = resize_raw(&cmd);
 	} else {
-		struct qcow2_resize_args a = {
-			.size_bytes = cmd.new_bytes,
-			.prealloc = cmd.prealloc,
-			.zero_new = cmd.backing_bytes > cmd.cur_bytes,
-			.head_offset =
-				cmd.cur_bytes / QCOW2_RESIZE_HEAD_ALIGN * QCOW2_RESIZE_HEAD_ALIGN,
-			.head = cmd.head,
-		};
-
-		err = qcow2_resize(cmd.path, &a);
+		err = resize_qcow2(&cmd);
 	}
 	free(cmd.head);
 	if (err)

@@ -28,6 +28,14 @@ int img_cmd_compare(int argc, char **argv);
 int img_cmd_bitmap(int argc, char **argv);
 int img_cmd_measure(int argc, char **argv);
 int img_cmd_resize(int argc, char **argv);
+int img_cmd_amend(int argc, char **argv);
+
+/*
+ * img_resize_qcow2 - make the qcow2 image at @path @size_bytes long (any
+ * direction, no preallocation) as tap-img resize does, for amend's size
+ * option.  Prints the error for @verb; 0 or -errno.
+ */
+int img_resize_qcow2(const char *verb, const char *path, uint64_t size_bytes);
 
 /*
  * img_compat_name / img_compat_main - blktap's old tool names (qcow-create,

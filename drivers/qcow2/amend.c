@@ -177,7 +177,8 @@ static int expand_zeros(struct qcow2_ed *e, uint64_t l2_off)
 	if (!err && changed)
 		err = qcow2_fsync(e->file);
 	if (err)
-		log_err("qcow2 %s: expanding the zero clusters of the L2 table at 0x%" PRIx64 ": %s",
+		log_err("qcow2 %s: expanding the zero clusters of the L2 table at 0x%" PRIx64
+			": %s",
 			e->path, l2_off, err_str(err));
 	return err;
 }
@@ -204,8 +205,8 @@ static int write_header(struct qcow2_ed *e)
 
 static int downgrade_refused(struct qcow2_ed *e)
 {
-	uint64_t incompat = e->hdr.incompatible_features &
-			    ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESSION);
+	uint64_t incompat =
+		e->hdr.incompatible_features & ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESSION);
 
 	if (e->hdr.refcount_order != QCOW2_V2_REFCOUNT_ORDER) {
 		log_err("compat=0.10 requires refcount_bits=16");

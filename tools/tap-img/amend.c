@@ -136,10 +136,8 @@ static int amend_opt(struct amend_cmd *cmd, const struct drv_opt *o)
 						   "extended_l2",      "compression_type",
 						   "encryption",       "encrypt.format",
 						   "data_file_raw_on", NULL };
-	static const char *const unsupported[] = {
-		"refcount_bits", "backing_file", "backing_fmt", "data_file", "data_file_raw",
-		NULL
-	};
+	static const char *const unsupported[] = { "refcount_bits", "backing_file",  "backing_fmt",
+						   "data_file",	    "data_file_raw", NULL };
 	bool b;
 	unsigned i;
 
@@ -154,7 +152,8 @@ static int amend_opt(struct amend_cmd *cmd, const struct drv_opt *o)
 	}
 	if (strcmp(o->key, "size") == 0) {
 		if (optval_size(o->value, &cmd->size_bytes)) {
-			img_err("amend", "Parameter 'size' expects a non-negative number below 2^64");
+			img_err("amend",
+				"Parameter 'size' expects a non-negative number below 2^64");
 			return -EINVAL;
 		}
 		return 0;
@@ -177,7 +176,8 @@ static int amend_opt(struct amend_cmd *cmd, const struct drv_opt *o)
 	for (i = 0; unsupported[i]; i++) {
 		if (strcmp(o->key, unsupported[i]) == 0 || strncmp(o->key, "encrypt.", 8) == 0) {
 			img_err("amend", "amending '%s' is not supported%s", o->key,
-				strncmp(o->key, "backing", 7) == 0 ? ": use tap-img rebase -u" : "");
+				strncmp(o->key, "backing", 7) == 0 ? ": use tap-img rebase -u"
+								   : "");
 			return -ENOTSUP;
 		}
 	}

@@ -23,8 +23,10 @@ const struct drv_opt_desc qcow2_open_opts[] = {
 	{ "l2-cache-size", DRV_OPT_SIZE, "Maximum L2 table cache size", NULL },
 	{ "l2-cache-entry-size", DRV_OPT_SIZE, "Size of each entry in the L2 cache", NULL },
 	{ "refcount-cache-size", DRV_OPT_SIZE, "Maximum refcount block cache size", NULL },
-	{ "cache-size", DRV_OPT_SIZE, "Maximum combined metadata (L2 tables and refcount blocks) "
-				      "cache size", NULL },
+	{ "cache-size", DRV_OPT_SIZE,
+	  "Maximum combined metadata (L2 tables and refcount blocks) "
+	  "cache size",
+	  NULL },
 	{ NULL, 0, NULL, NULL },
 };
 
@@ -126,7 +128,8 @@ int qcow2_cache_cfg(const struct drv_image *img, const struct qcow2_geom *g, uin
 	/* 0: the refcount layer's default */
 	out->rc_cache_bytes =
 		rc_set || combined_set ? MAX(rc, MIN_REFCOUNT_CACHE_CLUSTERS * cb) : 0;
-	log_dbg(LOG_F_QCOW2, "open %s: L2 cache %u slices of %" PRIu64 " bytes, refcount cache %" PRIu64,
+	log_dbg(LOG_F_QCOW2,
+		"open %s: L2 cache %u slices of %" PRIu64 " bytes, refcount cache %" PRIu64,
 		img->path, out->l2_slices, out->l2_slice_bytes, out->rc_cache_bytes);
 	return 0;
 }

@@ -25,8 +25,7 @@
 #define MiB (UINT64_C(1024) * 1024)
 
 /* Open @path with the qcow2 driver and the options in @optstr; the error, or 0. */
-static int open_with(const char *path, unsigned flags, const char *optstr,
-		     struct drv_image **img)
+static int open_with(const char *path, unsigned flags, const char *optstr, struct drv_image **img)
 {
 	struct drv_opt *opts = NULL;
 	unsigned nr = 0;
@@ -181,9 +180,8 @@ static void test_default_unchanged(void **state)
 	assert_int_equal(qcow2_l2_cache_slices(qi->l2_cache),
 			 qcow2_l2_cache_default_slices(&g, 1024 * MiB));
 	drv_image_close(top);
-	assert_int_equal(open_with(img, DRV_OPEN_RDONLY | DRV_OPEN_BUFFERED, "l2-cache-size=1M",
-				   &top),
-			 0);
+	assert_int_equal(
+		open_with(img, DRV_OPEN_RDONLY | DRV_OPEN_BUFFERED, "l2-cache-size=1M", &top), 0);
 	qi = top->priv;
 	assert_int_equal(qcow2_l2_cache_slices(qi->l2_cache), MiB / 4096);
 	drv_image_close(top);

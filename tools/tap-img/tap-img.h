@@ -73,6 +73,16 @@ int img_open(const char *verb, const char *fmt, const char *filename, unsigned f
 	     struct drv_image **out);
 
 /*
+ * img_open_image_opts - img_open() for --image-opts: @optstr is QEMU's
+ * "driver=FMT,file.filename=PATH,KEY=VALUE,..."; the other keys are the
+ * driver's open-time options (qcow2's l2-cache-size, ...), checked by the
+ * driver layer, which names a key it refuses.  Prints the error for @verb;
+ * 0 or -errno.
+ */
+int img_open_image_opts(const char *verb, const char *optstr, unsigned flags,
+			struct drv_image **out);
+
+/*
  * img_probe - the format of @filename as qemu-img's probe finds it among
  * ours: "qcow2" for a qcow2 header, else "raw" (also when it cannot be read:
  * the open that follows reports that).

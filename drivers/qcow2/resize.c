@@ -358,6 +358,21 @@ static int write_size(struct qcow2_ed *e, uint64_t size)
 	return err;
 }
 
+/*
+ * Before anything changes: bitmaps that cannot follow the disk (an
+ * inconsistent one) refuse the resize now, not after clusters were cut.
+ */
+static int bitmaps_resizable(const char *path, uint64_t size)
+{
+	struct qcow2_bme *b;
+	int err = qcow2_bme_open(path, false, false, &b);
+
+	if (!err)
+		err = qcow2_bme_resize(b, size); /* in memory only: not committed */
+	qcow2_bme_close(b);
+	return err;
+}
+
 /* The bitmaps follow the disk; their header switch carries the size. */
 static int resize_bitmaps(const char *path, uint64_t size)
 {
@@ -413,6 +428,13 @@ int qcow2_resize(const char *path, const struct qcow2_resize_args *a)
 	err = qcow2_ed_open(&e, path);
 	if (!err)
 		err = refuse(&e);
+	if (!err && e.bitmaps) {
+		qcow2_ed_close(&e);
+		memset(&e, 0, sizeof(e));
+		err = bitmaps_resizable(path, size_bytes);
+		if (!err)
+			err = qcow2_ed_open(&e, path);
+	}
 	if (!err)
 		err = resize_tables(&e, a);
 	bitmaps = e.bitmaps;

@@ -121,6 +121,11 @@ qemu-img info t.img | sed -n '/bitmaps:/,/refcount/p' >t.bm
 qemu-img info q.img | sed -n '/bitmaps:/,/refcount/p' >q.bm
 cmp -s t.bm q.bm || die "bitmaps after growth: $(cat t.bm)"
 same b.qcow2 --shrink IMG 3M
+# a bitmap left in use by a crashed writer: refused before anything changes
+qemu-io -f qcow2 -c 'write -P 9 0 64k' -c abort b.qcow2 >/dev/null 2>&1 || true
+same b.qcow2 --shrink IMG 1M
+[ $trc -eq 1 ] || die "resizing with an inconsistent bitmap was not refused"
+qio -f qcow2 -c 'read -P 8 3M 64k' t.img
 
 # a longer backing file must not show through the grown part
 qemu-img create -q -f raw base.raw 4M

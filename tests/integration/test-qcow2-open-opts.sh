@@ -2,13 +2,15 @@
 # SPDX-License-Identifier: MIT
 #
 # QEMU's qcow2 cache options at open, through every way in: tap-img io and
-# convert --image-opts, tapdisk -o, and the control protocol's open.  With
+# convert --image-opts, tapdisk -o, the control protocol's open and
+# tap-ctl create -o.  With
 # the smallest L2 and refcount caches (512-byte clusters: slices are
 # evicted all the time) data written reads back, through qemu-io too, and
 # qemu-img check finds the image clean; a resume keeps the options; an
 # option the driver does not take is refused naming it.
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/nbd-lib.sh"
+. "$(dirname "$0")/ctl-functions.sh"
 requires qemu-img qemu-io python3 jq
 
 cd "$TEST_DIR"
@@ -77,4 +79,18 @@ $CTL "$ctl" close >/dev/null || die "close failed"
 td_stop "$TD_PID"
 qemu-img check -q a.qcow2 || die "check after tapdisk failed"
 qio -f qcow2 -c 'read -P 0x62 15M 64k' -c 'read -P 0x61 9M 300k' -c 'read -P 2 1300k 3k' a.qcow2
+
+# tap-ctl create -o: through tapctld to the tapdisk it spawns
+start_tapctld --no-xen
+out=$($TAPCTL create -a qcow2:a.qcow2 -o l2-cache-sise=1 2>&1) &&
+	die "tap-ctl create accepted a misspelt option"
+echo "$out" | grep -q "l2-cache-sise" || die "tap-ctl's refusal does not name the key: $out"
+m=$($TAPCTL create -a qcow2:a.qcow2 -o "$tiny" --nbd "unix:$TEST_DIR/ctl-nbd.sock") ||
+	die "tap-ctl create -o $tiny failed"
+qio -f raw -c 'write -P 0x63 5M 200k' -c 'read -P 0x62 15M 64k' \
+	"$(nbd_uri "$TEST_DIR/ctl-nbd.sock")"
+$TAPCTL destroy -m "$m" || die "tap-ctl destroy failed"
+stop_tapctld
+qemu-img check -q a.qcow2 || die "check after tap-ctl failed"
+qio -f qcow2 -c 'read -P 0x63 5M 200k' a.qcow2
 echo PASS

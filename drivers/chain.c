@@ -92,6 +92,12 @@ static int chain_open_backing(struct drv_image *img, struct chain_ids *ids)
 
 int drv_chain_open(const char *spec, unsigned flags, struct drv_image **top)
 {
+	return drv_chain_open_opts(spec, flags, NULL, 0, top);
+}
+
+int drv_chain_open_opts(const char *spec, unsigned flags, const struct drv_opt *opts, unsigned nr,
+			struct drv_image **top)
+{
 	struct chain_ids ids = { .count = 0 };
 	const struct drv_ops *ops;
 	struct drv_image *img;
@@ -104,7 +110,7 @@ int drv_chain_open(const char *spec, unsigned flags, struct drv_image **top)
 	err = chain_ids_add(&ids, path, spec);
 	if (err)
 		return err;
-	err = drv_image_open(ops, path, flags, top);
+	err = drv_image_open_opts(ops, path, flags, opts, nr, top);
 	if (err)
 		return err;
 	for (img = *top; img; img = img->backing) {

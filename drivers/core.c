@@ -120,12 +120,25 @@ static void image_free(struct drv_image *img)
 int drv_image_open(const struct drv_ops *ops, const char *path, unsigned flags,
 		   struct drv_image **out)
 {
-	struct drv_image *img = image_alloc(ops, path, flags);
-	int err;
+	return drv_image_open_opts(ops, path, flags, NULL, 0, out);
+}
 
+int drv_image_open_opts(const struct drv_ops *ops, const char *path, unsigned flags,
+			const struct drv_opt *opts, unsigned nr, struct drv_image **out)
+{
+	struct drv_image *img;
+	int err = drv_opts_check(ops, path, opts, nr, NULL);
+
+	if (err)
+		return err;
+	img = image_alloc(ops, path, flags);
 	if (!img)
 		return -ENOMEM;
+	img->opts = opts;
+	img->nr_opts = nr;
 	err = ops->open(img, path, flags);
+	img->opts = NULL;
+	img->nr_opts = 0;
 	if (err) {
 		image_free(img);
 		return err;

@@ -260,6 +260,15 @@ struct drv_ops {
 	 * ->bitmap_list did not give.  Data path.
 	 */
 	void (*bitmap_status)(struct drv_image *img, struct drv_req *req);
+
+	/*
+	 * open_opts - Optional: the open-time options ("key=value", QEMU's
+	 * names, e.g. qcow2's l2-cache-size) ->open takes.  drivers/opts.c
+	 * checks each given option against this table (an unknown key or a
+	 * malformed value is refused naming the key) before ->open, which
+	 * finds them in img->opts.  NULL: none; any option is refused.
+	 */
+	const struct drv_opt_desc *open_opts;
 };
 
 struct drv_image {
@@ -277,6 +286,9 @@ struct drv_image {
 	struct drv_queue *queues;  /* borrowed from drv_queues_init until _fini */
 	struct drv_image *backing; /* NULL: end of chain */
 	unsigned depth;		   /* 0 for the top image */
+	/* appended */
+	const struct drv_opt *opts; /* open-time options; borrowed, valid during ->open only */
+	unsigned nr_opts;
 };
 
 /*
@@ -334,6 +346,43 @@ int drv_chain_open(const char *spec, unsigned flags, struct drv_image **top);
  */
 int drv_queues_init(struct drv_image *top, struct drv_queue *queues, unsigned nr);
 void drv_queues_fini(struct drv_image *top);
+
+/*
+ * Open-time options (drivers/opts.c), the one parser of "key=value,..."
+ * strings for drivers: tapdisk -o, the control protocol's open, tap-img
+ * --image-opts.
+ *
+ * drv_opts_parse - split @s into a malloc'ed array (one free() releases it
+ * and the strings it points to).  0, -EINVAL (an item without KEY=, logged)
+ * or -ENOMEM.
+ */
+int drv_opts_parse(const char *s, struct drv_opt **out, unsigned *nr);
+
+/*
+ * drv_opts_check - every one of @opts is an option @ops->open_opts names
+ * and its value has the option's type.  0 or -EINVAL, logged naming @path
+ * and the key; *@bad (may be NULL) gets the index of the option refused.
+ */
+int drv_opts_check(const struct drv_ops *ops, const char *path, const struct drv_opt *opts,
+		   unsigned nr, unsigned *bad);
+
+/*
+ * drv_opts_get - the value of option @key among @img's open options (in
+ * ->open), the last one given; NULL when not given.
+ */
+const char *drv_opts_get(const struct drv_image *img, const char *key);
+
+/* drv_image_open_opts - drv_image_open() with checked open-time options. */
+int drv_image_open_opts(const struct drv_ops *ops, const char *path, unsigned flags,
+			const struct drv_opt *opts, unsigned nr, struct drv_image **out);
+
+/*
+ * drv_chain_open_opts - drv_chain_open() with open-time options for the
+ * top image's driver (checked with drv_opts_check(); the backing images
+ * get none, as with QEMU's options for the top node).
+ */
+int drv_chain_open_opts(const char *spec, unsigned flags, const struct drv_opt *opts, unsigned nr,
+			struct drv_image **top);
 
 /* drv_chain_req_priv_bytes - the largest req_priv_size in the chain. */
 size_t drv_chain_req_priv_bytes(const struct drv_image *top);

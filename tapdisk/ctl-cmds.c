@@ -75,6 +75,22 @@ static int open_opts(struct td_ctl_call *call, struct td_vbd_opts *o)
 	return 0;
 }
 
+/* Driver options the spec's driver does not take: refused to the client, naming the key. */
+static int check_drv_opts(struct td_ctl_call *call, const char *spec, const struct drv_opt *opts,
+			  unsigned nr)
+{
+	const struct drv_ops *ops;
+	const char *path;
+	unsigned bad = 0;
+
+	if (drv_parse_spec(spec, &ops, &path))
+		return 0; /* the open reports the spec */
+	if (!drv_opts_check(ops, path, opts, nr, &bad))
+		return 0;
+	return td_ctl_fail(call, -EINVAL, "open %s: driver %s refused option '%s=%s'", spec,
+			   ops->name, opts[bad].key, opts[bad].value);
+}
+
 int td_cmd_open(struct td_ctl_call *call)
 {
 	struct tapdisk *td = call->td;
@@ -99,12 +115,11 @@ int td_cmd_open(struct td_ctl_call *call)
 					   options);
 		o.drv_opts = drv_opts;
 	}
+	if (o.nr_drv_opts && (err = check_drv_opts(call, spec, drv_opts, o.nr_drv_opts))) {
+		free(drv_opts);
+		return err;
+	}
 	err = tapdisk_open(td, spec, &o);
-	if (err && o.nr_drv_opts)
-		td_ctl_fail(call, err,
-			    "open %s: driver option '%s' refused: the drivers take no "
-			    "open-time options yet",
-			    spec, drv_opts[0].key);
 	free(drv_opts);
 	if (err && call->message[0])
 		return err;

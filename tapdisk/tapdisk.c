@@ -108,35 +108,7 @@ void tapdisk_request_quit(struct tapdisk *td)
 
 int tapdisk_parse_drv_opts(const char *s, struct drv_opt **out, unsigned *nr)
 {
-	size_t len = strlen(s), items = 1, i;
-	struct drv_opt *opts;
-	char *copy, *p;
-
-	for (i = 0; i < len; i++)
-		items += s[i] == ',';
-	opts = calloc(1, items * sizeof(*opts) + len + 1);
-	if (!opts)
-		return -ENOMEM;
-	copy = (char *)(opts + items);
-	memcpy(copy, s, len + 1);
-	for (i = 0, p = copy; p; i++) {
-		char *next = strchr(p, ','), *eq;
-
-		if (next)
-			*next++ = '\0';
-		eq = strchr(p, '=');
-		if (!eq || eq == p) {
-			log_err("option '%s': expected KEY=VALUE", p);
-			free(opts);
-			return -EINVAL;
-		}
-		*eq = '\0';
-		opts[i] = (struct drv_opt){ .key = p, .value = eq + 1 };
-		p = next;
-	}
-	*out = opts;
-	*nr = (unsigned)items;
-	return 0;
+	return drv_opts_parse(s, out, nr);
 }
 
 /* ---- info ---- */

@@ -141,8 +141,9 @@ struct td_spec {
 };
 
 struct td_vbd {
-	struct td_vbd_opts opts; /* normalised; drv_opts dropped */
-	struct drv_image *top;	 /* NULL while paused */
+	struct td_vbd_opts opts;  /* normalised; drv_opts is the copy below */
+	struct drv_opt *drv_opts; /* owned copy of the open's -o, for every attach (resume too) */
+	struct drv_image *top;	  /* NULL while paused */
 	struct drv_queue *dqs;
 	struct td_queue *queues;
 	unsigned nr_queues;

@@ -158,7 +158,8 @@ int vbd_chain_attach(struct td_vbd *vbd, const char *spec, struct drv_image **ou
 	struct drv_image *top;
 	int err;
 
-	err = drv_chain_open(spec, vbd->opts.readonly ? DRV_OPEN_RDONLY : 0, &top);
+	err = drv_chain_open_opts(spec, vbd->opts.readonly ? DRV_OPEN_RDONLY : 0, vbd->drv_opts,
+				  vbd->opts.nr_drv_opts, &top);
 	if (err)
 		return err;
 	err = drv_queues_init(top, vbd->dqs, vbd->nr_queues);
@@ -390,12 +391,6 @@ static int opts_check(const char *spec, const struct td_vbd_opts *in, struct td_
 	*out = *in;
 	out->drv_opts = NULL;
 	out->nr_drv_opts = 0;
-	if (in->nr_drv_opts) {
-		log_err("open %s: driver option '%s' refused: the drivers take no open-time "
-			"options yet",
-			spec, in->drv_opts[0].key);
-		return -EINVAL;
-	}
 	if (!out->nr_queues)
 		out->nr_queues = 1;
 	if (!out->queue_depth)
@@ -446,6 +441,31 @@ static int vbd_alloc(const struct td_vbd_opts *opts, struct td_vbd **out)
 	return 0;
 }
 
+/* The open's driver options, copied: the caller's go away, and a resume reattaches with them. */
+static int copy_drv_opts(struct td_vbd *vbd, const struct td_vbd_opts *opts)
+{
+	size_t len = 0;
+	unsigned i;
+	char *s, *p;
+	int err;
+
+	if (!opts->nr_drv_opts)
+		return 0;
+	for (i = 0; i < opts->nr_drv_opts; i++)
+		len += strlen(opts->drv_opts[i].key) + strlen(opts->drv_opts[i].value) + 2;
+	s = malloc(len);
+	if (!s)
+		return -ENOMEM;
+	for (i = 0, p = s; i < opts->nr_drv_opts; i++)
+		p += snprintf(p, len - (size_t)(p - s), "%s%s=%s", i ? "," : "",
+			      opts->drv_opts[i].key, opts->drv_opts[i].value);
+	err = drv_opts_parse(s, &vbd->drv_opts, &vbd->opts.nr_drv_opts);
+	free(s);
+	if (!err)
+		vbd->opts.drv_opts = vbd->drv_opts;
+	return err;
+}
+
 /* Free what vbd_alloc made, the threads stopped and the chain closed. */
 static void vbd_free(struct td_vbd *vbd)
 {
@@ -460,6 +480,7 @@ static void vbd_free(struct td_vbd *vbd)
 	}
 	free(vbd->queues);
 	free(vbd->dqs);
+	free(vbd->drv_opts);
 	pthread_mutex_destroy(&vbd->ctl_lock);
 	pthread_mutex_destroy(&vbd->lock);
 	free(vbd);
@@ -485,6 +506,8 @@ int vbd_open(const char *spec, const struct td_vbd_opts *opts, struct td_vbd **o
 	if (err)
 		return err;
 	err = vbd_alloc(&o, &vbd);
+	if (!err)
+		err = copy_drv_opts(vbd, opts);
 	if (err) {
 		if (err == -ENOMEM)
 			log_err("open %s: out of memory", spec);

@@ -160,8 +160,9 @@ struct td_vbd_info {
 /*
  * vbd_open - open the chain named by @spec ("qcow2:/path") with @opts and
  * start the queue threads.  Returns 0 and *out, or -errno (logged).
- * Non-empty opts->drv_opts are refused with -EINVAL (the driver API has no
- * open-time options yet).
+ * opts->drv_opts go to the top image's driver (drv_chain_open_opts: an
+ * option it does not take is -EINVAL, logged naming the key); the vbd
+ * keeps a copy and reattaches with them on every resume.
  */
 int vbd_open(const char *spec, const struct td_vbd_opts *opts, struct td_vbd **out);
 

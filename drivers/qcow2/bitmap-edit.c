@@ -378,6 +378,15 @@ int qcow2_bme_remove(struct qcow2_bme *e, const char *name)
 	return 0;
 }
 
+int qcow2_bme_remove_all(struct qcow2_bme *e)
+{
+	int err = 0;
+
+	while (!err && e->nb)
+		err = qcow2_bme_remove(e, e->bms[0].ent.name);
+	return err;
+}
+
 int qcow2_bme_clear(struct qcow2_bme *e, const char *name)
 {
 	struct bme_bitmap *bm = find_usable(e, name);
@@ -440,6 +449,48 @@ int qcow2_bme_merge(struct qcow2_bme *e, const char *dst_name, struct qcow2_bme 
 			set_range(dst, i * gs, MIN((i + 1) * gs, disk));
 	}
 	return 0;
+}
+
+static int resize_bits(struct qcow2_bme *e, struct bme_bitmap *bm)
+{
+	uint64_t cb = e->geom.cluster_bytes, old = bm->nclusters * cb, nbits, nc, bytes, i;
+	uint8_t *bits;
+
+	nc = nclusters_for(e, bm->ent.granularity_bits, &nbits);
+	bytes = nc * cb;
+	bits = realloc(bm->bits, bytes ? bytes : 1);
+	if (!bits)
+		return -ENOMEM;
+	if (bytes > old)
+		memset(bits + old, 0, bytes - old);
+	/* bits past the new end: a later growth must find them clear */
+	for (i = nbits; i < bytes * 8 && i % 8; i++)
+		bits[i / 8] &= (uint8_t) ~(1u << (i % 8));
+	if (div_round_up_u64(nbits, 8) < bytes)
+		memset(bits + div_round_up_u64(nbits, 8), 0, bytes - div_round_up_u64(nbits, 8));
+	bm->bits = bits;
+	bm->nbits = nbits;
+	bm->nclusters = nc;
+	return 0;
+}
+
+int qcow2_bme_resize(struct qcow2_bme *e, uint64_t size_bytes)
+{
+	unsigned i;
+	int err = 0;
+
+	for (i = 0; i < e->nb; i++) {
+		if (!e->bms[i].bits) {
+			log_err("Bitmap '%s' is inconsistent and cannot be used (remove it with "
+				"--remove before resizing)",
+				e->bms[i].ent.name);
+			return -EBUSY;
+		}
+	}
+	e->hdr.size_bytes = size_bytes;
+	for (i = 0; !err && i < e->nb; i++)
+		err = resize_bits(e, &e->bms[i]);
+	return err;
 }
 
 /* ---- the commit ------------------------------------------------------------------- */

@@ -51,6 +51,9 @@ int qcow2_bme_add(struct qcow2_bme *e, const char *name, unsigned gran_bits);
 /* qcow2_bme_remove - drop a bitmap (its clusters are freed at the commit). */
 int qcow2_bme_remove(struct qcow2_bme *e, const char *name);
 
+/* qcow2_bme_remove_all - drop every bitmap, consistent or not (tap-img amend to v2). */
+int qcow2_bme_remove_all(struct qcow2_bme *e);
+
 /* qcow2_bme_clear - no bit set. */
 int qcow2_bme_clear(struct qcow2_bme *e, const char *name);
 
@@ -64,6 +67,15 @@ int qcow2_bme_enable(struct qcow2_bme *e, const char *name, bool enable);
  */
 int qcow2_bme_merge(struct qcow2_bme *e, const char *dst, struct qcow2_bme *src,
 		    const char *src_name);
+
+/*
+ * qcow2_bme_resize - the disk becomes @size_bytes long: every bitmap
+ * follows it (bits past the old end clear, bits past the new end
+ * dropped) and the commit writes the new size with the header switch
+ * (tap-img resize; the L1 table must already cover the new size).
+ * -EBUSY when a bitmap is inconsistent (logged), -ENOMEM.
+ */
+int qcow2_bme_resize(struct qcow2_bme *e, uint64_t size_bytes);
 
 /* qcow2_bme_commit - store the bitmaps (see above).  0 or -errno (logged). */
 int qcow2_bme_commit(struct qcow2_bme *e);

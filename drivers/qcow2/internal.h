@@ -48,7 +48,28 @@ struct qcow2_image {
 	 * inside it.
 	 */
 	uint64_t file_bytes;
+	uint64_t rc_cache_bytes; /* refcount-cache-size; 0: refcount.c's default */
 };
+
+/* ---- open-time options (open-opts.c) ------------------------------------------------ */
+
+extern const struct drv_opt_desc qcow2_open_opts[];
+
+struct qcow2_cache_cfg {
+	uint64_t l2_slice_bytes;
+	unsigned l2_slices;
+	uint64_t rc_cache_bytes; /* 0: refcount.c's default */
+};
+
+/*
+ * qcow2_cache_cfg - the cache sizes for @img's open options (l2-cache-size,
+ * l2-cache-entry-size, refcount-cache-size, cache-size, as QEMU reads them)
+ * or the defaults, for geometry @g and a disk of @size_bytes.  The L2
+ * cache never goes below QCOW2_L2_CACHE_MIN_SLICES slices.  0 or -EINVAL /
+ * -ENOTSUP (logged, naming the option).
+ */
+int qcow2_cache_cfg(const struct drv_image *img, const struct qcow2_geom *g, uint64_t size_bytes,
+		    struct qcow2_cache_cfg *out);
 
 /* ---- per-queue state ------------------------------------------------------------ */
 

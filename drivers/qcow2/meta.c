@@ -592,6 +592,7 @@ static int meta_setup(struct drv_image *img, struct qcow2_meta *m)
 		.cluster_freed = cluster_freed,
 		.overlap_check = qcow2_mt_overlap_check,
 		.opaque = m,
+		.cache_bytes = qi->rc_cache_bytes,
 	};
 	int err;
 

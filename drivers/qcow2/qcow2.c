@@ -220,7 +220,7 @@ static void qcow2_close(struct drv_image *img)
 static int open_image(struct drv_image *img, const char *path, unsigned flags)
 {
 	struct qcow2_image *qi = img->priv;
-	uint64_t slice_bytes;
+	struct qcow2_cache_cfg cfg;
 	int err;
 
 	err = open_file(img, path, flags);
@@ -265,9 +265,11 @@ static int open_image(struct drv_image *img, const char *path, unsigned flags)
 		err = make_backing_spec(img);
 	if (err)
 		return err;
-	slice_bytes = qcow2_l2_cache_slice_bytes(qi->geom.cluster_bytes);
-	err = qcow2_l2_cache_new(qi->file, img->path, slice_bytes,
-				 qcow2_l2_cache_default_slices(&qi->geom, qi->hdr.size_bytes),
+	err = qcow2_cache_cfg(img, &qi->geom, qi->hdr.size_bytes, &cfg);
+	if (err)
+		return err;
+	qi->rc_cache_bytes = cfg.rc_cache_bytes;
+	err = qcow2_l2_cache_new(qi->file, img->path, cfg.l2_slice_bytes, cfg.l2_slices,
 				 &qi->l2_cache);
 	if (err || (flags & DRV_OPEN_RDONLY))
 		return err;
@@ -410,5 +412,6 @@ const struct drv_ops qcow2_driver = {
 	.create_opts	 = qcow2_create_opts,
 	.bitmap_list	 = qcow2_bitmap_list,
 	.bitmap_status	 = qcow2_bitmap_status,
+	.open_opts	 = qcow2_open_opts,
 };
 /* clang-format on */

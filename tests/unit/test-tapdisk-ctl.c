@@ -163,7 +163,7 @@ static void test_commands(void **state)
 	snprintf(req, sizeof(req),
 		 "{\"cmd\":\"open\",\"args\":{\"spec\":\"%s\",\"options\":\"l2-cache-size=1M\"}}",
 		 spec_of(img));
-	expect_err(&td, req, -EINVAL, "driver option 'l2-cache-size' refused");
+	expect_err(&td, req, -EINVAL, "driver raw refused option 'l2-cache-size=1M'");
 	snprintf(req, sizeof(req), "{\"cmd\":\"open\",\"args\":{\"spec\":\"%s\",\"engine\":\"x\"}}",
 		 spec_of(img));
 	expect_err(&td, req, -EINVAL, "engine 'x'");

@@ -146,6 +146,52 @@ int img_open(const char *verb, const char *fmt, const char *filename, unsigned f
 	return err;
 }
 
+/* The "driver=" and "file.filename=" of --image-opts; the rest stays in @opts for the driver. */
+static int image_opts_take(struct drv_opt *opts, unsigned *nr, const char **fmt, const char **path)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < *nr; i++) {
+		if (strcmp(opts[i].key, "driver") == 0)
+			*fmt = opts[i].value;
+		else if (strcmp(opts[i].key, "file.filename") == 0 ||
+			 strcmp(opts[i].key, "file") == 0)
+			*path = opts[i].value;
+		else
+			opts[n++] = opts[i];
+	}
+	*nr = n;
+	return *fmt && *path ? 0 : -EINVAL;
+}
+
+int img_open_image_opts(const char *verb, const char *optstr, unsigned flags,
+			struct drv_image **out)
+{
+	CLEANUP_FREE char *spec = NULL;
+	struct drv_opt *opts = NULL;
+	const char *fmt = NULL, *path = NULL;
+	unsigned nr = 0;
+	int err = drv_opts_parse(optstr, &opts, &nr);
+
+	if (!err && image_opts_take(opts, &nr, &fmt, &path)) {
+		img_err(verb, "--image-opts '%s': needs driver=FMT and file.filename=PATH", optstr);
+		err = -EINVAL;
+	} else if (!err && !drv_find(fmt)) {
+		img_err(verb, "unknown format '%s'", fmt);
+		err = -EINVAL;
+	} else if (!err && asprintf(&spec, "%s:%s", fmt, path) < 0) {
+		spec = NULL;
+		err = -ENOMEM;
+	}
+	if (!err) {
+		err = drv_chain_open_opts(spec, flags, opts, nr, out);
+		if (err)
+			img_err(verb, "could not open '%s': %s", path, err_str(err));
+	}
+	free(opts);
+	return err;
+}
+
 int img_lock(const char *verb, const char *filename, const char *path, unsigned perm,
 	     unsigned shared, int *fd)
 {

@@ -39,9 +39,11 @@
 
 enum {
 	OPT_TARGET_IS_ZERO = 256,
+	OPT_IMAGE_OPTS,
 };
 
 struct convert_cmd {
+	bool image_opts; /* SRC is driver=FMT,file.filename=PATH,KEY=VALUE,... */
 	const char *src_fmt;
 	const char *dst_fmt;
 	const char *src;
@@ -86,6 +88,8 @@ static void convert_usage(FILE *f)
 		"  -t CACHE     DST's cache mode (default unsafe: no flush at the end)\n"
 		"  -T CACHE     SRC's cache mode (default writeback)\n"
 		"  -U           read SRC even while another process writes it (no lock)\n"
+		"  --image-opts SRC is driver=FMT,file.filename=PATH[,KEY=VALUE...] (the\n"
+		"               driver's open options: qcow2's l2-cache-size, ...)\n"
 		"  -i AIO       io_uring|libaio|native|threads|sync|auto (default auto)\n"
 		"Cache modes: none, directsync (O_DIRECT), writeback, writethrough, unsafe.\n",
 		CONVERT_MAX_PARALLEL, CONVERT_DEFAULT_PARALLEL);
@@ -162,6 +166,9 @@ static int convert_parse_opt(struct convert_cmd *cmd, int c)
 	case OPT_TARGET_IS_ZERO:
 		cmd->target_is_zero = true;
 		return 0;
+	case OPT_IMAGE_OPTS:
+		cmd->image_opts = true;
+		return 0;
 	case 'S':
 		return parse_sparse(cmd, optarg);
 	case 'm':
@@ -226,6 +233,7 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+		{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
 		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -310,7 +318,13 @@ static int open_source(struct convert_cmd *cmd)
 {
 	struct drv_image *src;
 
-	if (img_open("convert", cmd->src_fmt, cmd->src, cmd->src_flags, &cmd->cfg.src))
+	if (cmd->image_opts && cmd->src_fmt) {
+		img_err("convert", "--image-opts and --format are mutually exclusive");
+		return -EINVAL;
+	}
+	if (cmd->image_opts
+		    ? img_open_image_opts("convert", cmd->src, cmd->src_flags, &cmd->cfg.src)
+		    : img_open("convert", cmd->src_fmt, cmd->src, cmd->src_flags, &cmd->cfg.src))
 		return -EIO;
 	src = cmd->cfg.src;
 	cmd->cfg.size_bytes = src->size_bytes;

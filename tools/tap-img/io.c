@@ -29,6 +29,7 @@ struct io_opts {
 	unsigned open_flags;
 	struct aio_ctx_opts aio;
 	bool quiet;
+	bool image_opts; /* FILE is driver=FMT,file.filename=PATH,KEY=VALUE,... */
 	const char *cmds[IO_MAX_CMDS];
 	unsigned nr_cmds;
 };
@@ -50,6 +51,8 @@ static void io_usage(FILE *f)
 		   "  -i AIO     io_uring|libaio|native|threads|sync|auto (default auto)\n"
 		   "  -q         print errors only\n"
 		   "  -c CMD     a command; repeatable\n"
+		   "  --image-opts  FILE is driver=FMT,file.filename=PATH[,KEY=VALUE...]:\n"
+		   "             the driver's open options (qcow2: l2-cache-size, ...)\n"
 		   "\nCommands (OFF and LEN take k/M/G suffixes):\n");
 	for (i = 0; io_cmds[i].name; i++)
 		fprintf(f, "  %s%s%s\n      %s\n", io_cmds[i].name, *io_cmds[i].args ? " " : "",
@@ -82,6 +85,9 @@ static int io_parse_opt(struct io_opts *o, int c)
 	case 'q':
 		o->quiet = true;
 		return 0;
+	case 'I':
+		o->image_opts = true;
+		return 0;
 	case 'c':
 		if (o->nr_cmds == IO_MAX_CMDS) {
 			img_err("io", "too many commands (at most %d)", IO_MAX_CMDS);
@@ -106,6 +112,7 @@ static int io_parse_args(struct io_opts *o, int argc, char **argv)
 		{ "aio", required_argument, NULL, 'i' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "force-share", no_argument, NULL, 'U' },
+		{ "image-opts", no_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -123,6 +130,10 @@ static int io_parse_args(struct io_opts *o, int argc, char **argv)
 		return -EINVAL;
 	}
 	o->filename = argv[optind];
+	if (o->image_opts && o->fmt) {
+		img_err("io", "--image-opts and --format are mutually exclusive");
+		return -EINVAL;
+	}
 	if ((o->open_flags & DRV_OPEN_SHARED) && !(o->open_flags & DRV_OPEN_RDONLY)) {
 		img_err("io",
 			"force-share=on can only be used with read-only images (-U needs -r)");
@@ -188,7 +199,8 @@ int img_cmd_io(int argc, char **argv)
 	if (io_parse_args(&o, argc, argv))
 		return IMG_EXIT_ERR;
 	st.quiet = o.quiet;
-	if (img_open("io", o.fmt, o.filename, o.open_flags, &st.img))
+	if (o.image_opts ? img_open_image_opts("io", o.filename, o.open_flags, &st.img)
+			 : img_open("io", o.fmt, o.filename, o.open_flags, &st.img))
 		return IMG_EXIT_ERR;
 	if (drv_sync_new(st.img, &o.aio, &st.sync)) {
 		img_err("io", "%s: could not set up I/O", o.filename);

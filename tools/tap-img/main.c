@@ -29,6 +29,8 @@ static const struct {
 	{ "snapshot", img_cmd_snapshot, "create, apply, delete and list internal snapshots" },
 	{ "commit", img_cmd_commit, "copy an overlay's data into its backing file" },
 	{ "rebase", img_cmd_rebase, "change an image's backing file, keeping its contents" },
+	{ "resize", img_cmd_resize, "grow or shrink an image's disk" },
+	{ "amend", img_cmd_amend, "change a qcow2 image's compat level and lazy refcounts" },
 };
 
 static void usage(FILE *f)

@@ -30,6 +30,15 @@ int img_cmd_measure(int argc, char **argv);
 int img_cmd_snapshot(int argc, char **argv);
 int img_cmd_commit(int argc, char **argv);
 int img_cmd_rebase(int argc, char **argv);
+int img_cmd_resize(int argc, char **argv);
+int img_cmd_amend(int argc, char **argv);
+
+/*
+ * img_resize_qcow2 - make the qcow2 image at @path @size_bytes long (any
+ * direction, no preallocation) as tap-img resize does, for amend's size
+ * option.  Prints the error for @verb; 0 or -errno.
+ */
+int img_resize_qcow2(const char *verb, const char *path, uint64_t size_bytes);
 
 /*
  * img_compat_name / img_compat_main - blktap's old tool names (qcow-create,
@@ -65,6 +74,16 @@ int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags);
  */
 int img_open(const char *verb, const char *fmt, const char *filename, unsigned flags,
 	     struct drv_image **out);
+
+/*
+ * img_open_image_opts - img_open() for --image-opts: @optstr is QEMU's
+ * "driver=FMT,file.filename=PATH,KEY=VALUE,..."; the other keys are the
+ * driver's open-time options (qcow2's l2-cache-size, ...), checked by the
+ * driver layer, which names a key it refuses.  Prints the error for @verb;
+ * 0 or -errno.
+ */
+int img_open_image_opts(const char *verb, const char *optstr, unsigned flags,
+			struct drv_image **out);
 
 /*
  * img_probe - the format of @filename as qemu-img's probe finds it among

@@ -127,6 +127,14 @@ same b.qcow2 --shrink IMG 1M
 [ $trc -eq 1 ] || die "resizing with an inconsistent bitmap was not refused"
 qio -f qcow2 -c 'read -P 8 3M 64k' t.img
 
+# a dirty lazy-refcounts image (a writer killed) is repaired first, as QEMU's open does
+qemu-img create -q -f qcow2 -o lazy_refcounts=on d.qcow2 4M
+qemu-io -f qcow2 -c 'write -P 4 0 256k' -c 'write -P 5 3M 64k' -c abort d.qcow2 >/dev/null 2>&1 ||
+	true
+qemu-img info --output=json d.qcow2 | grep -q '"dirty-flag": true' || die "d.qcow2 is not dirty"
+same d.qcow2 IMG 64M
+same d.qcow2 --shrink IMG 1M
+
 # a longer backing file must not show through the grown part
 qemu-img create -q -f raw base.raw 4M
 qio -f raw -c 'write -P 9 0 4M' base.raw

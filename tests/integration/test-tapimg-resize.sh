@@ -127,6 +127,14 @@ same b.qcow2 --shrink IMG 1M
 [ $trc -eq 1 ] || die "resizing with an inconsistent bitmap was not refused"
 qio -f qcow2 -c 'read -P 8 3M 64k' t.img
 
+# a dirty lazy-refcounts image (a writer killed) is repaired first, as QEMU's open does
+qemu-img create -q -f qcow2 -o lazy_refcounts=on d.qcow2 4M
+qemu-io -f qcow2 -c 'write -P 4 0 256k' -c 'write -P 5 3M 64k' -c abort d.qcow2 >/dev/null 2>&1 ||
+	true
+qemu-img info --output=json d.qcow2 | grep -q '"dirty-flag": true' || die "d.qcow2 is not dirty"
+same d.qcow2 IMG 64M
+same d.qcow2 --shrink IMG 1M
+
 # a longer backing file must not show through the grown part
 qemu-img create -q -f raw base.raw 4M
 qio -f raw -c 'write -P 9 0 4M' base.raw
@@ -142,6 +150,30 @@ for o in "$@"; do
 done
 qemu-img convert -c -O qcow2 -B base.raw -F raw o.qcow2 oc.qcow2
 same oc.qcow2 IMG 8M
+
+# locks: a writer of a qcow2 image refuses the resize; one of a raw file,
+# sharing write and resize as qemu-io does on raw, does not
+qemu-img create -q -f qcow2 lk.qcow2 1M
+qemu-img create -q -f raw lk.raw 1M
+qemu-io -f qcow2 -c 'sleep 20000' lk.qcow2 >/dev/null 2>&1 &
+p1=$!
+qemu-io -f raw -c 'sleep 20000' lk.raw >/dev/null 2>&1 &
+p2=$!
+on_exit "kill $p1 $p2 2>/dev/null"
+# qemu-io says nothing when it is ready: wait for its OFD locks on both files
+for f in lk.qcow2 lk.raw; do
+	ino=$(stat -c %i $f)
+	deadline=$(($(date +%s) + 30))
+	until grep -q ":$ino " /proc/locks; do
+		[ "$(date +%s)" -lt "$deadline" ] || die "qemu-io did not lock $f"
+		sleep 0.05
+	done
+done
+$TAPIMG resize -q lk.qcow2 2M 2>err && die "resizing a qcow2 image qemu-io writes was accepted"
+grep -q '"write" lock' err || die "the lock refusal says: $(cat err)"
+$TAPIMG resize -q -f raw lk.raw 2M || die "resizing a raw file qemu-io writes was refused"
+kill $p1 $p2
+wait $p1 $p2 2>/dev/null || true
 
 # L1 growth: 512-byte clusters map 32 KiB per L2 table; 1 MiB needs 32 entries
 qemu-img create -q -f qcow2 -o cluster_size=512 g.qcow2 1M

@@ -172,9 +172,11 @@ static int read_head(struct resize_cmd *cmd, struct drv_image *img)
 
 static int current_size(struct resize_cmd *cmd)
 {
+	/* raw: qemu-img resize shares everything, so a raw file's writers do not refuse it */
+	unsigned shared = strcmp(cmd->fmt, "raw") == 0 ? DRV_OPEN_SHARED : 0;
 	struct drv_image *img;
-	int err =
-		img_open("resize", cmd->fmt, cmd->path, DRV_OPEN_RDONLY | DRV_OPEN_BUFFERED, &img);
+	int err = img_open("resize", cmd->fmt, cmd->path,
+			   DRV_OPEN_RDONLY | DRV_OPEN_BUFFERED | shared, &img);
 
 	if (err)
 		return err;
@@ -252,7 +254,7 @@ static int resize_raw(struct resize_cmd *cmd)
 		img_err("resize", "Unsupported preallocation mode: metadata");
 		return -ENOTSUP;
 	}
-	err = img_lock("resize", cmd->filename, cmd->path, IMGLOCK_PERM_RW, IMGLOCK_SHARED_RW,
+	err = img_lock("resize", cmd->filename, cmd->path, IMGLOCK_PERM_RW, IMGLOCK_SHARED_SHARED,
 		       &lock_fd);
 	if (err)
 		return err;

@@ -85,7 +85,10 @@ static int xg_disk_info(void *opaque, int minor, struct xbk_disk *out)
 			    .max_queues = get_u32(r, "max_queues"),
 			    .max_indirect_segments = get_u32(r, "max_indirect_segments") },
 	};
-	out->discard_granularity_bytes = out->phys_sector_bytes;
+	/* (a tapdisk older than the key: its physical sector) */
+	out->discard_granularity_bytes = get_u32(r, "discard_granularity");
+	if (!out->discard_granularity_bytes)
+		out->discard_granularity_bytes = out->phys_sector_bytes;
 	json_decref(r);
 	if (out->sector_bytes < 512 || out->phys_sector_bytes < out->sector_bytes) {
 		log_err("xen: minor %d: ring-info gave sector sizes %u/%u", minor,

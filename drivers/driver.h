@@ -278,6 +278,7 @@ struct drv_image {
 	uint64_t size_bytes;
 	uint32_t block_bytes;	   /* requests must be multiples of this */
 	uint32_t phys_block_bytes; /* preferred I/O granularity */
+	uint32_t discard_bytes;	   /* discards smaller or unaligned free nothing; 0: phys */
 	unsigned caps;		   /* DRV_CAP_* */
 	uint32_t compress_bytes;   /* unit of ->write_compressed */
 	void *priv;

@@ -41,6 +41,7 @@ void td_blkif_offer(struct td_vbd *vbd, struct td_blkif_offer *out)
 		.phys_sector_size = MAX(info.phys_block_bytes, info.block_bytes),
 		.info = info.readonly ? RING_INFO_READONLY : 0,
 		.discard = info.can_discard,
+		.discard_granularity = info.discard_bytes,
 		.max_ring_order = RING_ORDER_MAX,
 		.max_queues = MIN(info.nr_queues, TD_BLKIF_MAX_QUEUES),
 		.max_indirect_segs = TD_RING_MAX_INDIRECT_SEGS,

@@ -51,6 +51,7 @@ struct td_blkif_offer {
 	uint32_t phys_sector_size;
 	uint32_t info; /* RING_INFO_* */
 	bool discard;
+	uint32_t discard_granularity; /* bytes */
 	unsigned max_ring_order;
 	unsigned max_queues;
 	unsigned max_indirect_segs;

@@ -58,10 +58,11 @@ static json_t *offer_json(struct td_vbd *vbd)
 	struct td_blkif_offer o;
 
 	td_blkif_offer(vbd, &o);
-	return json_pack("{s:I, s:i, s:i, s:i, s:b, s:b, s:b, s:i, s:i, s:i}", "sectors",
+	return json_pack("{s:I, s:i, s:i, s:i, s:b, s:I, s:b, s:b, s:i, s:i, s:i}", "sectors",
 			 (json_int_t)o.sectors, "sector_size", (int)o.sector_size,
 			 "physical_sector_size", (int)o.phys_sector_size, "info", (int)o.info,
-			 "discard", o.discard, "flush_cache", 1, "barrier", 1,
+			 "discard", o.discard, "discard_granularity",
+			 (json_int_t)o.discard_granularity, "flush_cache", 1, "barrier", 1,
 			 "max_ring_page_order", (int)o.max_ring_order, "max_queues",
 			 (int)o.max_queues, "max_indirect_segments", (int)o.max_indirect_segs);
 }

@@ -181,6 +181,8 @@ static void info_from_chain(const struct td_vbd *vbd, struct td_vbd_info *in,
 	in->size_bytes = top->size_bytes;
 	in->block_bytes = top->block_bytes;
 	in->phys_block_bytes = top->phys_block_bytes;
+	in->discard_bytes = MAX(top->discard_bytes ? top->discard_bytes : top->phys_block_bytes,
+				top->block_bytes);
 	in->can_discard = rw && (top->caps & DRV_CAP_DISCARD);
 	in->can_write_zeroes = rw && (top->caps & DRV_CAP_WRITE_ZEROES);
 	in->can_block_status = top->caps & DRV_CAP_BLOCK_STATUS;

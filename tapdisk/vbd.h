@@ -142,6 +142,7 @@ struct td_vbd_info {
 	uint64_t size_bytes;
 	uint32_t block_bytes;	   /* logical sector: requests are multiples */
 	uint32_t phys_block_bytes; /* preferred granularity */
+	uint32_t discard_bytes;	   /* discard granularity (a multiple of block_bytes) */
 	bool readonly;
 	bool can_discard;
 	bool can_write_zeroes;

@@ -295,6 +295,8 @@ static int qcow2_open(struct drv_image *img, const char *path, unsigned flags)
 	if (!(flags & DRV_OPEN_RDONLY)) {
 		img->caps |= DRV_CAP_DISCARD | DRV_CAP_WRITE_ZEROES;
 		img->compress_bytes = (uint32_t)qi->geom.cluster_bytes;
+		/* as QEMU's qcow2: only whole clusters are freed */
+		img->discard_bytes = (uint32_t)qi->geom.cluster_bytes;
 	}
 	if (!is_aligned_u64(img->size_bytes, QCOW2_BLOCK_BYTES))
 		log_warn("qcow2 %s: size %" PRIu64

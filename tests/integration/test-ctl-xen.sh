@@ -113,6 +113,9 @@ if [ -x "$BIN/tap-front" ] && tapdisk_has attach-ring; then
 	[ "$(get "$BE/sector-size")" = 512 ] || die "sector-size: $(get "$BE/sector-size")"
 	[ "$(get "$BE/info")" = 0 ] || die "info: $(get "$BE/info")"
 	[ "$(get "$BE/feature-flush-cache")" = 1 ] || die "feature-flush-cache"
+	# a qcow2 image frees whole clusters only (64 KiB here)
+	[ "$(get "$BE/discard-granularity")" = 65536 ] ||
+		die "discard-granularity: $(get "$BE/discard-granularity")"
 	[ "$(get "$FE/ring-ref")" != "" ] || die "the frontend wrote no ring-ref"
 	# (the load may be over and the device closing by now)
 	$TAPCTL_Q list | grep -q "^$minor .*xen=vbd3/5/51712 " || die "list: $($TAPCTL list)"

@@ -3,7 +3,7 @@
  * crash-replay: builds post-crash copies of the image files from a log
  * crash-run recorded (lib/aio-rec.h) and checks each one.
  *
- *   crash-replay [-n STATES] [-s SEED] [-q EVERY] [-L] [-v] [-w NAME] LOG
+ *   crash-replay [-n STATES] [-s SEED] [-q EVERY] [-L] [-v] [-P PROG] [-w NAME] LOG
  *
  * The crash model is a power cut: a write reaches the disk for certain only
  * when an fdatasync of its file was issued after the write completed, and
@@ -29,6 +29,14 @@
  *     written to that sector (another offset's data, a freed cluster's) is a
  *     stale read.  Sectors of a touched cluster that the guest never wrote
  *     must hold their starting value (copy-on-write from the backing file).
+ *
+ * The state's guest size must be one the log names: a log may span several
+ * processes (crash-run -A), e.g. writes, `tap-img resize`, more writes, each
+ * crash-run naming the size it opened; the oracle reads the first size.
+ *
+ * With -P PROG, every position inside the records of process PROG (the
+ * recorder's START record names it; e.g. tap-img) is a crash point, the
+ * rest sampled as usual.
  *
  * With -L (lazy refcounts) each state is first opened read-write through the
  * driver, which repairs the refcounts of an image left dirty, as QEMU's open
@@ -82,6 +90,7 @@ struct replay {
 	const char *log, *name;
 	uint64_t nr_states, seed, rng, qemu_every;
 	bool lazy, verbose;
+	const char *every_in; /* -P: every event of this program's records is a crash point */
 	uint8_t *map;
 	size_t map_bytes;
 	struct ev *ev;
@@ -90,6 +99,8 @@ struct replay {
 	char work[AIO_REC_MAX_FILES][PATH_MAX];
 	int fd[AIO_REC_MAX_FILES];
 	uint64_t size, cluster;
+	uint64_t sizes[8]; /* every guest size the log names: a state may have any */
+	unsigned nr_sizes;
 
 	/* the oracle: touched guest sectors, clusters and starting values */
 	struct sect *sects;
@@ -182,10 +193,14 @@ static void load_log(struct replay *r)
 		off += sizeof(*h) + h->data_len;
 		if (h->type == AIO_REC_FILE && h->file + 1u > r->nr_files)
 			r->nr_files = h->file + 1u;
-		if (h->type == AIO_REC_G_SIZE) {
+		/* the first size is the one the oracle reads in; a later
+		 * process (after a resize) may name another */
+		if (h->type == AIO_REC_G_SIZE && !r->size) {
 			r->size = h->len;
 			r->cluster = h->offset;
 		}
+		if (h->type == AIO_REC_G_SIZE && r->nr_sizes < 8)
+			r->sizes[r->nr_sizes++] = h->len;
 	}
 	for (uint64_t i = 0; i < r->nr_ev; i++)
 		r->ev[i].h = &r->ev[i].hdr;
@@ -424,6 +439,15 @@ static void read_init(struct replay *r)
 	reader_close(&rd);
 }
 
+/* Is @size one the log names (a resize's crash leaves the old or the new)? */
+static bool size_known(const struct replay *r, uint64_t size)
+{
+	for (unsigned i = 0; i < r->nr_sizes; i++)
+		if (r->sizes[i] == size)
+			return true;
+	return false;
+}
+
 /* Read every touched cluster of @path and judge it at crash point @p. */
 static void verify_reads(struct replay *r, const char *path, uint64_t p, unsigned *lost,
 			 unsigned *stale, bool *broken)
@@ -434,6 +458,12 @@ static void verify_reads(struct replay *r, const char *path, uint64_t p, unsigne
 	if (reader_open(path, DRV_OPEN_RDONLY, &rd)) {
 		*broken = true;
 		return;
+	}
+	if (!size_known(r, rd.img->size_bytes)) {
+		*broken = true;
+		if (r->verbose)
+			fprintf(stderr, "  crash point %" PRIu64 ": size %" PRIu64 " never given\n",
+				p, rd.img->size_bytes);
 	}
 	for (uint64_t c = 0; c < r->nr_clusters; c++) {
 		if (read_cluster(r, &rd, r->clusters[c])) {
@@ -808,6 +838,7 @@ static void replay(struct replay *r)
 {
 	uint64_t *points = malloc((r->nr_ev + 2) * sizeof(uint64_t)), np = 0, nfs = 0;
 	uint64_t *vol = malloc((r->nr_ev + 1) * sizeof(uint64_t)), applied = 0, want, per = 4;
+	bool in_prog = false;
 
 	if (!points || !vol)
 		die("out of memory");
@@ -827,9 +858,13 @@ static void replay(struct replay *r)
 	}
 	for (uint64_t i = 1; !getenv("CRASH_POINT") && i <= r->nr_ev; i++) {
 		bool before_done = i < r->nr_ev && r->ev[i].h->type == AIO_REC_DONE;
+		const struct aio_rec_hdr *h = r->ev[i - 1].h;
 
-		/* every point when the budget allows, else a sample */
-		if ((before_done && rnd(r) % (nfs / want + 1) == 0) ||
+		if (h->type == AIO_REC_START)
+			in_prog = r->every_in && h->data_len == strlen(r->every_in) &&
+				  !memcmp(r->ev[i - 1].data, r->every_in, h->data_len);
+		/* every point when the budget allows, else a sample; all of -P's */
+		if (in_prog || (before_done && rnd(r) % (nfs / want + 1) == 0) ||
 		    rnd(r) % (r->nr_ev / want + 1) == 0 || i == r->nr_ev)
 			points[np++] = i;
 	}
@@ -854,7 +889,7 @@ int main(int argc, char **argv)
 	struct replay r = { .nr_states = 200, .seed = 1, .name = "replay" };
 	int c;
 
-	while ((c = getopt(argc, argv, "n:s:q:Lvw:")) != -1) {
+	while ((c = getopt(argc, argv, "n:s:q:LvP:w:")) != -1) {
 		switch (c) {
 		case 'n':
 			r.nr_states = strtoull(optarg, NULL, 0);
@@ -871,12 +906,15 @@ int main(int argc, char **argv)
 		case 'v':
 			r.verbose = true;
 			break;
+		case 'P':
+			r.every_in = optarg;
+			break;
 		case 'w':
 			r.name = optarg;
 			break;
 		default:
 			fprintf(stderr, "usage: crash-replay [-n STATES] [-s SEED] [-q EVERY] [-L] "
-					"[-v] [-w NAME] LOG\n");
+					"[-v] [-P PROG] [-w NAME] LOG\n");
 			return 2;
 		}
 	}

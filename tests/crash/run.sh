@@ -36,7 +36,7 @@ done
 shift $((OPTIND - 1))
 
 all="alloc cow-backing discard zeroes sparse-refcount snapshot bitmap extended-l2 lazy compressed libaio"
-all="$all lazy-reopen resized multiqueue tapdisk-nbd tapimg-resize tapimg-repair"
+all="$all lazy-reopen resized multiqueue tapdisk-nbd tapdisk-ring tapimg-resize tapimg-repair"
 mkdir -p "$dir"
 
 # make_source FILE SIZE: a raw file whose sectors all differ (numbers as
@@ -163,6 +163,12 @@ setup() {
 		qemu-img create -q -f qcow2 -b "$img.base" -F qcow2 "$img" 16M
 		echo "tapdisk|"
 		;;
+	tapdisk-ring)
+		make_source "$img.src" 16777216
+		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
+		qemu-img create -q -f qcow2 -b "$img.base" -F qcow2 "$img" 16M
+		echo "ring|"
+		;;
 	tapimg-resize)
 		# tap-img resize growing L1 (512-byte clusters: 1 MiB has 32 L1
 		# entries, 16 MiB 512, 8 clusters: the table moves), recorded
@@ -260,6 +266,31 @@ run_tapdisk() {
 	return $rc_io
 }
 
+# run_ring IMG LOG: the workload through tapdisk's blkif rings (the local
+# transport), tap-front the frontend: rounds of random writes of one size
+# each (--verify: never two in flight on a block), each ended by a FLUSH.
+run_ring() {
+	sock=$dir/td.$$.ctl pidf=$dir/td.$$.pid
+	rm -f "$sock" "$pidf"
+	QTAP_RECORD=$2 $vg "$BUILD/bin/tapdisk" -a "qcow2:$1" --ctl "$sock" \
+		--pid-file "$pidf" || return 1
+	rc_io=0 r=0
+	for bs in 4k 512 32k 8k 4k; do
+		r=$((r + 1))
+		$vg "$BUILD/bin/tap-front" --ctl "$sock" --rw randwrite --bs $bs --qd 8 \
+			--ops $((ops / 5 + 1)) --verify --seed $((seed * 10 + r)) --flush \
+			>/dev/null || rc_io=1
+	done
+	pid=$(cat "$pidf")
+	kill -TERM "$pid"
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return $rc_io
+}
+
 [ $# -gt 0 ] || set -- $all
 rc=0
 total_s=0 total_c=0 total_l=0 total_t=0
@@ -274,6 +305,12 @@ for w in "$@"; do
 	if [ "$run_opts" = tapdisk ]; then
 		run_tapdisk "$img" "$log" >"$dir/$w.run.out" 2>"$dir/$w.run.err" || {
 			echo "$w: the tapdisk run failed:" >&2
+			cat "$dir/$w.run.err" >&2
+			exit 2
+		}
+	elif [ "$run_opts" = ring ]; then
+		run_ring "$img" "$log" >"$dir/$w.run.out" 2>"$dir/$w.run.err" || {
+			echo "$w: the ring run failed:" >&2
 			cat "$dir/$w.run.err" >&2
 			exit 2
 		}

@@ -36,7 +36,7 @@
  *
  * With -P PROG, every position inside the records of process PROG (the
  * recorder's START record names it; e.g. tap-img) is a crash point, the
- * rest sampled as usual.
+ * rest sampled as usual; each gets at least 8 states.
  *
  * With -L (lazy refcounts) each state is first opened read-write through the
  * driver, which repairs the refcounts of an image left dirty, as QEMU's open
@@ -71,6 +71,7 @@
 #define SECTOR 512u
 #define NEVER UINT64_MAX
 #define PREFIXES 6u
+#define FORCED_STATES 8u /* at least, per crash point inside -P's program */
 
 struct ev {
 	const struct aio_rec_hdr *h; /* &hdr, once the log is read */
@@ -837,10 +838,11 @@ static void open_work(struct replay *r)
 static void replay(struct replay *r)
 {
 	uint64_t *points = malloc((r->nr_ev + 2) * sizeof(uint64_t)), np = 0, nfs = 0;
+	bool *forced = calloc(r->nr_ev + 2, sizeof(bool));
 	uint64_t *vol = malloc((r->nr_ev + 1) * sizeof(uint64_t)), applied = 0, want, per = 4;
 	bool in_prog = false;
 
-	if (!points || !vol)
+	if (!points || !vol || !forced)
 		die("out of memory");
 	for (uint64_t i = 0; i < r->nr_ev; i++)
 		if (r->ev[i].h->type == AIO_REC_DONE)
@@ -865,8 +867,10 @@ static void replay(struct replay *r)
 				  !memcmp(r->ev[i - 1].data, r->every_in, h->data_len);
 		/* every point when the budget allows, else a sample; all of -P's */
 		if (in_prog || (before_done && rnd(r) % (nfs / want + 1) == 0) ||
-		    rnd(r) % (r->nr_ev / want + 1) == 0 || i == r->nr_ev)
+		    rnd(r) % (r->nr_ev / want + 1) == 0 || i == r->nr_ev) {
+			forced[np] = in_prog;
 			points[np++] = i;
+		}
 	}
 	for (uint64_t k = 0; k < np && r->states < r->nr_states; k++) {
 		uint64_t p = points[k], left = np - k;
@@ -878,8 +882,12 @@ static void replay(struct replay *r)
 			    r->ev[i].durable >= applied)
 				apply(r, i, false);
 		applied = p;
+		/* -P's points: random subsets enough to meet the bad orders */
+		if (forced[k] && budget < FORCED_STATES)
+			budget = FORCED_STATES;
 		crash_point(r, p, vol, budget < 1 ? 1 : budget);
 	}
+	free(forced);
 	free(points);
 	free(vol);
 }

@@ -48,6 +48,7 @@ enum aio_rec_type {
 	AIO_REC_G_DONE,	   /* guest request @id acknowledged with @err */
 	AIO_REC_G_SIZE,	   /* the guest disk's size is @len; cluster @offset */
 	AIO_REC_START,	   /* a process starts recording: data = its name */
+	AIO_REC_TRUNC,	   /* @file's size set to @offset (ftruncate) issued */
 };
 
 /* Guest request flags in a record. */
@@ -109,7 +110,7 @@ void aio_rec_install(struct aio_rec *r);
 
 /*
  * The hooks.  aio_rec_file_issue logs a WRITE (@iov holding @len bytes),
- * ZERO (@iov NULL) or FSYNC of @f and returns the request's id for
+ * ZERO (@iov NULL), FSYNC or TRUNC (to @offset bytes, @len 0) of @f and returns the request's id for
  * aio_rec_file_done.  Call them only while aio_rec_active is set.
  */
 uint64_t aio_rec_file_issue(const struct aio_file *f, int type, uint64_t offset, uint64_t len,

@@ -153,7 +153,7 @@ static void die(const char *what)
 
 static bool is_file_issue(int t)
 {
-	return t == AIO_REC_WRITE || t == AIO_REC_ZERO || t == AIO_REC_FSYNC;
+	return t == AIO_REC_WRITE || t == AIO_REC_ZERO || t == AIO_REC_FSYNC || t == AIO_REC_TRUNC;
 }
 
 static bool is_guest_issue(int t)
@@ -552,9 +552,39 @@ static void apply_part(struct replay *r, uint64_t e, uint64_t a, uint64_t b, boo
 	}
 }
 
+/* Set the size of the file of TRUNC event @e; with @save, keep the bytes cut. */
+static void apply_trunc(struct replay *r, uint64_t e, bool save)
+{
+	const struct aio_rec_hdr *h = r->ev[e].h;
+	int fd = r->fd[h->file];
+	off_t end = lseek(fd, 0, SEEK_END);
+
+	if (end < 0)
+		die("cannot size a state");
+	if (save && (uint64_t)end > h->offset) {
+		struct {
+			uint64_t off, len;
+			int fd;
+		} u = { h->offset, (uint64_t)end - h->offset, fd };
+
+		undo_reserve(r, sizeof(u) + u.len);
+		memcpy(r->undo + r->undo_used, &u, sizeof(u));
+		if (pread(fd, r->undo + r->undo_used + sizeof(u), u.len, (off_t)u.off) !=
+		    (ssize_t)u.len)
+			die("cannot read a state");
+		r->undo_used += sizeof(u) + u.len;
+	}
+	/* a size grown back by the undo is cut to the crash point's after it */
+	if (ftruncate(fd, (off_t)h->offset) < 0)
+		die("cannot truncate a state");
+}
+
 static void apply(struct replay *r, uint64_t e, bool save)
 {
-	apply_part(r, e, 0, r->ev[e].h->len, save);
+	if (r->ev[e].h->type == AIO_REC_TRUNC)
+		apply_trunc(r, e, save);
+	else
+		apply_part(r, e, 0, r->ev[e].h->len, save);
 }
 
 static void undo_all(struct replay *r, const off_t *sizes)
@@ -595,7 +625,7 @@ static bool is_data_write(const struct replay *r, uint64_t e)
 {
 	int t = r->ev[e].h->type;
 
-	return (t == AIO_REC_WRITE || t == AIO_REC_ZERO) && r->ev[e].h->len;
+	return ((t == AIO_REC_WRITE || t == AIO_REC_ZERO) && r->ev[e].h->len) || t == AIO_REC_TRUNC;
 }
 
 /* Run @argv (qemu-img), output discarded: its exit status, or -1. */

@@ -36,7 +36,7 @@ done
 shift $((OPTIND - 1))
 
 all="alloc cow-backing discard zeroes sparse-refcount snapshot bitmap extended-l2 lazy compressed libaio"
-all="$all lazy-reopen resized multiqueue tapdisk-nbd tapdisk-ring tapimg-resize tapimg-repair"
+all="$all lazy-reopen resized multiqueue tapdisk-nbd tapdisk-ring tapimg-resize tapimg-shrink tapimg-repair"
 mkdir -p "$dir"
 
 # make_source FILE SIZE: a raw file whose sectors all differ (numbers as
@@ -176,6 +176,15 @@ setup() {
 		# the resize is checked, and a state's size is the old or the new
 		qemu-img create -q -f qcow2 -o cluster_size=512 "$img" 1M
 		echo "tap-img resize -q -f qcow2 @ 16M%-r 1M -m w30,p20,a5,f10|-P tap-img"
+		;;
+	tapimg-shrink)
+		# tap-img resize --shrink from 16 MiB to 4 MiB on 512-byte
+		# clusters, the image filled first: L2 tables and data clusters
+		# freed, the file cut (ftruncate, recorded); crash-runs on the
+		# first 2 MiB before and after
+		qemu-img create -q -f qcow2 -o cluster_size=512 "$img" 16M
+		qemu-io -f qcow2 -c "write -P 0x55 0 16M" "$img" >/dev/null
+		echo "tap-img resize -q --shrink -f qcow2 @ 4M%-r 2M -m w30,p20,a5,f10|-P tap-img"
 		;;
 	tapimg-repair)
 		# tap-img check -r all freeing leaked clusters (refcount 1, no

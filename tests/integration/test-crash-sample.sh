@@ -14,7 +14,7 @@ if [ -n "$VG" ]; then
 	sh "$TOP/tests/crash/run.sh" -n 8 -q 4 -o 60 alloc cow-backing lazy compressed tapimg-resize >"$TEST_DIR/table" ||
 		{ cat "$TEST_DIR/table"; die "the crash harness found a bad state (or could not run)"; }
 else
-	sh "$TOP/tests/crash/run.sh" -n 40 -q 10 -o 200 >"$TEST_DIR/table" ||
+	sh "$TOP/tests/crash/run.sh" -n 40 -q 10 -o 120 >"$TEST_DIR/table" ||
 		{ cat "$TEST_DIR/table"; die "the crash harness found a bad state (or could not run)"; }
 fi
 cat "$TEST_DIR/table"

@@ -29,14 +29,15 @@ struct aio_rec {
 
 struct aio_rec *aio_rec_active;
 
-int aio_rec_new(const char *log_path, struct aio_rec **out)
+static int aio_rec_new_mode(const char *log_path, const char *mode, struct aio_rec **out)
 {
 	struct aio_rec *r = calloc(1, sizeof(*r));
 
+	*out = NULL;
 	if (!r)
 		return -ENOMEM;
 	r->log_path = strdup(log_path);
-	r->log = fopen(log_path, "wbe");
+	r->log = fopen(log_path, mode);
 	if (!r->log_path || !r->log) {
 		int err = r->log_path ? neg_errno() : -ENOMEM;
 
@@ -49,6 +50,104 @@ int aio_rec_new(const char *log_path, struct aio_rec **out)
 	r->next_id = 1;
 	*out = r;
 	return 0;
+}
+
+static void rec_put(struct aio_rec *r, const void *p, size_t n)
+{
+	if (n && fwrite(p, 1, n, r->log) != n && !r->err)
+		r->err = -EIO;
+}
+
+static void rec_hdr(struct aio_rec *r, const struct aio_rec_hdr *h)
+{
+	rec_put(r, h, sizeof(*h));
+}
+
+/* The START record: which process the records after it come from. */
+static void rec_start(struct aio_rec *r)
+{
+	const char *name = program_invocation_short_name;
+
+	rec_hdr(r, &(struct aio_rec_hdr){ .magic = AIO_REC_MAGIC,
+					  .type = AIO_REC_START,
+					  .data_len = strlen(name) });
+	rec_put(r, name, strlen(name));
+}
+
+int aio_rec_new(const char *log_path, struct aio_rec **out)
+{
+	int err = aio_rec_new_mode(log_path, "wbe", out);
+
+	if (!err)
+		rec_start(*out);
+	return err;
+}
+
+/* Read the files @r's log names and its last id: the log is open "rb". */
+static int rec_resume(struct aio_rec *r, FILE *in)
+{
+	struct aio_rec_hdr h;
+
+	while (fread(&h, sizeof(h), 1, in) == 1) {
+		if (h.magic != AIO_REC_MAGIC)
+			return -EINVAL;
+		if (h.id >= r->next_id)
+			r->next_id = h.id + 1;
+		if (h.type == AIO_REC_FILE) {
+			char *path = h.data_len < PATH_MAX ? calloc(1, h.data_len + 1) : NULL;
+
+			if (!path || h.file != r->nr_files || r->nr_files == AIO_REC_MAX_FILES ||
+			    fread(path, 1, h.data_len, in) != h.data_len) {
+				free(path);
+				return path ? -EINVAL : -ENOMEM;
+			}
+			r->files[r->nr_files++] = path;
+		} else if (h.data_len && fseeko(in, (off_t)h.data_len, SEEK_CUR) != 0) {
+			return -EINVAL;
+		}
+	}
+	return ferror(in) ? -EIO : 0;
+}
+
+int aio_rec_append(const char *log_path, struct aio_rec **out)
+{
+	FILE *in = fopen(log_path, "rbe");
+	struct aio_rec *r;
+	int err;
+
+	if (!in) {
+		err = neg_errno();
+		log_err("record: open %s: %s", log_path, err_str(err));
+		return err;
+	}
+	err = aio_rec_new_mode(log_path, "abe", &r);
+	if (!err)
+		err = rec_resume(r, in);
+	fclose(in);
+	if (err && r) {
+		log_err("record: %s: not a log to add to: %s", log_path, err_str(err));
+		aio_rec_free(r);
+		return err;
+	}
+	if (!err) {
+		rec_start(r);
+		*out = r;
+	}
+	return err;
+}
+
+int aio_rec_start_env(struct aio_rec **out)
+{
+	const char *log = getenv("QTAP_RECORD");
+	int err;
+
+	*out = NULL;
+	if (!log || !*log)
+		return 0;
+	err = log[0] == '+' ? aio_rec_append(log + 1, out) : aio_rec_new(log, out);
+	if (!err)
+		aio_rec_install(*out);
+	return err;
 }
 
 int aio_rec_free(struct aio_rec *r)
@@ -75,17 +174,6 @@ int aio_rec_free(struct aio_rec *r)
 void aio_rec_install(struct aio_rec *r)
 {
 	__atomic_store_n(&aio_rec_active, r, __ATOMIC_RELEASE);
-}
-
-static void rec_put(struct aio_rec *r, const void *p, size_t n)
-{
-	if (n && fwrite(p, 1, n, r->log) != n && !r->err)
-		r->err = -EIO;
-}
-
-static void rec_hdr(struct aio_rec *r, const struct aio_rec_hdr *h)
-{
-	rec_put(r, h, sizeof(*h));
 }
 
 /* Copy @src to @dst keeping holes: the replay's starting state. */

@@ -47,6 +47,8 @@ enum aio_rec_type {
 	AIO_REC_G_FLUSH,   /* guest flush issued */
 	AIO_REC_G_DONE,	   /* guest request @id acknowledged with @err */
 	AIO_REC_G_SIZE,	   /* the guest disk's size is @len; cluster @offset */
+	AIO_REC_START,	   /* a process starts recording: data = its name */
+	AIO_REC_TRUNC,	   /* @file's size set to @offset (ftruncate) issued */
 };
 
 /* Guest request flags in a record. */
@@ -82,6 +84,23 @@ static inline bool aio_rec_on(void)
  */
 int aio_rec_new(const char *log_path, struct aio_rec **out);
 
+/*
+ * aio_rec_append - a recorder adding to the log at @log_path that another
+ * process wrote and closed: the files it named keep their numbers (and
+ * their starting copies), ids continue after its last.  So a sequence of
+ * processes on one image (a tool, then a guest workload) makes one log.
+ * Returns 0 and *out, or -errno (logged): -EINVAL when the log is not one.
+ */
+int aio_rec_append(const char *log_path, struct aio_rec **out);
+
+/*
+ * aio_rec_start_env - the programs' test switch QTAP_RECORD=LOG: a recorder
+ * writing LOG (or appending to it when the value is "+LOG"), installed.
+ * *out is NULL when the variable is unset or empty.  Returns 0, or -errno.
+ * The caller ends it with aio_rec_free once its I/O is over.
+ */
+int aio_rec_start_env(struct aio_rec **out);
+
 /* aio_rec_free - flush and close the log; uninstalls it first.  NULL: no-op.
  * Returns 0, or -errno when the log could not be written in full. */
 int aio_rec_free(struct aio_rec *r);
@@ -91,7 +110,7 @@ void aio_rec_install(struct aio_rec *r);
 
 /*
  * The hooks.  aio_rec_file_issue logs a WRITE (@iov holding @len bytes),
- * ZERO (@iov NULL) or FSYNC of @f and returns the request's id for
+ * ZERO (@iov NULL), FSYNC or TRUNC (to @offset bytes, @len 0) of @f and returns the request's id for
  * aio_rec_file_done.  Call them only while aio_rec_active is set.
  */
 uint64_t aio_rec_file_issue(const struct aio_file *f, int type, uint64_t offset, uint64_t len,

@@ -182,32 +182,14 @@ static void stop(struct tapdisk *td)
 		unlink(td->pidfile);
 }
 
-/*
- * QTAP_RECORD=LOG: record every write the image files receive and every
- * guest request that changes the disk, for the crash-state harness
- * (lib/aio-rec.h, tests/crash/).  A test switch, not an option.
- */
-static int record_start(struct aio_rec **rec)
-{
-	const char *log = getenv("QTAP_RECORD");
-	int err;
-
-	*rec = NULL;
-	if (!log || !*log)
-		return 0;
-	err = aio_rec_new(log, rec);
-	if (!err)
-		aio_rec_install(*rec);
-	return err;
-}
-
 static int serve(struct tapdisk *td, int ready_fd)
 {
 	struct sigs sigs = { .w = { .fd = -1 } };
 	struct aio_rec *rec;
 	int err;
 
-	err = record_start(&rec);
+	/* QTAP_RECORD=LOG: the crash harness's recorder (lib/aio-rec.h) */
+	err = aio_rec_start_env(&rec);
 	if (!err)
 		err = evloop_new(&td->loop);
 	if (!err)

@@ -19,6 +19,7 @@
 #include "checked.h"
 #include "errors.h"
 #include "qcow2/check-internal.h"
+#include "qcow2/sync-io.h"
 
 /* Bytes of IMRT for @clusters entries, in whole clusters; 0 when too big. */
 static uint64_t imrt_bytes(const struct qcow2_ck *ck, uint64_t clusters)
@@ -512,8 +513,9 @@ static int refblock_outside(struct qcow2_ck *ck, uint64_t offset, uint64_t clust
 	clusters = qcow2_ck_clusters(ck, end);
 	if (clusters > QCOW2_CHECK_MAX_CLUSTERS || !imrt_bytes(ck, clusters))
 		return -EFBIG;
-	if (ftruncate(ck->file->fd, (off_t)end) < 0)
-		return neg_errno();
+	err = qcow2_ftruncate(ck->file, end);
+	if (err)
+		return err;
 	ck->file_bytes = end;
 	err = qcow2_ck_imrt_resize(ck, MAX(clusters, ck->imrt_clusters));
 	if (err)

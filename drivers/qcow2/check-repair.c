@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aio-rec.h"
 #include "aio.h"
 #include "checked.h"
 #include "errors.h"
@@ -113,9 +114,19 @@ static int rc_set(struct qcow2_ck *ck, uint64_t cluster, uint64_t refcount)
 	if (err)
 		return err;
 	ck->rb_dirty = true;
-	if (refcount == 0)
-		(void)fallocate(ck->file->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				(off_t)(cluster << ck->g.cluster_bits), (off_t)ck->g.cluster_bytes);
+	if (refcount == 0) {
+		uint64_t off = cluster << ck->g.cluster_bits, rec_id = 0;
+		int perr = 0;
+
+		/* the crash harness sees the punch as a zeroing (lib/aio-rec.h) */
+		if (aio_rec_on())
+			rec_id = aio_rec_file_issue(ck->file, AIO_REC_ZERO, off,
+						    ck->g.cluster_bytes, NULL, 0);
+		if (fallocate(ck->file->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			      (off_t)ck->g.cluster_bytes) < 0)
+			perr = neg_errno();
+		aio_rec_file_done(rec_id, perr);
+	}
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 
 #include "aio.h"
 #include "checked.h"
+#include "qcow2/crash-fault.h"
 #include "driver.h"
 #include "errors.h"
 #include "log.h"
@@ -181,7 +182,7 @@ int qcow2_ed_l1_store(struct qcow2_ed *e)
 	for (i = 0; i < n; i++)
 		qcow2_put_be64(&be[i], e->l1[i]);
 	err = qcow2_pwrite(e->file, e->hdr.l1_table_offset, be, n * 8);
-	if (!err)
+	if (!err && !crash_fault(CRASH_FAULT_L1_NO_SYNC))
 		err = qcow2_fsync(e->file);
 	free(be);
 	if (err)

@@ -27,6 +27,7 @@
 #include "checked.h"
 #include "errors.h"
 #include "log.h"
+#include "qcow2/crash-fault.h"
 #include "qcow2/internal.h"
 #include "qcow2/meta-internal.h"
 #include "qcow2/refcount.h"
@@ -184,31 +185,6 @@ static int write_l1(struct qcow2_meta *m)
 		m->l1_any_dirty = false;
 	return err;
 }
-
-/*
- * The crash harness's proof that it can fail (tests/crash/faults.sh): a
- * build with -DCRASH_FAULTS, which the Makefile allows only into
- * build-crash, breaks the ordering rule QTAP_CRASH_FAULT names.  In every
- * other build crash_fault() is the constant false.
- */
-enum crash_fault_id {
-	CRASH_FAULT_NO_DATA_FLUSH = 1,	/* "no-data-flush": L2 without the data fdatasync */
-	CRASH_FAULT_L2_BEFORE_REFCOUNT, /* "l2-before-refcount" */
-	CRASH_FAULT_FREE_BEFORE_UNLINK, /* "free-before-unlink": decrements first */
-};
-
-#ifdef CRASH_FAULTS
-static bool crash_fault(enum crash_fault_id id)
-{
-	static const char *const names[] = { NULL, "no-data-flush", "l2-before-refcount",
-					     "free-before-unlink" };
-	const char *want = getenv("QTAP_CRASH_FAULT");
-
-	return want && strcmp(want, names[id]) == 0;
-}
-#else
-#define crash_fault(id) ((void)(id), false)
-#endif
 
 /*
  * Make every change so far durable, in the contract's order, then apply

@@ -132,9 +132,13 @@ static int trim_file(struct qcow2_ed *e)
 		if (!err && rc == 0)
 			end -= cb;
 	}
-	if (!err && end < e->file_bytes && ftruncate(e->file->fd, (off_t)end) < 0)
-		log_warn("qcow2 %s: could not cut the file to %" PRIu64 " bytes: %s", e->path, end,
-			 err_str(-errno));
+	if (!err && end < e->file_bytes) {
+		int terr = qcow2_ftruncate(e->file, end);
+
+		if (terr)
+			log_warn("qcow2 %s: could not cut the file to %" PRIu64 " bytes: %s",
+				 e->path, end, err_str(terr));
+	}
 	return err;
 }
 
@@ -174,9 +178,8 @@ static int prealloc_run(struct qcow2_ed *e, uint64_t j, uint64_t n, enum qcow2_p
 			err = -ENOMEM;
 		free(z);
 	}
-	if (!err && (uint64_t)lseek(e->file->fd, 0, SEEK_END) < off + n * cb &&
-	    ftruncate(e->file->fd, (off_t)(off + n * cb)) < 0)
-		err = -errno;
+	if (!err && (uint64_t)lseek(e->file->fd, 0, SEEK_END) < off + n * cb)
+		err = qcow2_ftruncate(e->file, off + n * cb);
 	for (k = 0; !err && k < n; k++) {
 		uint8_t *p = e->l2 + (j + k) * e->geom.l2_entry_bytes;
 

@@ -130,3 +130,12 @@ int qcow2_fsync(struct aio_file *f)
 	aio_rec_file_done(rec_id, err);
 	return err;
 }
+
+int qcow2_ftruncate(struct aio_file *f, uint64_t size)
+{
+	uint64_t rec_id = aio_rec_on() ? aio_rec_file_issue(f, AIO_REC_TRUNC, size, 0, NULL, 0) : 0;
+	int err = ftruncate(f->fd, (off_t)size) < 0 ? neg_errno() : 0;
+
+	aio_rec_file_done(rec_id, err);
+	return err;
+}

@@ -29,4 +29,7 @@ int qcow2_pwrite(struct aio_file *f, uint64_t off, const void *buf, size_t len);
 /* qcow2_fsync - fdatasync the file.  0 or -errno. */
 int qcow2_fsync(struct aio_file *f);
 
+/* qcow2_ftruncate - set @f's size to @size bytes (recorded, as the writes). */
+int qcow2_ftruncate(struct aio_file *f, uint64_t size);
+
 #endif

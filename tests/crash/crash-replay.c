@@ -3,7 +3,7 @@
  * crash-replay: builds post-crash copies of the image files from a log
  * crash-run recorded (lib/aio-rec.h) and checks each one.
  *
- *   crash-replay [-n STATES] [-s SEED] [-q EVERY] [-L] [-v] [-w NAME] LOG
+ *   crash-replay [-n STATES] [-s SEED] [-q EVERY] [-L] [-v] [-P PROG] [-w NAME] LOG
  *
  * The crash model is a power cut: a write reaches the disk for certain only
  * when an fdatasync of its file was issued after the write completed, and
@@ -29,6 +29,14 @@
  *     written to that sector (another offset's data, a freed cluster's) is a
  *     stale read.  Sectors of a touched cluster that the guest never wrote
  *     must hold their starting value (copy-on-write from the backing file).
+ *
+ * The state's guest size must be one the log names: a log may span several
+ * processes (crash-run -A), e.g. writes, `tap-img resize`, more writes, each
+ * crash-run naming the size it opened; the oracle reads the first size.
+ *
+ * With -P PROG, every position inside the records of process PROG (the
+ * recorder's START record names it; e.g. tap-img) is a crash point, the
+ * rest sampled as usual; each gets at least 8 states.
  *
  * With -L (lazy refcounts) each state is first opened read-write through the
  * driver, which repairs the refcounts of an image left dirty, as QEMU's open
@@ -63,6 +71,7 @@
 #define SECTOR 512u
 #define NEVER UINT64_MAX
 #define PREFIXES 6u
+#define FORCED_STATES 8u /* at least, per crash point inside -P's program */
 
 struct ev {
 	const struct aio_rec_hdr *h; /* &hdr, once the log is read */
@@ -82,6 +91,7 @@ struct replay {
 	const char *log, *name;
 	uint64_t nr_states, seed, rng, qemu_every;
 	bool lazy, verbose;
+	const char *every_in; /* -P: every event of this program's records is a crash point */
 	uint8_t *map;
 	size_t map_bytes;
 	struct ev *ev;
@@ -90,6 +100,8 @@ struct replay {
 	char work[AIO_REC_MAX_FILES][PATH_MAX];
 	int fd[AIO_REC_MAX_FILES];
 	uint64_t size, cluster;
+	uint64_t sizes[8]; /* every guest size the log names: a state may have any */
+	unsigned nr_sizes;
 
 	/* the oracle: touched guest sectors, clusters and starting values */
 	struct sect *sects;
@@ -141,7 +153,7 @@ static void die(const char *what)
 
 static bool is_file_issue(int t)
 {
-	return t == AIO_REC_WRITE || t == AIO_REC_ZERO || t == AIO_REC_FSYNC;
+	return t == AIO_REC_WRITE || t == AIO_REC_ZERO || t == AIO_REC_FSYNC || t == AIO_REC_TRUNC;
 }
 
 static bool is_guest_issue(int t)
@@ -182,10 +194,14 @@ static void load_log(struct replay *r)
 		off += sizeof(*h) + h->data_len;
 		if (h->type == AIO_REC_FILE && h->file + 1u > r->nr_files)
 			r->nr_files = h->file + 1u;
-		if (h->type == AIO_REC_G_SIZE) {
+		/* the first size is the one the oracle reads in; a later
+		 * process (after a resize) may name another */
+		if (h->type == AIO_REC_G_SIZE && !r->size) {
 			r->size = h->len;
 			r->cluster = h->offset;
 		}
+		if (h->type == AIO_REC_G_SIZE && r->nr_sizes < 8)
+			r->sizes[r->nr_sizes++] = h->len;
 	}
 	for (uint64_t i = 0; i < r->nr_ev; i++)
 		r->ev[i].h = &r->ev[i].hdr;
@@ -424,6 +440,15 @@ static void read_init(struct replay *r)
 	reader_close(&rd);
 }
 
+/* Is @size one the log names (a resize's crash leaves the old or the new)? */
+static bool size_known(const struct replay *r, uint64_t size)
+{
+	for (unsigned i = 0; i < r->nr_sizes; i++)
+		if (r->sizes[i] == size)
+			return true;
+	return false;
+}
+
 /* Read every touched cluster of @path and judge it at crash point @p. */
 static void verify_reads(struct replay *r, const char *path, uint64_t p, unsigned *lost,
 			 unsigned *stale, bool *broken)
@@ -434,6 +459,12 @@ static void verify_reads(struct replay *r, const char *path, uint64_t p, unsigne
 	if (reader_open(path, DRV_OPEN_RDONLY, &rd)) {
 		*broken = true;
 		return;
+	}
+	if (!size_known(r, rd.img->size_bytes)) {
+		*broken = true;
+		if (r->verbose)
+			fprintf(stderr, "  crash point %" PRIu64 ": size %" PRIu64 " never given\n",
+				p, rd.img->size_bytes);
 	}
 	for (uint64_t c = 0; c < r->nr_clusters; c++) {
 		if (read_cluster(r, &rd, r->clusters[c])) {
@@ -521,9 +552,39 @@ static void apply_part(struct replay *r, uint64_t e, uint64_t a, uint64_t b, boo
 	}
 }
 
+/* Set the size of the file of TRUNC event @e; with @save, keep the bytes cut. */
+static void apply_trunc(struct replay *r, uint64_t e, bool save)
+{
+	const struct aio_rec_hdr *h = r->ev[e].h;
+	int fd = r->fd[h->file];
+	off_t end = lseek(fd, 0, SEEK_END);
+
+	if (end < 0)
+		die("cannot size a state");
+	if (save && (uint64_t)end > h->offset) {
+		struct {
+			uint64_t off, len;
+			int fd;
+		} u = { h->offset, (uint64_t)end - h->offset, fd };
+
+		undo_reserve(r, sizeof(u) + u.len);
+		memcpy(r->undo + r->undo_used, &u, sizeof(u));
+		if (pread(fd, r->undo + r->undo_used + sizeof(u), u.len, (off_t)u.off) !=
+		    (ssize_t)u.len)
+			die("cannot read a state");
+		r->undo_used += sizeof(u) + u.len;
+	}
+	/* a size grown back by the undo is cut to the crash point's after it */
+	if (ftruncate(fd, (off_t)h->offset) < 0)
+		die("cannot truncate a state");
+}
+
 static void apply(struct replay *r, uint64_t e, bool save)
 {
-	apply_part(r, e, 0, r->ev[e].h->len, save);
+	if (r->ev[e].h->type == AIO_REC_TRUNC)
+		apply_trunc(r, e, save);
+	else
+		apply_part(r, e, 0, r->ev[e].h->len, save);
 }
 
 static void undo_all(struct replay *r, const off_t *sizes)
@@ -564,7 +625,7 @@ static bool is_data_write(const struct replay *r, uint64_t e)
 {
 	int t = r->ev[e].h->type;
 
-	return (t == AIO_REC_WRITE || t == AIO_REC_ZERO) && r->ev[e].h->len;
+	return ((t == AIO_REC_WRITE || t == AIO_REC_ZERO) && r->ev[e].h->len) || t == AIO_REC_TRUNC;
 }
 
 /* Run @argv (qemu-img), output discarded: its exit status, or -1. */
@@ -807,9 +868,11 @@ static void open_work(struct replay *r)
 static void replay(struct replay *r)
 {
 	uint64_t *points = malloc((r->nr_ev + 2) * sizeof(uint64_t)), np = 0, nfs = 0;
+	bool *forced = calloc(r->nr_ev + 2, sizeof(bool));
 	uint64_t *vol = malloc((r->nr_ev + 1) * sizeof(uint64_t)), applied = 0, want, per = 4;
+	bool in_prog = false;
 
-	if (!points || !vol)
+	if (!points || !vol || !forced)
 		die("out of memory");
 	for (uint64_t i = 0; i < r->nr_ev; i++)
 		if (r->ev[i].h->type == AIO_REC_DONE)
@@ -827,11 +890,17 @@ static void replay(struct replay *r)
 	}
 	for (uint64_t i = 1; !getenv("CRASH_POINT") && i <= r->nr_ev; i++) {
 		bool before_done = i < r->nr_ev && r->ev[i].h->type == AIO_REC_DONE;
+		const struct aio_rec_hdr *h = r->ev[i - 1].h;
 
-		/* every point when the budget allows, else a sample */
-		if ((before_done && rnd(r) % (nfs / want + 1) == 0) ||
-		    rnd(r) % (r->nr_ev / want + 1) == 0 || i == r->nr_ev)
+		if (h->type == AIO_REC_START)
+			in_prog = r->every_in && h->data_len == strlen(r->every_in) &&
+				  !memcmp(r->ev[i - 1].data, r->every_in, h->data_len);
+		/* every point when the budget allows, else a sample; all of -P's */
+		if (in_prog || (before_done && rnd(r) % (nfs / want + 1) == 0) ||
+		    rnd(r) % (r->nr_ev / want + 1) == 0 || i == r->nr_ev) {
+			forced[np] = in_prog;
 			points[np++] = i;
+		}
 	}
 	for (uint64_t k = 0; k < np && r->states < r->nr_states; k++) {
 		uint64_t p = points[k], left = np - k;
@@ -843,8 +912,12 @@ static void replay(struct replay *r)
 			    r->ev[i].durable >= applied)
 				apply(r, i, false);
 		applied = p;
+		/* -P's points: random subsets enough to meet the bad orders */
+		if (forced[k] && budget < FORCED_STATES)
+			budget = FORCED_STATES;
 		crash_point(r, p, vol, budget < 1 ? 1 : budget);
 	}
+	free(forced);
 	free(points);
 	free(vol);
 }
@@ -854,7 +927,7 @@ int main(int argc, char **argv)
 	struct replay r = { .nr_states = 200, .seed = 1, .name = "replay" };
 	int c;
 
-	while ((c = getopt(argc, argv, "n:s:q:Lvw:")) != -1) {
+	while ((c = getopt(argc, argv, "n:s:q:LvP:w:")) != -1) {
 		switch (c) {
 		case 'n':
 			r.nr_states = strtoull(optarg, NULL, 0);
@@ -871,12 +944,15 @@ int main(int argc, char **argv)
 		case 'v':
 			r.verbose = true;
 			break;
+		case 'P':
+			r.every_in = optarg;
+			break;
 		case 'w':
 			r.name = optarg;
 			break;
 		default:
 			fprintf(stderr, "usage: crash-replay [-n STATES] [-s SEED] [-q EVERY] [-L] "
-					"[-v] [-w NAME] LOG\n");
+					"[-v] [-P PROG] [-w NAME] LOG\n");
 			return 2;
 		}
 	}

@@ -9,7 +9,7 @@
  * files from the log and checks them.
  *
  *   crash-run [-n OPS] [-s SEED] [-d DEPTH] [-q QUEUES] [-r REGION]
- *             [-S STRIDE] [-m MIX] [-e ENGINE] [-B] [-K] IMAGE LOG
+ *             [-S STRIDE] [-m MIX] [-e ENGINE] [-B] [-K] [-A] IMAGE LOG
  *
  * MIX weights the operations, letters followed by a number:
  *   w  write of whole clusters        p  partial-cluster write (512 B units)
@@ -24,6 +24,10 @@
  * close, as a crash of the process would (the page cache keeps what was
  * written): a lazy-refcount image is left dirty, for a recorded run to
  * repair when it opens it.
+ *
+ * -A adds to LOG, which an earlier recorded process wrote (a crash-run,
+ * or a tool under QTAP_RECORD=+LOG), instead of starting it: one log for a
+ * sequence of processes on the image, e.g. writes, `tap-img resize`, writes.
  *
  * With QUEUES > 1 each queue runs on its own thread with its own loop and
  * aio context, as tapdisk's multi-queue mode does, DEPTH shared among
@@ -57,7 +61,8 @@ struct run_opts {
 	unsigned weight[128];
 	struct aio_ctx_opts aio;
 	unsigned open_flags;
-	bool die; /* -K */
+	bool die;    /* -K */
+	bool append; /* -A */
 };
 
 struct rq;
@@ -384,7 +389,7 @@ static int parse_args(struct run_opts *o, int argc, char **argv)
 
 	*o = (struct run_opts){ .ops = 200, .seed = 1, .depth = 8, .queues = 1 };
 	parse_mix(o, "w30,p30,a5,z5,u5,d5,f10");
-	while ((c = getopt(argc, argv, "n:s:d:q:r:S:m:e:BK")) != -1) {
+	while ((c = getopt(argc, argv, "n:s:d:q:r:S:m:e:BKA")) != -1) {
 		switch (c) {
 		case 'n':
 			o->ops = strtoull(optarg, NULL, 0);
@@ -417,6 +422,9 @@ static int parse_args(struct run_opts *o, int argc, char **argv)
 			break;
 		case 'K':
 			o->die = true;
+			break;
+		case 'A':
+			o->append = true;
 			break;
 		default:
 			return -1;
@@ -453,7 +461,7 @@ static int setup(struct run *r, const char *image, const char *log)
 	int err;
 
 	snprintf(spec, sizeof(spec), "qcow2:%s", image);
-	err = aio_rec_new(log, &r->rec);
+	err = r->o.append ? aio_rec_append(log, &r->rec) : aio_rec_new(log, &r->rec);
 	if (err)
 		return err;
 	/* Installed before the open: what the open writes (the dirty bit, a
@@ -505,7 +513,7 @@ int main(int argc, char **argv)
 	if (parse_args(&r.o, argc, argv)) {
 		fprintf(stderr,
 			"usage: crash-run [-n OPS] [-s SEED] [-d DEPTH] [-q QUEUES] "
-			"[-r REGION] [-S STRIDE] [-m MIX] [-e ENGINE] [-B] [-K] IMAGE LOG\n");
+			"[-r REGION] [-S STRIDE] [-m MIX] [-e ENGINE] [-B] [-K] [-A] IMAGE LOG\n");
 		return 2;
 	}
 	pthread_mutex_init(&r.lock, NULL);

@@ -36,7 +36,7 @@ done
 shift $((OPTIND - 1))
 
 all="alloc cow-backing discard zeroes sparse-refcount snapshot bitmap extended-l2 lazy compressed libaio"
-all="$all lazy-reopen resized multiqueue tapdisk-nbd"
+all="$all lazy-reopen resized multiqueue tapdisk-nbd tapdisk-ring tapimg-resize tapimg-shrink tapimg-repair"
 mkdir -p "$dir"
 
 # make_source FILE SIZE: a raw file whose sectors all differ (numbers as
@@ -44,6 +44,22 @@ mkdir -p "$dir"
 make_source() {
 	seq 10000000 19999999 | head -c $(($2 / 4 * 3)) >"$1"
 	truncate -s "$2" "$1"
+}
+
+# make_leaks IMG: every cluster inside IMG's file (64 KiB clusters, 16-bit
+# refcounts, one refcount block) with refcount 0 gets refcount 1: leaks.
+make_leaks() {
+	rt=$(od -An -tx1 -j48 -N8 "$1" | tr -d ' \n')
+	rb=$(od -An -tx1 -j$((0x$rt)) -N8 "$1" | tr -d ' \n')
+	n=$(($(stat -c %s "$1") / 65536))
+	c=0
+	while [ $c -lt $n ]; do
+		e=$((0x$rb + c * 2))
+		if [ "$(od -An -tx2 -j$e -N2 "$1" | tr -d ' ')" = 0000 ]; then
+			printf '\000\001' | dd of="$1" bs=1 seek=$e conv=notrunc status=none
+		fi
+		c=$((c + 1))
+	done
 }
 
 # setup WORKLOAD IMG: make the image; prints crash-run and crash-replay options.
@@ -147,6 +163,39 @@ setup() {
 		qemu-img create -q -f qcow2 -b "$img.base" -F qcow2 "$img" 16M
 		echo "tapdisk|"
 		;;
+	tapdisk-ring)
+		make_source "$img.src" 16777216
+		qemu-img convert -q -O qcow2 "$img.src" "$img.base"
+		qemu-img create -q -f qcow2 -b "$img.base" -F qcow2 "$img" 16M
+		echo "ring|"
+		;;
+	tapimg-resize)
+		# tap-img resize growing L1 (512-byte clusters: 1 MiB has 32 L1
+		# entries, 16 MiB 512, 8 clusters: the table moves), recorded
+		# between two crash-runs on the image; every crash point inside
+		# the resize is checked, and a state's size is the old or the new
+		qemu-img create -q -f qcow2 -o cluster_size=512 "$img" 1M
+		echo "tap-img resize -q -f qcow2 @ 16M%-r 1M -m w30,p20,a5,f10|-P tap-img"
+		;;
+	tapimg-shrink)
+		# tap-img resize --shrink from 16 MiB to 4 MiB on 512-byte
+		# clusters, the image filled first: L2 tables and data clusters
+		# freed, the file cut (ftruncate, recorded); crash-runs on the
+		# first 2 MiB before and after
+		qemu-img create -q -f qcow2 -o cluster_size=512 "$img" 16M
+		qemu-io -f qcow2 -c "write -P 0x55 0 16M" "$img" >/dev/null
+		echo "tap-img resize -q --shrink -f qcow2 @ 4M%-r 2M -m w30,p20,a5,f10|-P tap-img"
+		;;
+	tapimg-repair)
+		# tap-img check -r all freeing leaked clusters (refcount 1, no
+		# reference), recorded between two crash-runs: no crash inside the
+		# repair may leave more than leaks, or lose data
+		qemu-img create -q -f qcow2 "$img" 16M
+		qemu-io -f qcow2 -c "write -P 0x44 0 12M" -c "discard 2M 3M" -c "discard 8M 1M" \
+			"$img" >/dev/null
+		make_leaks "$img"
+		echo "tap-img check -q -r all -f qcow2 @%-r 8M -m w30,p20,d5,f10|-P tap-img"
+		;;
 	*)
 		echo "unknown workload $w" >&2
 		return 2
@@ -185,6 +234,23 @@ io_script() {
 	}'
 }
 
+# run_tapimg IMG LOG SPEC: SPEC is "TAP-IMG ARGS%CRASH-RUN OPTIONS", @ in the
+# arguments the image: a crash-run, then the tap-img command recorded in
+# the same log (QTAP_RECORD=+LOG), then another crash-run (-A).
+run_tapimg() {
+	targs=${3%%%*} copts=${3#*%}
+	half=$((ops / 2 + 1))
+	# shellcheck disable=SC2086 # the options are words
+	$vg "$bin/crash-run" -n "$half" -s "$seed" $copts "$1" "$2" || return 1
+	set -f
+	# shellcheck disable=SC2046,SC2086
+	QTAP_RECORD=+$2 $vg "$BUILD/bin/tap-img" $(echo $targs | sed "s|@|$1|; s/^tap-img //") ||
+		return 1
+	set +f
+	# shellcheck disable=SC2086
+	$vg "$bin/crash-run" -A -n "$half" -s $((seed + 1000)) $copts "$1" "$2"
+}
+
 # run_tapdisk IMG LOG: the workload through tapdisk, qemu-io its NBD client.
 run_tapdisk() {
 	sock=$dir/td.$$.sock pidf=$dir/td.$$.pid
@@ -209,6 +275,31 @@ run_tapdisk() {
 	return $rc_io
 }
 
+# run_ring IMG LOG: the workload through tapdisk's blkif rings (the local
+# transport), tap-front the frontend: rounds of random writes of one size
+# each (--verify: never two in flight on a block), each ended by a FLUSH.
+run_ring() {
+	sock=$dir/td.$$.ctl pidf=$dir/td.$$.pid
+	rm -f "$sock" "$pidf"
+	QTAP_RECORD=$2 $vg "$BUILD/bin/tapdisk" -a "qcow2:$1" --ctl "$sock" \
+		--pid-file "$pidf" || return 1
+	rc_io=0 r=0
+	for bs in 4k 512 32k 8k 4k; do
+		r=$((r + 1))
+		$vg "$BUILD/bin/tap-front" --ctl "$sock" --rw randwrite --bs $bs --qd 8 \
+			--ops $((ops / 5 + 1)) --verify --seed $((seed * 10 + r)) --flush \
+			>/dev/null || rc_io=1
+	done
+	pid=$(cat "$pidf")
+	kill -TERM "$pid"
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return $rc_io
+}
+
 [ $# -gt 0 ] || set -- $all
 rc=0
 total_s=0 total_c=0 total_l=0 total_t=0
@@ -223,6 +314,18 @@ for w in "$@"; do
 	if [ "$run_opts" = tapdisk ]; then
 		run_tapdisk "$img" "$log" >"$dir/$w.run.out" 2>"$dir/$w.run.err" || {
 			echo "$w: the tapdisk run failed:" >&2
+			cat "$dir/$w.run.err" >&2
+			exit 2
+		}
+	elif [ "$run_opts" = ring ]; then
+		run_ring "$img" "$log" >"$dir/$w.run.out" 2>"$dir/$w.run.err" || {
+			echo "$w: the ring run failed:" >&2
+			cat "$dir/$w.run.err" >&2
+			exit 2
+		}
+	elif [ "${run_opts#tap-img }" != "$run_opts" ]; then
+		run_tapimg "$img" "$log" "$run_opts" >"$dir/$w.run.out" 2>"$dir/$w.run.err" || {
+			echo "$w: the tap-img run failed:" >&2
 			cat "$dir/$w.run.err" >&2
 			exit 2
 		}

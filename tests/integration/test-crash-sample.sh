@@ -10,11 +10,11 @@ requires qemu-img qemu-io seq truncate
 
 export CRASH_DIR="$TEST_DIR" CRASH_VG="$VG"
 if [ -n "$VG" ]; then
-	# valgrind: four workloads, short runs, a handful of states each
-	sh "$TOP/tests/crash/run.sh" -n 8 -q 4 -o 60 alloc cow-backing lazy compressed >"$TEST_DIR/table" ||
+	# valgrind: five workloads, short runs, a handful of states each
+	sh "$TOP/tests/crash/run.sh" -n 8 -q 4 -o 60 alloc cow-backing lazy compressed tapimg-resize >"$TEST_DIR/table" ||
 		{ cat "$TEST_DIR/table"; die "the crash harness found a bad state (or could not run)"; }
 else
-	sh "$TOP/tests/crash/run.sh" -n 40 -q 10 -o 200 >"$TEST_DIR/table" ||
+	sh "$TOP/tests/crash/run.sh" -n 40 -q 10 -o 120 >"$TEST_DIR/table" ||
 		{ cat "$TEST_DIR/table"; die "the crash harness found a bad state (or could not run)"; }
 fi
 cat "$TEST_DIR/table"

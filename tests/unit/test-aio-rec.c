@@ -124,8 +124,8 @@ static void check_engine(enum aio_engine engine)
 {
 	struct rec_test t = { .pending = 0 };
 	struct aio_rec *rec;
-	struct aio_rec_hdr h[16];
-	const uint8_t *data[16];
+	struct aio_rec_hdr hall[20], *h = hall + 1;
+	const uint8_t *dall[20], **data = dall + 1;
 	uint8_t *buf, *wbuf = aligned_alloc(4096, 8192), copy[FILE_BYTES];
 	struct iovec iov = { wbuf, 8192 };
 	struct aio_req w = {
@@ -162,8 +162,13 @@ static void check_engine(enum aio_engine engine)
 	assert_int_equal(aio_rec_free(rec), 0);
 	assert_null(aio_rec_active);
 
-	n = read_log(t.log, h, data, 16, &buf);
-	assert_int_equal(n, 13);
+	n = read_log(t.log, hall, dall, 20, &buf);
+	assert_int_equal(n, 14);
+	/* first, the process that recorded */
+	assert_int_equal(hall[0].type, AIO_REC_START);
+	assert_int_equal(hall[0].data_len, strlen("test-aio-rec"));
+	assert_memory_equal(dall[0], "test-aio-rec", hall[0].data_len);
+	n--;
 	assert_int_equal(h[0].type, AIO_REC_G_WRITE);
 	assert_int_equal(h[0].flags, AIO_REC_F_FUA);
 	assert_int_equal(h[0].data_len, 8192);
@@ -205,6 +210,25 @@ static void check_engine(enum aio_engine engine)
 	for (unsigned i = 0; i < FILE_BYTES; i++)
 		assert_int_equal(copy[i], 0x5a);
 	free(buf);
+
+	/* another recorder adds to the log: the file keeps its number, the
+	 * ids go on, a truncation is logged */
+	assert_int_equal(aio_rec_append(t.log, &rec), 0);
+	aio_rec_install(rec);
+	assert_int_equal(qcow2_ftruncate(t.file, FILE_BYTES / 2), 0);
+	assert_int_equal(aio_rec_free(rec), 0);
+	n = read_log(t.log, hall, dall, 20, &buf);
+	assert_int_equal(n, 17);
+	assert_int_equal(hall[14].type, AIO_REC_START);
+	assert_int_equal(hall[15].type, AIO_REC_TRUNC);
+	assert_int_equal(hall[15].file, 0);
+	assert_int_equal(hall[15].offset, FILE_BYTES / 2);
+	assert_true(hall[15].id > hall[13].id);
+	assert_int_equal(hall[16].type, AIO_REC_DONE);
+	assert_int_equal(hall[16].id, hall[15].id);
+	free(buf);
+	/* not a log: refused */
+	assert_int_equal(aio_rec_append(t.path, &rec), -EINVAL);
 	free(wbuf);
 	teardown(&t);
 }

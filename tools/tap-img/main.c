@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "aio-rec.h"
 #include "checked.h"
 #include "log.h"
 #include "tap-img.h"
@@ -66,6 +67,23 @@ static int global_opts(int argc, char **argv)
 	return i - 1;
 }
 
+/*
+ * Run a command; with QTAP_RECORD=LOG (or +LOG) its writes are recorded for
+ * the crash harness (lib/aio-rec.h), as tapdisk's are.  A test switch.
+ */
+static int run_verb(int (*fn)(int argc, char **argv), int argc, char **argv)
+{
+	struct aio_rec *rec;
+	int rc;
+
+	if (aio_rec_start_env(&rec))
+		return IMG_EXIT_ERR;
+	rc = fn(argc, argv);
+	if (aio_rec_free(rec) && rc == IMG_EXIT_OK)
+		rc = IMG_EXIT_ERR;
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned i;
@@ -94,7 +112,7 @@ int main(int argc, char **argv)
 	}
 	for (i = 0; i < ARRAY_SIZE(img_verbs); i++) {
 		if (strcmp(argv[1], img_verbs[i].name) == 0)
-			return img_verbs[i].fn(argc - 1, argv + 1);
+			return run_verb(img_verbs[i].fn, argc - 1, argv + 1);
 	}
 	fprintf(stderr, "tap-img: unknown command '%s' (try 'tap-img --help')\n", argv[1]);
 	return IMG_EXIT_ERR;

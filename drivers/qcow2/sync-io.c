@@ -111,6 +111,8 @@ int qcow2_pwrite(struct aio_file *f, uint64_t off, const void *buf, size_t len)
 
 int qcow2_fsync(struct aio_file *f)
 {
+	if (f->nosync) /* cache=unsafe: no ordering is kept, as in QEMU */
+		return 0;
 	while (fdatasync(f->fd) < 0) {
 		if (errno != EINTR)
 			return neg_errno();

@@ -83,7 +83,7 @@ static void convert_usage(FILE *f)
 		"               holes in DST; 0 copies everything (fully allocated DST)\n"
 		"  -m NUM       requests in flight, 1..%u (default %u)\n"
 		"  -W           allow out-of-order writes (then, as with -c, one thread per core)\n"
-		"  -t CACHE     DST's cache mode (default unsafe: no flush at the end)\n"
+		"  -t CACHE     DST's cache mode (default unsafe: no flush, no syncs)\n"
 		"  -T CACHE     SRC's cache mode (default writeback)\n"
 		"  -U           read SRC even while another process writes it (no lock)\n"
 		"  -i AIO       io_uring|libaio|native|threads|sync|auto (default auto)\n"
@@ -172,6 +172,7 @@ static int convert_parse_opt(struct convert_cmd *cmd, int c)
 	case 't':
 		cmd->dst_flags = 0;
 		cmd->cfg.flush = strcmp(optarg, "unsafe") != 0;
+		cmd->dst_flags &= ~DRV_OPEN_UNSAFE; /* the default's */
 		return img_parse_cache("convert", optarg, &cmd->dst_flags);
 	case 'T':
 		cmd->src_flags = DRV_OPEN_RDONLY;
@@ -394,7 +395,7 @@ int img_cmd_convert(int argc, char **argv)
 	struct convert_cmd cmd = {
 		.dst_fmt = "raw",
 		.src_flags = DRV_OPEN_RDONLY | DRV_OPEN_BUFFERED,
-		.dst_flags = DRV_OPEN_BUFFERED,
+		.dst_flags = DRV_OPEN_BUFFERED | DRV_OPEN_UNSAFE, /* -t unsafe */
 		.cfg = {
 			.buf_bytes = CONVERT_BUF_BYTES,
 			.sparse_bytes = CONVERT_DEFAULT_SPARSE_BYTES,

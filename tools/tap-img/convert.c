@@ -211,9 +211,11 @@ static int convert_check_args(const struct convert_cmd *cmd)
 }
 
 /*
- * Threads copying at once: with -c (compression is CPU bound) or -W (the
- * order of writes is free), one per core, up to CONVERT_MAX_WORKERS; else
- * one, so that writes reach the target in offset order as with qemu-img.
+ * Threads copying at once: with -c (compression is CPU bound), -W (the
+ * order of writes is free) or a raw target (whose layout the order of
+ * writes cannot change: every byte has its place), one per core, up to
+ * CONVERT_MAX_WORKERS; else one, so that writes reach a format that
+ * allocates as it goes in offset order, as with qemu-img.
  */
 static unsigned convert_default_workers(void)
 {
@@ -241,7 +243,7 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 		if (convert_parse_opt(cmd, c))
 			return -EINVAL;
 	}
-	if (cmd->compress || !cmd->cfg.in_order)
+	if (cmd->compress || !cmd->cfg.in_order || strcmp(cmd->dst_fmt, "raw") == 0)
 		cmd->cfg.workers = convert_default_workers();
 	if (argc - optind != 2) {
 		img_err("convert", argc - optind < 2 ? "expected SRC and DST"

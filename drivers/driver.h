@@ -74,6 +74,12 @@ struct drv_req;
 #define DRV_OPEN_SHARED (1u << 2)
 /* Take no image lock at all (tap-img's -U on verbs that qemu-img opens without I/O). */
 #define DRV_OPEN_NOLOCK (1u << 3)
+/*
+ * qemu's cache=unsafe: flushes succeed without syncing anything, and the
+ * metadata write ordering of the format (its fdatasyncs) is not kept
+ * either.  A crash may leave the image unusable; tools only.
+ */
+#define DRV_OPEN_UNSAFE (1u << 4)
 
 /* Capabilities reported in img->caps after open. */
 #define DRV_CAP_DISCARD (1u << 0)

@@ -156,12 +156,16 @@ int aio_file_open(const char *path, unsigned flags, struct aio_file **out)
 {
 	bool direct = !(flags & AIO_FILE_BUFFERED);
 	int fd = aio_open(path, aio_open_flags(flags), &direct);
+	int err;
 
 	if (fd < 0) {
 		log_err("aio: open %s: %s", path, err_str(fd));
 		return fd;
 	}
-	return aio_file_new(fd, path, direct, flags & AIO_FILE_RDONLY, out);
+	err = aio_file_new(fd, path, direct, flags & AIO_FILE_RDONLY, out);
+	if (!err)
+		(*out)->nosync = (flags & AIO_FILE_NOSYNC) != 0;
+	return err;
 }
 
 int aio_file_from_fd(int fd, const char *path, struct aio_file **out)

@@ -353,7 +353,8 @@ static void aio_start(struct aio_ctx *ctx, struct aio_req *req)
 	struct aio_slot *slot;
 	int err = aio_req_check(req);
 
-	if (err < 0 || (req->op != AIO_OP_FSYNC && req->len == 0)) {
+	if (err < 0 || (req->op != AIO_OP_FSYNC && req->len == 0) ||
+	    (req->op == AIO_OP_FSYNC && req->file->nosync)) {
 		aio_finish(ctx, req, err);
 		return;
 	}

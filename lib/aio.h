@@ -63,6 +63,8 @@ enum aio_op {
 #define AIO_FILE_BUFFERED (1u << 1) /* do not try O_DIRECT */
 #define AIO_FILE_CREATE (1u << 2)   /* O_CREAT, mode 0644 */
 #define AIO_FILE_EXCL (1u << 3)	    /* with CREATE: O_EXCL */
+/* FSYNC completes at once, syncing nothing (qemu's cache=unsafe: flushes are ignored) */
+#define AIO_FILE_NOSYNC (1u << 4)
 
 struct aio_file {
 	int fd;
@@ -70,6 +72,7 @@ struct aio_file {
 	bool direct; /* O_DIRECT in effect */
 	bool readonly;
 	bool is_blockdev;
+	bool nosync;	    /* AIO_FILE_NOSYNC: flushes are no-ops */
 	uint32_t mem_align; /* buffer address alignment O_DIRECT needs */
 	uint32_t io_align;  /* offset and length alignment (logical block size) */
 };

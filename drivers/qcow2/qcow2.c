@@ -187,6 +187,8 @@ static int open_file(struct drv_image *img, const char *path, unsigned flags)
 		aio_flags |= AIO_FILE_RDONLY;
 	if (flags & DRV_OPEN_BUFFERED)
 		aio_flags |= AIO_FILE_BUFFERED;
+	if (flags & DRV_OPEN_UNSAFE)
+		aio_flags |= AIO_FILE_NOSYNC;
 	err = aio_file_open(path, aio_flags, &qi->file);
 	if (!err)
 		err = drv_image_lock(qi->file->fd, path, flags);

@@ -118,9 +118,12 @@ int qcow2_pwrite(struct aio_file *f, uint64_t off, const void *buf, size_t len)
 
 int qcow2_fsync(struct aio_file *f)
 {
-	uint64_t rec_id = aio_rec_on() ? aio_rec_file_issue(f, AIO_REC_FSYNC, 0, 0, NULL, 0) : 0;
+	uint64_t rec_id;
 	int err = 0;
 
+	if (f->nosync) /* cache=unsafe: no ordering is kept, as in QEMU */
+		return 0;
+	rec_id = aio_rec_on() ? aio_rec_file_issue(f, AIO_REC_FSYNC, 0, 0, NULL, 0) : 0;
 	while (fdatasync(f->fd) < 0) {
 		if (errno != EINTR) {
 			err = neg_errno();

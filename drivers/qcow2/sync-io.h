@@ -26,7 +26,7 @@ int qcow2_pread(struct aio_file *f, uint64_t off, void *buf, size_t len);
 /* qcow2_pwrite - @len bytes of @buf at @off (the file grows as needed).  0 or -errno. */
 int qcow2_pwrite(struct aio_file *f, uint64_t off, const void *buf, size_t len);
 
-/* qcow2_fsync - fdatasync the file.  0 or -errno. */
+/* qcow2_fsync - fdatasync the file, unless it was opened AIO_FILE_NOSYNC.  0 or -errno. */
 int qcow2_fsync(struct aio_file *f);
 
 /* qcow2_ftruncate - set @f's size to @size bytes (recorded, as the writes). */

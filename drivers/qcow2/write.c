@@ -477,24 +477,31 @@ static enum step zeroed(struct qcow2_req *qr)
 /* ---- compressed writes ------------------------------------------------------------------------ */
 
 /*
- * Gather the cluster into the COW slot and compress it into the slot's
- * second buffer; data that does not shrink is written as usual.
+ * Compress the cluster into the COW slot's second buffer, straight from
+ * the caller's buffer when it is one whole cluster (convert's case), else
+ * gathered into the slot's first buffer; data that does not shrink is
+ * written as usual.
  */
 static enum step compress(struct qcow2_req *qr)
 {
 	struct qcow2_queue *qq = qr->img->qpriv[qr->req->q->index];
 	uint64_t cluster_bytes = ((struct qcow2_image *)qr->img->priv)->geom.cluster_bytes;
+	const struct drv_req *req = qr->req;
 	struct qcow2_iov_cursor cur = { 0, 0 };
+	const void *src = req->iovcnt == 1 ? req->iov[0].iov_base : NULL;
 	size_t out_len;
 	int err;
 
 	qr->cslot = cslot_get(qr, qq);
 	if (!qr->cslot)
 		return STEP_WAIT;
-	memset(qr->cslot->buf[0] + qr->req->len, 0, cluster_bytes - qr->req->len);
-	qcow2_iov_to_buf(qr->req->iov, cur, qr->cslot->buf[0], qr->req->len);
-	err = qcow2_compress(qq->codec, qr->cslot->buf[1], cluster_bytes, qr->cslot->buf[0],
-			     cluster_bytes, &out_len);
+	if (!src || req->len != cluster_bytes) {
+		memset(qr->cslot->buf[0] + req->len, 0, cluster_bytes - req->len);
+		qcow2_iov_to_buf(req->iov, cur, qr->cslot->buf[0], req->len);
+		src = qr->cslot->buf[0];
+	}
+	err = qcow2_compress(qq->codec, qr->cslot->buf[1], cluster_bytes, src, cluster_bytes,
+			     &out_len);
 	if (err == -ENOSPC) {
 		cslot_put(qr);
 		qr->wstate = WS_PASS;

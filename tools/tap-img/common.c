@@ -41,9 +41,12 @@ int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags)
 {
 	if (strcmp(mode, "none") == 0 || strcmp(mode, "directsync") == 0)
 		return 0;
-	if (strcmp(mode, "writeback") == 0 || strcmp(mode, "writethrough") == 0 ||
-	    strcmp(mode, "unsafe") == 0) {
+	if (strcmp(mode, "writeback") == 0 || strcmp(mode, "writethrough") == 0) {
 		*open_flags |= DRV_OPEN_BUFFERED;
+		return 0;
+	}
+	if (strcmp(mode, "unsafe") == 0) {
+		*open_flags |= DRV_OPEN_BUFFERED | DRV_OPEN_UNSAFE;
 		return 0;
 	}
 	img_err(verb, "invalid cache mode '%s' (none, directsync, writeback, writethrough, unsafe)",

@@ -217,9 +217,17 @@ static int run_workers(struct cv_state *sts, unsigned nr)
 	return err;
 }
 
+/* No more workers than segments: the others would find nothing to copy. */
+static unsigned nr_workers(const struct convert_cfg *cfg)
+{
+	uint64_t segments = div_round_up_u64(cfg->size_bytes, CV_SEGMENT_BYTES);
+
+	return (unsigned)MAX(MIN((uint64_t)cfg->workers, segments), 1u);
+}
+
 int convert_copy(const struct convert_cfg *cfg)
 {
-	unsigned nr = MAX(cfg->workers, 1u), i, ready = 0;
+	unsigned nr = nr_workers(cfg), i, ready = 0;
 	struct cv_state *sts = calloc(nr, sizeof(*sts));
 	struct cv_shared sh;
 	int err = sts ? shared_init(&sh, cfg) : -ENOMEM;

@@ -85,7 +85,7 @@ static void convert_usage(FILE *f)
 		"               holes in DST; 0 copies everything (fully allocated DST)\n"
 		"  -m NUM       requests in flight, 1..%u (default %u)\n"
 		"  -W           allow out-of-order writes (then, as with -c, one thread per core)\n"
-		"  -t CACHE     DST's cache mode (default unsafe: no flush at the end)\n"
+		"  -t CACHE     DST's cache mode (default unsafe: no flush, no syncs)\n"
 		"  -T CACHE     SRC's cache mode (default writeback)\n"
 		"  -U           read SRC even while another process writes it (no lock)\n"
 		"  --image-opts SRC is driver=FMT,file.filename=PATH[,KEY=VALUE...] (the\n"
@@ -179,6 +179,7 @@ static int convert_parse_opt(struct convert_cmd *cmd, int c)
 	case 't':
 		cmd->dst_flags = 0;
 		cmd->cfg.flush = strcmp(optarg, "unsafe") != 0;
+		cmd->dst_flags &= ~DRV_OPEN_UNSAFE; /* the default's */
 		return img_parse_cache("convert", optarg, &cmd->dst_flags);
 	case 'T':
 		cmd->src_flags = DRV_OPEN_RDONLY;
@@ -217,9 +218,11 @@ static int convert_check_args(const struct convert_cmd *cmd)
 }
 
 /*
- * Threads copying at once: with -c (compression is CPU bound) or -W (the
- * order of writes is free), one per core, up to CONVERT_MAX_WORKERS; else
- * one, so that writes reach the target in offset order as with qemu-img.
+ * Threads copying at once: with -c (compression is CPU bound), -W (the
+ * order of writes is free) or a raw target (whose layout the order of
+ * writes cannot change: every byte has its place), one per core, up to
+ * CONVERT_MAX_WORKERS; else one, so that writes reach a format that
+ * allocates as it goes in offset order, as with qemu-img.
  */
 static unsigned convert_default_workers(void)
 {
@@ -248,7 +251,7 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 		if (convert_parse_opt(cmd, c))
 			return -EINVAL;
 	}
-	if (cmd->compress || !cmd->cfg.in_order)
+	if (cmd->compress || !cmd->cfg.in_order || strcmp(cmd->dst_fmt, "raw") == 0)
 		cmd->cfg.workers = convert_default_workers();
 	if (argc - optind != 2) {
 		img_err("convert", argc - optind < 2 ? "expected SRC and DST"
@@ -408,7 +411,7 @@ int img_cmd_convert(int argc, char **argv)
 	struct convert_cmd cmd = {
 		.dst_fmt = "raw",
 		.src_flags = DRV_OPEN_RDONLY | DRV_OPEN_BUFFERED,
-		.dst_flags = DRV_OPEN_BUFFERED,
+		.dst_flags = DRV_OPEN_BUFFERED | DRV_OPEN_UNSAFE, /* -t unsafe */
 		.cfg = {
 			.buf_bytes = CONVERT_BUF_BYTES,
 			.sparse_bytes = CONVERT_DEFAULT_SPARSE_BYTES,

@@ -60,7 +60,8 @@ int img_parse_size(const char *verb, const char *what, const char *s, uint64_t *
 /*
  * img_parse_cache - qemu's cache modes: "none"/"directsync" keep O_DIRECT,
  * "writeback"/"writethrough"/"unsafe" add DRV_OPEN_BUFFERED to
- * *@open_flags.  Prints the error for @verb; 0 or -EINVAL.
+ * *@open_flags, "unsafe" also DRV_OPEN_UNSAFE (flushes are ignored).
+ * Prints the error for @verb; 0 or -EINVAL.
  */
 int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags);
 

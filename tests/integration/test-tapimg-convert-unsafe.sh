@@ -1,0 +1,53 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# tap-img convert's target cache modes, as qemu-img's: the default
+# (-t unsafe) ignores flushes, so the copy makes no fdatasync/fsync at all,
+# neither the final flush nor the qcow2 driver's metadata ordering syncs;
+# -t writeback flushes.  Counted with strace on an existing target (-n: the
+# creation syncs, as qemu-img's does).  The flush of a raw target is an aio
+# FSYNC, a system call only with the sync engine (-i sync).  Each result
+# must still equal the source.
+. "$(dirname "$0")/functions.sh"
+requires qemu-img qemu-io strace
+# LeakSanitizer cannot run under ptrace: every convert here runs under strace.
+ASAN_OPTIONS="${ASAN_OPTIONS:-}${ASAN_OPTIONS:+:}detect_leaks=0"
+export ASAN_OPTIONS
+
+d=$(mktmp unsafe)
+mkdir -p "$d"
+cd "$d"
+
+qemu-img create -q -f raw src.raw 8M
+qemu-io -f raw -c 'write -P 0x5a 0 1M' -c 'write -P 0xa5 3M 2M' -c 'write -z 6M 1M' \
+	src.raw >/dev/null
+
+# syncs FMT ARGS...: run convert -n into a fresh t.FMT under strace, print its syncs
+syncs() {
+	fmt=$1
+	shift
+	rm -f "t.$fmt"
+	qemu-img create -q -f "$fmt" "t.$fmt" 8M
+	strace -f -qq -o trace -e trace=fsync,fdatasync,sync_file_range,syncfs \
+		$TAPIMG convert -n -q -f raw -O "$fmt" "$@" src.raw "t.$fmt" >out 2>err ||
+		die "convert $* to $fmt failed: $(cat err)"
+	qemu-img compare -q -f raw -F "$fmt" src.raw "t.$fmt" || die "$fmt $*: differs from the source"
+	grep -c -E '(fsync|fdatasync|sync_file_range|syncfs)\(' trace || true
+}
+
+n=$(syncs qcow2)
+[ "$n" -eq 0 ] || die "qcow2, default cache: $n syncs, expected none"
+n=$(syncs qcow2 -t unsafe)
+[ "$n" -eq 0 ] || die "qcow2, -t unsafe: $n syncs, expected none"
+n=$(syncs qcow2 -t writeback)
+[ "$n" -ge 1 ] || die "qcow2, -t writeback: no sync"
+
+n=$(syncs raw -i sync)
+[ "$n" -eq 0 ] || die "raw, default cache: $n syncs, expected none"
+n=$(syncs raw -i sync -t writeback)
+[ "$n" -ge 1 ] || die "raw, -t writeback: no sync"
+
+# -c: the compressed write path allocates metadata too
+n=$(syncs qcow2 -c)
+[ "$n" -eq 0 ] || die "qcow2 -c, default cache: $n syncs, expected none"
+exit 0

@@ -126,16 +126,8 @@ static int aio_open(const char *path, int oflags, bool *direct)
 
 	if (*direct) {
 		fd = open(path, oflags | O_DIRECT, 0644);
-		if (fd >= 0) {
-			/*
-			 * Pages another program left in the page cache (qemu-img
-			 * create or convert write through it) make every O_DIRECT
-			 * write invalidate them, and io_uring then punts the
-			 * write to a worker thread: drop them once, here.
-			 */
-			(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		if (fd >= 0)
 			return fd;
-		}
 		if (errno != EINVAL)
 			return neg_errno();
 		log_warn("aio: %s: the file system refuses O_DIRECT; using buffered I/O, "

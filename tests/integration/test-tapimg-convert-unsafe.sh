@@ -7,7 +7,7 @@
 # -t writeback flushes.  Counted with strace on an existing target (-n: the
 # creation syncs, as qemu-img's does).  The flush of a raw target is an aio
 # FSYNC, a system call only with the sync engine (-i sync).  Each result
-# must still equal the source.
+# must still equal the source. And -t none / -T none open O_DIRECT.
 . "$(dirname "$0")/functions.sh"
 requires qemu-img qemu-io strace
 # LeakSanitizer cannot run under ptrace: every convert here runs under strace.
@@ -50,4 +50,22 @@ n=$(syncs raw -i sync -t writeback)
 # -c: the compressed write path allocates metadata too
 n=$(syncs qcow2 -c)
 [ "$n" -eq 0 ] || die "qcow2 -c, default cache: $n syncs, expected none"
+
+# -t none / -T none: O_DIRECT, where the default is buffered; the default
+# and writeback are not. (directopen ARGS...: the files opened O_DIRECT)
+directopen() {
+	rm -f t.raw
+	qemu-img create -q -f raw t.raw 8M
+	strace -f -qq -o trace -e trace=openat \
+		$TAPIMG convert -n -q -f raw -O raw "$@" src.raw t.raw >out 2>err ||
+		die "convert $* failed: $(cat err)"
+	qemu-img compare -q -f raw -F raw src.raw t.raw || die "$*: differs from the source"
+	grep 'O_DIRECT' trace | grep -o -E '"[^"]*"' | tr -d '"' | xargs -r -n1 basename | sort -u |
+		tr '\n' ' '
+}
+[ "$(directopen)" = "" ] || die "convert's defaults open O_DIRECT: $(directopen)"
+[ "$(directopen -t none)" = "t.raw " ] || die "-t none: O_DIRECT on: $(directopen -t none)"
+[ "$(directopen -T none)" = "src.raw " ] || die "-T none: O_DIRECT on: $(directopen -T none)"
+[ "$(directopen -t none -T none -t writeback)" = "src.raw " ] ||
+	die "-t none then -t writeback: O_DIRECT on: $(directopen -t none -T none -t writeback)"
 exit 0

@@ -177,12 +177,9 @@ static int convert_parse_opt(struct convert_cmd *cmd, int c)
 		cmd->cfg.in_order = false;
 		return 0;
 	case 't':
-		cmd->dst_flags = 0;
 		cmd->cfg.flush = strcmp(optarg, "unsafe") != 0;
-		cmd->dst_flags &= ~DRV_OPEN_UNSAFE; /* the default's */
 		return img_parse_cache("convert", optarg, &cmd->dst_flags);
 	case 'T':
-		cmd->src_flags = DRV_OPEN_RDONLY;
 		return img_parse_cache("convert", optarg, &cmd->src_flags);
 	}
 	convert_usage(stderr);

@@ -79,10 +79,8 @@ static int rebase_opt(struct rebase_cmd *cmd, int c)
 		cmd->backing_fmt = optarg;
 		return 0;
 	case 't':
-		cmd->cache_flags = 0;
 		return img_parse_cache("rebase", optarg, &cmd->cache_flags);
 	case 'T':
-		cmd->src_cache_flags = 0;
 		return img_parse_cache("rebase", optarg, &cmd->src_cache_flags);
 	case 'u':
 		cmd->unsafe = true;

@@ -58,9 +58,10 @@ void img_err(const char *verb, const char *fmt, ...) __attribute__((format(print
 int img_parse_size(const char *verb, const char *what, const char *s, uint64_t *out);
 
 /*
- * img_parse_cache - qemu's cache modes: "none"/"directsync" keep O_DIRECT,
- * "writeback"/"writethrough"/"unsafe" add DRV_OPEN_BUFFERED to
- * *@open_flags, "unsafe" also DRV_OPEN_UNSAFE (flushes are ignored).
+ * img_parse_cache - qemu's cache modes, replacing the cache bits of
+ * *@open_flags (a verb's default): "none"/"directsync" O_DIRECT,
+ * "writeback"/"writethrough" DRV_OPEN_BUFFERED, "unsafe" also
+ * DRV_OPEN_UNSAFE (flushes are ignored).
  * Prints the error for @verb; 0 or -EINVAL.
  */
 int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags);

@@ -326,7 +326,8 @@ static bool plan_one(struct cv_state *st)
 	enum cv_kind kind;
 	uint64_t end;
 
-	if (st->status_busy)
+	/* (a failed block status completes at once: planning again would loop) */
+	if (st->status_busy || convert_stopped(st))
 		return false;
 	if (st->plan_pos >= st->seg_end && !next_segment(st))
 		return false;

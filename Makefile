@@ -138,7 +138,7 @@ check-valgrind: all
 
 # The crash-state harness in full: >= 10,000 post-crash states over every
 # workload, each also through qemu-img check and convert, and a table
-# (tests/crash/run.sh; about 12 minutes). CRASH_QEMU_EVERY=25 samples.
+# (tests/crash/run.sh; about 16 minutes). CRASH_QEMU_EVERY=25 samples.
 CRASH_STATES ?= 1000
 CRASH_QEMU_EVERY ?= 1
 crash: all

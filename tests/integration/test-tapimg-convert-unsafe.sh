@@ -32,6 +32,7 @@ syncs() {
 		$TAPIMG convert -n -q -f raw -O "$fmt" "$@" src.raw "t.$fmt" >out 2>err ||
 		die "convert $* to $fmt failed: $(cat err)"
 	qemu-img compare -q -f raw -F "$fmt" src.raw "t.$fmt" || die "$fmt $*: differs from the source"
+	[ "$fmt" = raw ] || qemu-img check -q "t.$fmt" || die "$fmt $*: qemu-img check fails"
 	grep -c -E '(fsync|fdatasync|sync_file_range|syncfs)\(' trace || true
 }
 

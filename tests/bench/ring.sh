@@ -7,7 +7,8 @@
 # 1M sequential reads and writes at QD 8, on a raw image, a fully allocated
 # qcow2 image and a fresh one (every write allocates), with 1 queue and 2
 # (the same depth per queue, so 2 queues can double what 1 does where the
-# device is not the limit).  Ratios are to tap-front --raw.
+# device is not the limit).  Ratios are to tap-front --raw.  Every row but
+# the fresh image's is the better of two runs.
 raw=$dir/ring-raw.img
 alloc=$dir/ring-alloc.qcow2
 fresh=$dir/ring-fresh.qcow2
@@ -67,6 +68,11 @@ row() { # RW BS QD NAME RESULT BASE
 
 "$bin"/tap-img create -f raw -o preallocation=full "$raw" "$size" >/dev/null
 qemu-img create -q -f qcow2 -o preallocation=full "$alloc" "$size"
+settle "$raw" "$alloc"
+
+twice() { # COMMAND... -> the better of two runs
+	best "$("$@")" "$("$@")"
+}
 
 printf '\nblkif ring (local transport) vs tap-front --raw on the same file (%ss each)\n' "$secs"
 printf 'figures are provisional while the machine is shared\n'
@@ -75,20 +81,21 @@ for spec in "randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" 
 	"read 1M 8" "write 1M 8"; do
 	# shellcheck disable=SC2086
 	set -- $spec
-	base=$(raw_run "$1" "$2" "$3")
+	base=$(twice raw_run "$1" "$2" "$3")
 	row "$1" "$2" "$3" "tap-front --raw" "$base" "$base"
-	row "$1" "$2" "$3" "fio libaio" "$(fio_run "$1" "$2" "$3")" "$base"
+	row "$1" "$2" "$3" "fio libaio" "$(twice fio_run "$1" "$2" "$3")" "$base"
 	start_td "raw:$raw"
-	row "$1" "$2" "$3" "ring raw 1q" "$(ring_run "$1" "$2" "$3" 1)" "$base"
-	row "$1" "$2" "$3" "ring raw 2q" "$(ring_run "$1" "$2" "$3" 2)" "$base"
+	row "$1" "$2" "$3" "ring raw 1q" "$(twice ring_run "$1" "$2" "$3" 1)" "$base"
+	row "$1" "$2" "$3" "ring raw 2q" "$(twice ring_run "$1" "$2" "$3" 2)" "$base"
 	start_td "qcow2:$alloc"
-	row "$1" "$2" "$3" "ring qcow2-alloc 1q" "$(ring_run "$1" "$2" "$3" 1)" "$base"
-	row "$1" "$2" "$3" "ring qcow2-alloc 2q" "$(ring_run "$1" "$2" "$3" 2)" "$base"
+	row "$1" "$2" "$3" "ring qcow2-alloc 1q" "$(twice ring_run "$1" "$2" "$3" 1)" "$base"
+	row "$1" "$2" "$3" "ring qcow2-alloc 2q" "$(twice ring_run "$1" "$2" "$3" 2)" "$base"
 	case $1 in *write*)
 		for q in 1 2; do
 			stop_td
 			rm -f "$fresh"
 			qemu-img create -q -f qcow2 "$fresh" "$size"
+			settle "$fresh"
 			start_td "qcow2:$fresh"
 			row "$1" "$2" "$3" "ring qcow2-fresh ${q}q" "$(ring_run "$1" "$2" "$3" $q)" "$base"
 		done

@@ -8,16 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "aio.h"
 #include "checked.h"
-#include "driver.h"
 #include "errors.h"
 #include "log.h"
 #include "qcow2/bitmap-edit.h"
 #include "qcow2/bitmap-fmt.h"
-#include "qcow2/check.h"
+#include "qcow2/edit.h"
 #include "qcow2/format.h"
-#include "qcow2/info.h"
 #include "qcow2/refcount.h"
 #include "qcow2/sync-io.h"
 
@@ -35,13 +32,8 @@ struct bme_range {
 };
 
 struct qcow2_bme {
-	struct aio_file *file;
+	struct qcow2_ed ed; /* the header and, when writable, the refcounts */
 	char *path;
-	struct qcow2_header hdr;
-	struct qcow2_geom geom;
-	struct qcow2_rc *rc;
-	uint64_t file_bytes;
-	bool readonly;
 	struct bme_bitmap *bms;
 	unsigned nb;
 	struct bme_range *frees; /* freed once the new directory is in the header */
@@ -51,12 +43,12 @@ struct qcow2_bme {
 
 uint64_t qcow2_bme_disk_bytes(const struct qcow2_bme *e)
 {
-	return e->hdr.size_bytes;
+	return e->ed.hdr.size_bytes;
 }
 
 uint64_t qcow2_bme_cluster_bytes(const struct qcow2_bme *e)
 {
-	return e->geom.cluster_bytes;
+	return e->ed.geom.cluster_bytes;
 }
 
 static struct bme_bitmap *find(struct qcow2_bme *e, const char *name)
@@ -115,7 +107,7 @@ static int read_table(struct qcow2_bme *e, const struct qcow2_bitmap *ent, uint6
 	int err = t ? 0 : -ENOMEM;
 
 	if (!err)
-		err = qcow2_pread(e->file, ent->table_offset, t, n * 8);
+		err = qcow2_pread(e->ed.file, ent->table_offset, t, n * 8);
 	if (err) {
 		log_err("qcow2 %s: bitmap '%s': reading its table at 0x%" PRIx64 ": %s", e->path,
 			ent->name, ent->table_offset, err_str(err));
@@ -137,10 +129,10 @@ static int free_on_disk(struct qcow2_bme *e, const struct qcow2_bitmap *ent)
 	int err = read_table(e, ent, &t);
 
 	for (i = 0; !err && i < ent->table_size; i++) {
-		if (qcow2_bitmap_table_entry_decode(t[i], e->geom.cluster_bits, &off, &ones,
+		if (qcow2_bitmap_table_entry_decode(t[i], e->ed.geom.cluster_bits, &off, &ones,
 						    &why) == 0 &&
 		    off)
-			err = add_free(e, off, e->geom.cluster_bytes);
+			err = add_free(e, off, e->ed.geom.cluster_bytes);
 	}
 	if (!err)
 		err = add_free(e, ent->table_offset, (uint64_t)ent->table_size * 8);
@@ -150,13 +142,13 @@ static int free_on_disk(struct qcow2_bme *e, const struct qcow2_bitmap *ent)
 
 static uint64_t nclusters_for(const struct qcow2_bme *e, unsigned gran_bits, uint64_t *nbits)
 {
-	*nbits = div_round_up_u64(e->hdr.size_bytes, 1ull << gran_bits);
-	return qcow2_bitmap_table_entries(e->hdr.size_bytes, gran_bits, e->geom.cluster_bits);
+	*nbits = div_round_up_u64(e->ed.hdr.size_bytes, 1ull << gran_bits);
+	return qcow2_bitmap_table_entries(e->ed.hdr.size_bytes, gran_bits, e->ed.geom.cluster_bits);
 }
 
 static int load_bits(struct qcow2_bme *e, struct bme_bitmap *bm)
 {
-	uint64_t cb = e->geom.cluster_bytes, *t, i, off;
+	uint64_t cb = e->ed.geom.cluster_bytes, *t, i, off;
 	const char *why;
 	bool ones;
 	int err;
@@ -167,13 +159,13 @@ static int load_bits(struct qcow2_bme *e, struct bme_bitmap *bm)
 		return -ENOMEM;
 	err = read_table(e, &bm->ent, &t);
 	for (i = 0; !err && i < bm->nclusters; i++) {
-		err = qcow2_bitmap_table_entry_decode(t[i], e->geom.cluster_bits, &off, &ones,
+		err = qcow2_bitmap_table_entry_decode(t[i], e->ed.geom.cluster_bits, &off, &ones,
 						      &why);
 		if (err) {
 			log_err("qcow2 %s: bitmap '%s': table entry %" PRIu64 ": %s", e->path,
 				bm->ent.name, i, why);
 		} else if (off) {
-			err = qcow2_pread(e->file, off, bm->bits + i * cb, cb);
+			err = qcow2_pread(e->ed.file, off, bm->bits + i * cb, cb);
 			if (err)
 				log_err("qcow2 %s: bitmap '%s': reading data at 0x%" PRIx64 ": %s",
 					e->path, bm->ent.name, off, err_str(err));
@@ -187,21 +179,21 @@ static int load_bits(struct qcow2_bme *e, struct bme_bitmap *bm)
 
 static int load_dir(struct qcow2_bme *e)
 {
-	const struct qcow2_bitmaps_ext *ext = &e->hdr.bitmaps;
+	const struct qcow2_bitmaps_ext *ext = &e->ed.hdr.bitmaps;
 	struct qcow2_bitmap *dir = NULL;
 	uint8_t *buf;
 	unsigned i;
 	int err;
 
-	if (!ext->present || !(e->hdr.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) ||
+	if (!ext->present || !(e->ed.hdr.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) ||
 	    !ext->nb_bitmaps)
 		return 0;
 	buf = malloc(ext->dir_bytes);
 	if (!buf)
 		return -ENOMEM;
-	err = qcow2_pread(e->file, ext->dir_offset, buf, ext->dir_bytes);
+	err = qcow2_pread(e->ed.file, ext->dir_offset, buf, ext->dir_bytes);
 	if (!err)
-		err = qcow2_bitmap_dir_parse(buf, ext->dir_bytes, &e->hdr, e->path, &dir);
+		err = qcow2_bitmap_dir_parse(buf, ext->dir_bytes, &e->ed.hdr, e->path, &dir);
 	free(buf);
 	if (err)
 		return err;
@@ -224,7 +216,7 @@ static int load_dir(struct qcow2_bme *e)
 				bm->ent.name);
 			return -ENOTSUP;
 		}
-		err = qcow2_bitmap_validate(&bm->ent, e->geom.cluster_bits, e->hdr.size_bytes,
+		err = qcow2_bitmap_validate(&bm->ent, e->ed.geom.cluster_bits, e->ed.hdr.size_bytes,
 					    e->path);
 		if (!err && !(bm->ent.flags & QCOW2_BME_IN_USE))
 			err = load_bits(e, bm);
@@ -232,53 +224,15 @@ static int load_dir(struct qcow2_bme *e)
 	return err;
 }
 
-static int read_header(struct qcow2_bme *e)
-{
-	int err = qcow2_info_read_header(e->file, e->path, &e->hdr);
-
-	if (err || e->readonly || !(e->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
-		return err;
-	/* lazy refcounts and a crash: repair, as QEMU's writable open does */
-	qcow2_header_fini(&e->hdr);
-	err = qcow2_check_repair_dirty(e->file, e->path);
-	return err ? err : qcow2_info_read_header(e->file, e->path, &e->hdr);
-}
-
 static int bme_setup(struct qcow2_bme *e, bool shared)
 {
-	struct qcow2_rc_params rp = { 0 };
-	unsigned flags = e->readonly ? DRV_OPEN_RDONLY | (shared ? DRV_OPEN_SHARED : 0) : 0;
-	int err;
+	unsigned how = e->ed.readonly ? QCOW2_ED_RDONLY | (shared ? QCOW2_ED_SHARED : 0) : 0;
+	int err = qcow2_ed_open_how(&e->ed, e->path, how);
 
-	err = aio_file_open(e->path, (e->readonly ? AIO_FILE_RDONLY : 0) | AIO_FILE_BUFFERED,
-			    &e->file);
-	if (!err)
-		err = drv_image_lock(e->file->fd, e->path, flags);
-	if (!err)
-		err = read_header(e);
 	if (err)
 		return err;
-	if (!e->readonly && (e->hdr.incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
-		log_err("qcow2 %s: the image is marked corrupt: repair it first (check -r all)",
-			e->path);
-		return -EROFS;
-	}
-	qcow2_geom_init(&e->geom, &e->hdr);
-	e->buf = calloc(1, e->geom.cluster_bytes);
-	if (!e->buf)
-		return -ENOMEM;
-	if (!e->readonly) {
-		e->file_bytes = (uint64_t)lseek(e->file->fd, 0, SEEK_END);
-		rp = (struct qcow2_rc_params){ .file = e->file,
-					       .path = e->path,
-					       .hdr = &e->hdr,
-					       .geom = &e->geom,
-					       .file_bytes = &e->file_bytes };
-		err = qcow2_rc_new(&rp, &e->rc);
-		if (err)
-			return err;
-	}
-	return load_dir(e);
+	e->buf = calloc(1, e->ed.geom.cluster_bytes);
+	return e->buf ? load_dir(e) : -ENOMEM;
 }
 
 int qcow2_bme_open(const char *path, bool readonly, bool shared, struct qcow2_bme **out)
@@ -290,7 +244,7 @@ int qcow2_bme_open(const char *path, bool readonly, bool shared, struct qcow2_bm
 		free(e);
 		return -ENOMEM;
 	}
-	e->readonly = readonly;
+	e->ed.readonly = readonly;
 	err = bme_setup(e, shared);
 	if (err) {
 		qcow2_bme_close(e);
@@ -311,9 +265,7 @@ void qcow2_bme_close(struct qcow2_bme *e)
 	free(e->bms);
 	free(e->frees);
 	free(e->buf);
-	qcow2_rc_free(e->rc);
-	qcow2_header_fini(&e->hdr);
-	aio_file_close(e->file);
+	qcow2_ed_close(&e->ed);
 	free(e->path);
 	free(e);
 }
@@ -324,7 +276,7 @@ int qcow2_bme_add(struct qcow2_bme *e, const char *name, unsigned gran_bits)
 {
 	struct bme_bitmap *bms, *bm;
 
-	if (e->hdr.version < 3) {
+	if (e->ed.hdr.version < 3) {
 		log_err("Can't make bitmap '%s' persistent in '%s': Cannot store dirty bitmaps in "
 			"qcow2 v2 files",
 			name, e->path);
@@ -350,7 +302,7 @@ int qcow2_bme_add(struct qcow2_bme *e, const char *name, unsigned gran_bits)
 					    .flags = QCOW2_BME_AUTO } };
 	bm->nclusters = nclusters_for(e, gran_bits, &bm->nbits);
 	bm->ent.name = strdup(name);
-	bm->bits = calloc(bm->nclusters ? bm->nclusters : 1, e->geom.cluster_bytes);
+	bm->bits = calloc(bm->nclusters ? bm->nclusters : 1, e->ed.geom.cluster_bytes);
 	if (!bm->ent.name || !bm->bits) {
 		bitmap_fini(bm);
 		return -ENOMEM;
@@ -393,7 +345,7 @@ int qcow2_bme_clear(struct qcow2_bme *e, const char *name)
 
 	if (!bm)
 		return -ENOENT;
-	memset(bm->bits, 0, bm->nclusters * e->geom.cluster_bytes);
+	memset(bm->bits, 0, bm->nclusters * e->ed.geom.cluster_bytes);
 	return 0;
 }
 
@@ -429,11 +381,11 @@ int qcow2_bme_merge(struct qcow2_bme *e, const char *dst_name, struct qcow2_bme 
 		    const char *src_name)
 {
 	struct bme_bitmap *dst = find_usable(e, dst_name), *s = find_usable(src, src_name);
-	uint64_t i, gs, disk = e->hdr.size_bytes;
+	uint64_t i, gs, disk = e->ed.hdr.size_bytes;
 
 	if (!dst || !s)
 		return -ENOENT;
-	if (src->hdr.size_bytes != disk) {
+	if (src->ed.hdr.size_bytes != disk) {
 		log_err("Bitmaps are incompatible and can't be merged");
 		return -EINVAL;
 	}
@@ -453,7 +405,7 @@ int qcow2_bme_merge(struct qcow2_bme *e, const char *dst_name, struct qcow2_bme 
 
 static int resize_bits(struct qcow2_bme *e, struct bme_bitmap *bm)
 {
-	uint64_t cb = e->geom.cluster_bytes, old = bm->nclusters * cb, nbits, nc, bytes, i;
+	uint64_t cb = e->ed.geom.cluster_bytes, old = bm->nclusters * cb, nbits, nc, bytes, i;
 	uint8_t *bits;
 
 	nc = nclusters_for(e, bm->ent.granularity_bits, &nbits);
@@ -487,7 +439,7 @@ int qcow2_bme_resize(struct qcow2_bme *e, uint64_t size_bytes)
 			return -EBUSY;
 		}
 	}
-	e->hdr.size_bytes = size_bytes;
+	e->ed.hdr.size_bytes = size_bytes;
 	for (i = 0; !err && i < e->nb; i++)
 		err = resize_bits(e, &e->bms[i]);
 	return err;
@@ -503,16 +455,16 @@ static bool cluster_is_zero(const uint8_t *p, uint64_t len)
 /* Allocate and write @len bytes of @data in whole new clusters; *@off gets where. */
 static int write_new(struct qcow2_bme *e, const void *data, uint64_t len, uint64_t *off)
 {
-	uint64_t n = div_round_up_u64(len, e->geom.cluster_bytes);
-	int err = qcow2_rc_alloc(e->rc, n, off);
+	uint64_t n = div_round_up_u64(len, e->ed.geom.cluster_bytes);
+	int err = qcow2_rc_alloc(e->ed.rc, n, off);
 
 	if (!err)
-		err = qcow2_pwrite(e->file, *off, data, len);
-	if (!err && len % e->geom.cluster_bytes) { /* the tail of the last cluster: zeros */
-		uint64_t tail = e->geom.cluster_bytes - len % e->geom.cluster_bytes;
+		err = qcow2_pwrite(e->ed.file, *off, data, len);
+	if (!err && len % e->ed.geom.cluster_bytes) { /* the tail of the last cluster: zeros */
+		uint64_t tail = e->ed.geom.cluster_bytes - len % e->ed.geom.cluster_bytes;
 
 		memset(e->buf, 0, tail);
-		err = qcow2_pwrite(e->file, *off + len, e->buf, tail);
+		err = qcow2_pwrite(e->ed.file, *off + len, e->buf, tail);
 	}
 	if (err)
 		log_err("qcow2 %s: writing %" PRIu64 " bytes of bitmap metadata: %s", e->path, len,
@@ -523,7 +475,7 @@ static int write_new(struct qcow2_bme *e, const void *data, uint64_t len, uint64
 /* A consistent bitmap's data and table, in new clusters; its entry points to them. */
 static int store_bitmap(struct qcow2_bme *e, struct bme_bitmap *bm)
 {
-	uint64_t cb = e->geom.cluster_bytes, i, off;
+	uint64_t cb = e->ed.geom.cluster_bytes, i, off;
 	uint64_t *t = calloc(bm->nclusters ? bm->nclusters : 1, sizeof(*t));
 	int err = t ? 0 : -ENOMEM;
 
@@ -550,7 +502,7 @@ static int store_bitmap(struct qcow2_bme *e, struct bme_bitmap *bm)
 /* The new directory, written; the header's extension fields describe it. */
 static int store_dir(struct qcow2_bme *e)
 {
-	struct qcow2_bitmaps_ext *ext = &e->hdr.bitmaps;
+	struct qcow2_bitmaps_ext *ext = &e->ed.hdr.bitmaps;
 	struct qcow2_bitmap *dir;
 	uint64_t bytes = 0, off = 0;
 	size_t used;
@@ -558,7 +510,7 @@ static int store_dir(struct qcow2_bme *e)
 	unsigned i;
 	int err;
 
-	if (ext->present && (e->hdr.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) &&
+	if (ext->present && (e->ed.hdr.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) &&
 	    ext->nb_bitmaps) {
 		err = add_free(e, ext->dir_offset, ext->dir_bytes);
 		if (err)
@@ -589,27 +541,27 @@ static int store_dir(struct qcow2_bme *e)
 /* Cluster 0 rewritten with the new extension and autoclear bits, synced. */
 static int switch_header(struct qcow2_bme *e)
 {
-	uint64_t cb = e->geom.cluster_bytes;
+	uint64_t cb = e->ed.geom.cluster_bytes;
 	uint8_t *buf = calloc(1, cb);
 	int err;
 
 	if (!buf)
 		return -ENOMEM;
 	/* unknown autoclear bits are cleared by any writer that does not know them */
-	e->hdr.autoclear_features &= QCOW2_AUTOCLEAR_KNOWN;
-	if (e->hdr.bitmaps.present)
-		e->hdr.autoclear_features |= QCOW2_AUTOCLEAR_BITMAPS;
+	e->ed.hdr.autoclear_features &= QCOW2_AUTOCLEAR_KNOWN;
+	if (e->ed.hdr.bitmaps.present)
+		e->ed.hdr.autoclear_features |= QCOW2_AUTOCLEAR_BITMAPS;
 	else
-		e->hdr.autoclear_features &= ~QCOW2_AUTOCLEAR_BITMAPS;
-	err = qcow2_header_serialise(&e->hdr, buf, cb, NULL);
+		e->ed.hdr.autoclear_features &= ~QCOW2_AUTOCLEAR_BITMAPS;
+	err = qcow2_header_serialise(&e->ed.hdr, buf, cb, NULL);
 	if (err)
 		log_err("qcow2 %s: the header with the new bitmap directory does not fit in "
 			"cluster 0: %s",
 			e->path, err_str(err));
 	else
-		err = qcow2_pwrite(e->file, 0, buf, cb);
+		err = qcow2_pwrite(e->ed.file, 0, buf, cb);
 	if (!err)
-		err = qcow2_fsync(e->file);
+		err = qcow2_fsync(e->ed.file);
 	free(buf);
 	return err;
 }
@@ -617,7 +569,7 @@ static int switch_header(struct qcow2_bme *e)
 int qcow2_bme_commit(struct qcow2_bme *e)
 {
 	unsigned i;
-	int err = e->readonly ? -EROFS : 0;
+	int err = e->ed.readonly ? -EROFS : 0;
 
 	for (i = 0; !err && i < e->nb; i++) {
 		if (e->bms[i].bits)
@@ -627,9 +579,9 @@ int qcow2_bme_commit(struct qcow2_bme *e)
 		err = store_dir(e);
 	/* refcounts, then the data and tables they count, durable before the header points there */
 	if (!err)
-		err = qcow2_rc_writeback(e->rc);
+		err = qcow2_rc_writeback(e->ed.rc);
 	if (!err)
-		err = qcow2_fsync(e->file);
+		err = qcow2_fsync(e->ed.file);
 	if (!err)
 		err = switch_header(e);
 	if (err) {
@@ -639,12 +591,12 @@ int qcow2_bme_commit(struct qcow2_bme *e)
 	}
 	/* the old directory, tables and data: unreferenced now that the header is durable */
 	for (i = 0; !err && i < e->nb_frees; i++)
-		err = qcow2_rc_free_deferred(e->rc, e->frees[i].off, e->frees[i].len);
+		err = qcow2_rc_free_deferred(e->ed.rc, e->frees[i].off, e->frees[i].len);
 	e->nb_frees = 0;
 	if (!err)
-		err = qcow2_rc_release_deferred(e->rc);
+		err = qcow2_rc_release_deferred(e->ed.rc);
 	if (!err)
-		err = qcow2_rc_writeback(e->rc);
+		err = qcow2_rc_writeback(e->ed.rc);
 	if (err)
 		log_err("qcow2 %s: freeing the old bitmap clusters: %s (they leak)", e->path,
 			err_str(err));

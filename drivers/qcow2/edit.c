@@ -33,7 +33,7 @@ static int read_header(struct qcow2_ed *e)
 {
 	int err = qcow2_info_read_header(e->file, e->path, &e->hdr);
 
-	if (err || !(e->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
+	if (err || e->readonly || !(e->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
 		return err;
 	/* lazy refcounts and a crash: repair, as QEMU's writable open does */
 	qcow2_header_fini(&e->hdr);
@@ -41,57 +41,74 @@ static int read_header(struct qcow2_ed *e)
 	return err ? err : qcow2_info_read_header(e->file, e->path, &e->hdr);
 }
 
-static int read_l1(struct qcow2_ed *e)
+int qcow2_ed_read_l1(const struct qcow2_ed *e, uint64_t off, uint64_t n, uint64_t **out)
 {
-	uint64_t n = e->hdr.l1_size, i;
-	int err;
+	uint64_t *t = calloc(n ? n : 1, sizeof(*t));
+	int err = t ? 0 : -ENOMEM;
 
-	e->l1 = calloc(n ? n : 1, sizeof(*e->l1));
-	if (!e->l1)
-		return -ENOMEM;
-	err = qcow2_pread(e->file, e->hdr.l1_table_offset, e->l1, n * 8);
+	if (!err)
+		err = qcow2_pread(e->file, off, t, n * 8);
 	if (err) {
-		log_err("qcow2 %s: reading the L1 table at 0x%" PRIx64 ": %s", e->path,
-			e->hdr.l1_table_offset, err_str(err));
+		log_err("qcow2 %s: reading the L1 table at 0x%" PRIx64 ": %s", e->path, off,
+			err_str(err));
+		free(t);
 		return err;
 	}
-	for (i = 0; i < n; i++)
-		e->l1[i] = qcow2_get_be64(&e->l1[i]);
+	for (uint64_t i = 0; i < n; i++)
+		t[i] = qcow2_get_be64(&t[i]);
+	*out = t;
 	return 0;
 }
 
-int qcow2_ed_open(struct qcow2_ed *e, const char *path)
+static int open_rw(struct qcow2_ed *e)
 {
 	struct qcow2_rc_params rp;
+
+	if (e->hdr.incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
+		log_err("qcow2 %s: the image is marked corrupt: repair it first (check -r all)",
+			e->path);
+		return -EROFS;
+	}
+	e->file_bytes = (uint64_t)lseek(e->file->fd, 0, SEEK_END);
+	rp = (struct qcow2_rc_params){ .file = e->file,
+				       .path = e->path,
+				       .hdr = &e->hdr,
+				       .geom = &e->geom,
+				       .file_bytes = &e->file_bytes };
+	return qcow2_rc_new(&rp, &e->rc);
+}
+
+int qcow2_ed_open_how(struct qcow2_ed *e, const char *path, unsigned how)
+{
+	bool ro = how & QCOW2_ED_RDONLY;
+	unsigned lock = ro ? DRV_OPEN_RDONLY | (how & QCOW2_ED_SHARED ? DRV_OPEN_SHARED : 0) : 0;
 	int err;
 
 	e->path = path;
-	err = aio_file_open(path, AIO_FILE_BUFFERED, &e->file);
+	e->readonly = ro;
+	err = aio_file_open(path, (ro ? AIO_FILE_RDONLY : 0) | AIO_FILE_BUFFERED, &e->file);
 	if (!err)
-		err = drv_image_lock(e->file->fd, path, 0);
+		err = drv_image_lock(e->file->fd, path, lock);
 	if (!err)
 		err = read_header(e);
 	if (err)
 		return err;
-	if (e->hdr.incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
-		log_err("qcow2 %s: the image is marked corrupt: repair it first (check -r all)",
-			path);
-		return -EROFS;
-	}
 	qcow2_geom_init(&e->geom, &e->hdr);
+	if (!ro && (err = open_rw(e)) != 0)
+		return err;
 	e->bitmaps = e->hdr.bitmaps.present && e->hdr.bitmaps.nb_bitmaps &&
 		     (e->hdr.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS);
+	if (!(how & QCOW2_ED_TABLES))
+		return 0;
 	e->l2 = malloc(e->geom.cluster_bytes);
 	if (!e->l2)
 		return -ENOMEM;
-	e->file_bytes = (uint64_t)lseek(e->file->fd, 0, SEEK_END);
-	rp = (struct qcow2_rc_params){ .file = e->file,
-				       .path = path,
-				       .hdr = &e->hdr,
-				       .geom = &e->geom,
-				       .file_bytes = &e->file_bytes };
-	err = qcow2_rc_new(&rp, &e->rc);
-	return err ? err : read_l1(e);
+	return qcow2_ed_read_l1(e, e->hdr.l1_table_offset, e->hdr.l1_size, &e->l1);
+}
+
+int qcow2_ed_open(struct qcow2_ed *e, const char *path)
+{
+	return qcow2_ed_open_how(e, path, QCOW2_ED_TABLES);
 }
 
 /* ---- L2 tables ------------------------------------------------------------------ */

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Editing the tables of a qcow2 image that nothing serves, for the tools
- * that change an image in place (resize.c, amend.c): the image opened
- * read-write and locked as QEMU locks it (a dirty lazy-refcounts image is
- * repaired first, as QEMU's open does; a corrupt one is refused), its
- * refcounts (refcount.h), its active L1 table in memory, and one L2 table
- * at a time.
+ * that change an image in place (resize.c, amend.c, and the snapshot and
+ * bitmap editors, which build on it): the image opened and locked as QEMU
+ * locks it; when writable, a dirty lazy-refcounts image is repaired first,
+ * as QEMU's open does, a corrupt one is refused, and its refcounts
+ * (refcount.h) are loaded; on request its active L1 table in memory and a
+ * buffer for one L2 table at a time.
  *
  * Ordering (ARCHITECTURE.md §4): references are dropped with
  * qcow2_ed_drop_entry() and friends as deferred frees; a changed L2 table
@@ -36,10 +37,24 @@ struct qcow2_ed {
 	uint8_t *l2;   /* one L2 table */
 	bool l1_dirty; /* entries changed: write the table before freeing */
 	bool bitmaps;  /* the image has persistent bitmaps: bitmap-edit resizes them */
+	bool readonly; /* opened QCOW2_ED_RDONLY: no refcounts, nothing written */
 };
 
-/* qcow2_ed_open - open @path (borrowed) for editing into the zeroed *@e. */
+/* How qcow2_ed_open_how() opens. */
+enum {
+	QCOW2_ED_RDONLY = 1 << 0, /* read only: no repair, no refcounts */
+	QCOW2_ED_SHARED = 1 << 1, /* with RDONLY: a shared lock (tap-img -U) */
+	QCOW2_ED_TABLES = 1 << 2, /* the active L1 table and the L2 buffer */
+};
+
+/* qcow2_ed_open_how - open @path (borrowed) as @how says into the zeroed *@e. */
+int qcow2_ed_open_how(struct qcow2_ed *e, const char *path, unsigned how);
+
+/* qcow2_ed_open - open @path (borrowed) read-write with its tables into the zeroed *@e. */
 int qcow2_ed_open(struct qcow2_ed *e, const char *path);
+
+/* qcow2_ed_read_l1 - the L1 table of @n entries at @off, host-endian, in a new array. */
+int qcow2_ed_read_l1(const struct qcow2_ed *e, uint64_t off, uint64_t n, uint64_t **out);
 
 /* qcow2_ed_close - free everything; nothing is written.  A zeroed *@e is fine. */
 void qcow2_ed_close(struct qcow2_ed *e);

@@ -10,31 +10,21 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "aio.h"
 #include "checked.h"
-#include "driver.h"
 #include "errors.h"
 #include "log.h"
-#include "qcow2/check.h"
+#include "qcow2/edit.h"
 #include "qcow2/format.h"
-#include "qcow2/info.h"
 #include "qcow2/refcount.h"
 #include "qcow2/snapshot-edit.h"
 #include "qcow2/sync-io.h"
 
 struct qcow2_sne {
-	struct aio_file *file;
+	struct qcow2_ed ed; /* the header, refcounts, active L1 and an L2 buffer */
 	char *path;
-	struct qcow2_header hdr;
-	struct qcow2_geom geom;
-	struct qcow2_rc *rc;
-	uint64_t file_bytes;
-	bool readonly;
 	struct qcow2_snapshot *sns;
 	unsigned nb;
 	uint64_t table_bytes; /* of the table on disk, as QEMU counts it */
-	uint64_t *l1;	      /* the active L1, host-endian, hdr.l1_size entries */
-	uint8_t *l2;	      /* one cluster */
 };
 
 unsigned qcow2_sne_count(const struct qcow2_sne *e)
@@ -54,82 +44,18 @@ static int read_fn(void *opaque, uint64_t offset, void *buf, size_t len)
 	return qcow2_pread(opaque, offset, buf, len);
 }
 
-/* An L1 table of @n entries at @off, host-endian, in a new array. */
-static int read_l1(struct qcow2_sne *e, uint64_t off, uint32_t n, uint64_t **out)
-{
-	uint64_t *t = calloc(n ? n : 1, sizeof(*t));
-	int err = t ? 0 : -ENOMEM;
-
-	if (!err)
-		err = qcow2_pread(e->file, off, t, (size_t)n * 8);
-	if (err) {
-		log_err("qcow2 %s: reading the L1 table at 0x%" PRIx64 ": %s", e->path, off,
-			err_str(err));
-		free(t);
-		return err;
-	}
-	for (uint32_t i = 0; i < n; i++)
-		t[i] = qcow2_get_be64(&t[i]);
-	*out = t;
-	return 0;
-}
-
-static int read_header(struct qcow2_sne *e)
-{
-	int err = qcow2_info_read_header(e->file, e->path, &e->hdr);
-
-	if (err || e->readonly || !(e->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
-		return err;
-	/* lazy refcounts and a crash: repair, as QEMU's writable open does */
-	qcow2_header_fini(&e->hdr);
-	err = qcow2_check_repair_dirty(e->file, e->path);
-	return err ? err : qcow2_info_read_header(e->file, e->path, &e->hdr);
-}
-
-static int setup_rw(struct qcow2_sne *e)
-{
-	struct qcow2_rc_params rp;
-
-	if (e->hdr.incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
-		log_err("qcow2 %s: the image is marked corrupt: repair it first (check -r all)",
-			e->path);
-		return -EROFS;
-	}
-	e->file_bytes = (uint64_t)lseek(e->file->fd, 0, SEEK_END);
-	rp = (struct qcow2_rc_params){ .file = e->file,
-				       .path = e->path,
-				       .hdr = &e->hdr,
-				       .geom = &e->geom,
-				       .file_bytes = &e->file_bytes };
-	e->l2 = malloc(e->geom.cluster_bytes);
-	if (!e->l2)
-		return -ENOMEM;
-	return qcow2_rc_new(&rp, &e->rc);
-}
-
 static int sne_setup(struct qcow2_sne *e, bool shared)
 {
-	unsigned flags = e->readonly ? DRV_OPEN_RDONLY | (shared ? DRV_OPEN_SHARED : 0) : 0;
-	int err;
+	unsigned how = e->ed.readonly ? QCOW2_ED_RDONLY | (shared ? QCOW2_ED_SHARED : 0)
+				      : QCOW2_ED_TABLES;
+	int err = qcow2_ed_open_how(&e->ed, e->path, how);
 
-	err = aio_file_open(e->path, (e->readonly ? AIO_FILE_RDONLY : 0) | AIO_FILE_BUFFERED,
-			    &e->file);
 	if (!err)
-		err = drv_image_lock(e->file->fd, e->path, flags);
+		err = qcow2_snapshot_table_read(&e->ed.hdr, read_fn, e->ed.file, e->path, 0,
+						&e->sns, &e->table_bytes);
 	if (!err)
-		err = read_header(e);
-	if (err)
-		return err;
-	qcow2_geom_init(&e->geom, &e->hdr);
-	err = qcow2_snapshot_table_read(&e->hdr, read_fn, e->file, e->path, 0, &e->sns,
-					&e->table_bytes);
-	if (err)
-		return err;
-	e->nb = e->hdr.nb_snapshots;
-	if (e->readonly)
-		return 0;
-	err = read_l1(e, e->hdr.l1_table_offset, e->hdr.l1_size, &e->l1);
-	return err ? err : setup_rw(e);
+		e->nb = e->ed.hdr.nb_snapshots;
+	return err;
 }
 
 int qcow2_sne_open(const char *path, bool readonly, bool shared, struct qcow2_sne **out)
@@ -141,7 +67,7 @@ int qcow2_sne_open(const char *path, bool readonly, bool shared, struct qcow2_sn
 		free(e);
 		return -ENOMEM;
 	}
-	e->readonly = readonly;
+	e->ed.readonly = readonly;
 	err = sne_setup(e, shared);
 	if (err) {
 		qcow2_sne_close(e);
@@ -156,11 +82,7 @@ void qcow2_sne_close(struct qcow2_sne *e)
 	if (!e)
 		return;
 	qcow2_snapshot_table_free(e->sns, e->nb);
-	free(e->l1);
-	free(e->l2);
-	qcow2_rc_free(e->rc);
-	qcow2_header_fini(&e->hdr);
-	aio_file_close(e->file);
+	qcow2_ed_close(&e->ed);
 	free(e->path);
 	free(e);
 }
@@ -173,7 +95,7 @@ static int l2_of(struct qcow2_sne *e, uint64_t entry, uint64_t *l2_off)
 	const char *why = NULL;
 	bool copied;
 
-	if (qcow2_l1_entry_decode(&e->geom, entry, l2_off, &copied, &why) == 0)
+	if (qcow2_l1_entry_decode(&e->ed.geom, entry, l2_off, &copied, &why) == 0)
 		return 0;
 	log_err("qcow2 %s: L1 entry 0x%" PRIx64 ": %s", e->path, entry, why ? why : "corrupt");
 	return -EIO;
@@ -181,11 +103,11 @@ static int l2_of(struct qcow2_sne *e, uint64_t entry, uint64_t *l2_off)
 
 static uint64_t l2_word(const struct qcow2_sne *e, uint64_t i, unsigned w)
 {
-	return qcow2_get_be64(e->l2 + i * e->geom.l2_entry_bytes + 8 * w);
+	return qcow2_get_be64(e->ed.l2 + i * e->ed.geom.l2_entry_bytes + 8 * w);
 }
 
 /*
- * The host range L2 entry @i of the table in e->l2 references: *@len 0
+ * The host range L2 entry @i of the table in e->ed.l2 references: *@len 0
  * when none.  *@copyable: a data cluster whose entry carries COPIED.
  */
 static int l2_ref(struct qcow2_sne *e, uint64_t l2_off, uint64_t i, uint64_t *off, uint64_t *len,
@@ -196,8 +118,8 @@ static int l2_ref(struct qcow2_sne *e, uint64_t l2_off, uint64_t i, uint64_t *of
 
 	*len = 0;
 	*copyable = false;
-	if (qcow2_l2_entry_decode(&e->geom, l2_word(e, i, 0),
-				  e->geom.extended_l2 ? l2_word(e, i, 1) : 0, &d, &why)) {
+	if (qcow2_l2_entry_decode(&e->ed.geom, l2_word(e, i, 0),
+				  e->ed.geom.extended_l2 ? l2_word(e, i, 1) : 0, &d, &why)) {
 		log_err("qcow2 %s: L2 table at 0x%" PRIx64 ", entry %" PRIu64 ": %s", e->path,
 			l2_off, i, why ? why : "corrupt");
 		return -EIO;
@@ -208,7 +130,7 @@ static int l2_ref(struct qcow2_sne *e, uint64_t l2_off, uint64_t i, uint64_t *of
 	} else if ((d.type == QCOW2_CLUSTER_NORMAL || d.type == QCOW2_CLUSTER_ZERO_ALLOC) &&
 		   d.host_offset) {
 		*off = d.host_offset;
-		*len = e->geom.cluster_bytes;
+		*len = e->ed.geom.cluster_bytes;
 		*copyable = true;
 	}
 	return 0;
@@ -216,7 +138,7 @@ static int l2_ref(struct qcow2_sne *e, uint64_t l2_off, uint64_t i, uint64_t *of
 
 static int read_l2(struct qcow2_sne *e, uint64_t l2_off)
 {
-	int err = qcow2_pread(e->file, l2_off, e->l2, e->geom.cluster_bytes);
+	int err = qcow2_pread(e->ed.file, l2_off, e->ed.l2, e->ed.geom.cluster_bytes);
 
 	if (err)
 		log_err("qcow2 %s: reading the L2 table at 0x%" PRIx64 ": %s", e->path, l2_off,
@@ -231,10 +153,10 @@ static int l2_refs(struct qcow2_sne *e, uint64_t l2_off, int64_t addend)
 	bool copyable;
 	int err = read_l2(e, l2_off);
 
-	for (uint64_t i = 0; !err && i < e->geom.l2_entries; i++) {
+	for (uint64_t i = 0; !err && i < e->ed.geom.l2_entries; i++) {
 		err = l2_ref(e, l2_off, i, &off, &len, &copyable);
 		if (!err && len)
-			err = qcow2_rc_update(e->rc, off, len, addend);
+			err = qcow2_rc_update(e->ed.rc, off, len, addend);
 	}
 	return err;
 }
@@ -255,7 +177,7 @@ static int tree_refs(struct qcow2_sne *e, const uint64_t *l1, uint32_t n, int64_
 		if (!err && l2_off)
 			err = l2_refs(e, l2_off, addend);
 		if (!err && l2_off)
-			err = qcow2_rc_update(e->rc, l2_off, e->geom.cluster_bytes, addend);
+			err = qcow2_rc_update(e->ed.rc, l2_off, e->ed.geom.cluster_bytes, addend);
 	}
 	return err;
 }
@@ -263,20 +185,20 @@ static int tree_refs(struct qcow2_sne *e, const uint64_t *l1, uint32_t n, int64_
 static int refcount_is_one(struct qcow2_sne *e, uint64_t off, bool *one)
 {
 	uint64_t rc = 0;
-	int err = qcow2_rc_get(e->rc, off, &rc);
+	int err = qcow2_rc_get(e->ed.rc, off, &rc);
 
 	*one = rc == 1;
 	return err;
 }
 
-/* Set COPIED on the entries of the table in e->l2 whose cluster has refcount 1. */
+/* Set COPIED on the entries of the table in e->ed.l2 whose cluster has refcount 1. */
 static int l2_fix_copied(struct qcow2_sne *e, uint64_t l2_off, bool *changed)
 {
 	uint64_t off, len, w, nw;
 	bool copyable, one = false;
 	int err = 0;
 
-	for (uint64_t i = 0; !err && i < e->geom.l2_entries; i++) {
+	for (uint64_t i = 0; !err && i < e->ed.geom.l2_entries; i++) {
 		err = l2_ref(e, l2_off, i, &off, &len, &copyable);
 		if (err || !copyable)
 			continue;
@@ -284,7 +206,7 @@ static int l2_fix_copied(struct qcow2_sne *e, uint64_t l2_off, bool *changed)
 		w = l2_word(e, i, 0);
 		nw = one ? w | QCOW2_OFLAG_COPIED : w & ~QCOW2_OFLAG_COPIED;
 		if (!err && nw != w) {
-			qcow2_put_be64(e->l2 + i * e->geom.l2_entry_bytes, nw);
+			qcow2_put_be64(e->ed.l2 + i * e->ed.geom.l2_entry_bytes, nw);
 			*changed = true;
 		}
 	}
@@ -294,10 +216,10 @@ static int l2_fix_copied(struct qcow2_sne *e, uint64_t l2_off, bool *changed)
 static int write_synced(struct qcow2_sne *e, uint64_t off, const void *buf, size_t len,
 			const char *what)
 {
-	int err = qcow2_pwrite(e->file, off, buf, len);
+	int err = qcow2_pwrite(e->ed.file, off, buf, len);
 
 	if (!err)
-		err = qcow2_fsync(e->file);
+		err = qcow2_fsync(e->ed.file);
 	if (err)
 		log_err("qcow2 %s: writing the %s at 0x%" PRIx64 ": %s", e->path, what, off,
 			err_str(err));
@@ -306,7 +228,7 @@ static int write_synced(struct qcow2_sne *e, uint64_t off, const void *buf, size
 
 static int write_l2(struct qcow2_sne *e, uint64_t l2_off)
 {
-	int err = qcow2_pwrite(e->file, l2_off, e->l2, e->geom.cluster_bytes);
+	int err = qcow2_pwrite(e->ed.file, l2_off, e->ed.l2, e->ed.geom.cluster_bytes);
 
 	if (err)
 		log_err("qcow2 %s: writing the L2 table at 0x%" PRIx64 ": %s", e->path, l2_off,
@@ -340,8 +262,8 @@ static int fix_copied(struct qcow2_sne *e)
 	uint64_t l2_off, nw;
 	int err = 0;
 
-	for (uint32_t i = 0; !err && i < e->hdr.l1_size; i++) {
-		err = l2_of(e, e->l1[i], &l2_off);
+	for (uint32_t i = 0; !err && i < e->ed.hdr.l1_size; i++) {
+		err = l2_of(e, e->ed.l1[i], &l2_off);
 		if (err || !l2_off)
 			continue;
 		changed = false;
@@ -352,27 +274,27 @@ static int fix_copied(struct qcow2_sne *e)
 			err = write_l2(e, l2_off);
 		if (!err)
 			err = refcount_is_one(e, l2_off, &one);
-		nw = one ? e->l1[i] | QCOW2_OFLAG_COPIED : e->l1[i] & ~QCOW2_OFLAG_COPIED;
-		if (!err && nw != e->l1[i]) {
-			e->l1[i] = nw;
+		nw = one ? e->ed.l1[i] | QCOW2_OFLAG_COPIED : e->ed.l1[i] & ~QCOW2_OFLAG_COPIED;
+		if (!err && nw != e->ed.l1[i]) {
+			e->ed.l1[i] = nw;
 			l1_changed = true;
 		}
 	}
 	/* the L2 tables durable before the L1 entries that describe them */
 	if (!err)
-		err = qcow2_fsync(e->file);
+		err = qcow2_fsync(e->ed.file);
 	if (!err && l1_changed)
-		err = write_l1(e, e->l1, e->hdr.l1_size, e->hdr.l1_table_offset);
+		err = write_l1(e, e->ed.l1, e->ed.hdr.l1_size, e->ed.hdr.l1_table_offset);
 	return err;
 }
 
 /* Refcounts to disk: the blocks, their table entries, synced. */
 static int rc_commit(struct qcow2_sne *e)
 {
-	int err = qcow2_rc_writeback(e->rc);
+	int err = qcow2_rc_writeback(e->ed.rc);
 
 	if (!err)
-		err = qcow2_fsync(e->file);
+		err = qcow2_fsync(e->ed.file);
 	return err;
 }
 
@@ -395,9 +317,9 @@ static int switch_table(struct qcow2_sne *e, uint32_t nb, uint64_t off)
 static int store_table(struct qcow2_sne *e, struct qcow2_snapshot *sns, unsigned nb)
 {
 	uint64_t bytes = qcow2_snapshot_table_bytes(sns, nb), off = 0;
-	uint64_t cb = e->geom.cluster_bytes, alloc = div_round_up_u64(bytes, cb) * cb;
-	uint64_t old_off = e->hdr.snapshots_offset, old_bytes = e->table_bytes;
-	bool had_table = e->hdr.nb_snapshots > 0;
+	uint64_t cb = e->ed.geom.cluster_bytes, alloc = div_round_up_u64(bytes, cb) * cb;
+	uint64_t old_off = e->ed.hdr.snapshots_offset, old_bytes = e->table_bytes;
+	bool had_table = e->ed.hdr.nb_snapshots > 0;
 	uint8_t *buf = NULL;
 	int err = 0;
 
@@ -410,9 +332,9 @@ static int store_table(struct qcow2_sne *e, struct qcow2_snapshot *sns, unsigned
 		buf = calloc(1, alloc);
 		err = buf ? qcow2_snapshot_table_serialise(sns, nb, buf, alloc) : -ENOMEM;
 		if (!err)
-			err = qcow2_rc_alloc(e->rc, alloc / cb, &off);
+			err = qcow2_rc_alloc(e->ed.rc, alloc / cb, &off);
 		if (!err)
-			err = qcow2_pwrite(e->file, off, buf, alloc);
+			err = qcow2_pwrite(e->ed.file, off, buf, alloc);
 		free(buf);
 	}
 	/* the table and its refcounts durable before the header points there */
@@ -424,11 +346,11 @@ static int store_table(struct qcow2_sne *e, struct qcow2_snapshot *sns, unsigned
 		log_err("qcow2 %s: writing the snapshot table: %s", e->path, err_str(err));
 		return err;
 	}
-	e->hdr.nb_snapshots = nb;
-	e->hdr.snapshots_offset = off;
+	e->ed.hdr.nb_snapshots = nb;
+	e->ed.hdr.snapshots_offset = off;
 	e->table_bytes = bytes;
 	if (had_table && old_bytes)
-		err = qcow2_rc_update(e->rc, old_off, old_bytes, -1);
+		err = qcow2_rc_update(e->ed.rc, old_off, old_bytes, -1);
 	if (!err)
 		err = rc_commit(e);
 	if (err)
@@ -472,9 +394,9 @@ static char *new_id(const struct qcow2_sne *e)
 
 static int writable(const struct qcow2_sne *e)
 {
-	if (e->readonly)
+	if (e->ed.readonly)
 		return -EROFS;
-	if (e->geom.data_file) {
+	if (e->ed.geom.data_file) {
 		log_err("qcow2 %s: internal snapshots are not supported with an external data "
 			"file",
 			e->path);
@@ -488,18 +410,18 @@ static int writable(const struct qcow2_sne *e)
 /* A copy of the active L1 (COPIED cleared: it is shared from now on) in new clusters. */
 static int copy_l1(struct qcow2_sne *e, uint64_t *off)
 {
-	uint32_t n = e->hdr.l1_size;
-	uint64_t cb = e->geom.cluster_bytes, bytes = div_round_up_u64((uint64_t)n * 8, cb) * cb;
+	uint32_t n = e->ed.hdr.l1_size;
+	uint64_t cb = e->ed.geom.cluster_bytes, bytes = div_round_up_u64((uint64_t)n * 8, cb) * cb;
 	uint64_t *l1 = calloc(1, bytes ? bytes : cb);
 	int err = l1 ? 0 : -ENOMEM;
 
 	*off = 0;
 	for (uint32_t i = 0; !err && i < n; i++)
-		qcow2_put_be64(&l1[i], e->l1[i] & ~QCOW2_OFLAG_COPIED);
+		qcow2_put_be64(&l1[i], e->ed.l1[i] & ~QCOW2_OFLAG_COPIED);
 	if (!err && n)
-		err = qcow2_rc_alloc(e->rc, bytes / cb, off);
+		err = qcow2_rc_alloc(e->ed.rc, bytes / cb, off);
 	if (!err && n)
-		err = qcow2_pwrite(e->file, *off, l1, bytes);
+		err = qcow2_pwrite(e->ed.file, *off, l1, bytes);
 	free(l1);
 	if (err)
 		log_err("qcow2 %s: writing the snapshot's L1 table: %s", e->path, err_str(err));
@@ -510,10 +432,10 @@ static int new_entry(struct qcow2_sne *e, const char *name, uint32_t date_sec, u
 		     struct qcow2_snapshot *sn)
 {
 	*sn = (struct qcow2_snapshot){
-		.l1_size = e->hdr.l1_size,
+		.l1_size = e->ed.hdr.l1_size,
 		.date_sec = date_sec,
 		.date_nsec = date_nsec,
-		.disk_size_bytes = e->hdr.size_bytes,
+		.disk_size_bytes = e->ed.hdr.size_bytes,
 		.extra_data_size = QCOW2_SNAPSHOT_EXTRA_BYTES,
 	};
 	sn->id = new_id(e);
@@ -541,7 +463,7 @@ int qcow2_sne_create(struct qcow2_sne *e, const char *name, uint32_t date_sec, u
 	if (!err)
 		err = copy_l1(e, &sns[e->nb].l1_table_offset);
 	if (!err)
-		err = tree_refs(e, e->l1, e->hdr.l1_size, 1);
+		err = tree_refs(e, e->ed.l1, e->ed.hdr.l1_size, 1);
 	/* the copy and the new references durable, then COPIED goes, then the table */
 	if (!err)
 		err = rc_commit(e);
@@ -568,15 +490,15 @@ int qcow2_sne_create(struct qcow2_sne *e, const char *name, uint32_t date_sec, u
 /* The snapshot's L1 (zero-padded to @n entries) becomes the active one. */
 static int install_l1(struct qcow2_sne *e, uint64_t *l1, uint32_t n)
 {
-	uint64_t cb = e->geom.cluster_bytes, old_off = e->hdr.l1_table_offset, off;
-	uint64_t old_bytes = (uint64_t)e->hdr.l1_size * 8;
+	uint64_t cb = e->ed.geom.cluster_bytes, old_off = e->ed.hdr.l1_table_offset, off;
+	uint64_t old_bytes = (uint64_t)e->ed.hdr.l1_size * 8;
 	uint8_t b[12];
 	int err;
 
-	if (n == e->hdr.l1_size)
+	if (n == e->ed.hdr.l1_size)
 		return write_l1(e, l1, n, old_off);
 	/* a larger L1: at a new place, and the header switched to it */
-	err = qcow2_rc_alloc(e->rc, div_round_up_u64((uint64_t)n * 8, cb), &off);
+	err = qcow2_rc_alloc(e->ed.rc, div_round_up_u64((uint64_t)n * 8, cb), &off);
 	if (!err)
 		err = rc_commit(e);
 	if (!err)
@@ -587,20 +509,20 @@ static int install_l1(struct qcow2_sne *e, uint64_t *l1, uint32_t n)
 		err = write_synced(e, QCOW2_HDR_OFF(l1_size), b, sizeof(b), "L1 table pointer");
 	if (err)
 		return err;
-	e->hdr.l1_size = n;
-	e->hdr.l1_table_offset = off;
-	return old_bytes ? qcow2_rc_update(e->rc, old_off, old_bytes, -1) : 0;
+	e->ed.hdr.l1_size = n;
+	e->ed.hdr.l1_table_offset = off;
+	return old_bytes ? qcow2_rc_update(e->ed.rc, old_off, old_bytes, -1) : 0;
 }
 
 static int apply(struct qcow2_sne *e, const struct qcow2_snapshot *sn, unsigned index)
 {
-	uint32_t n = MAX(sn->l1_size, e->hdr.l1_size), old_n = e->hdr.l1_size;
-	uint64_t *sl1 = NULL, *l1 = NULL, *old_l1 = e->l1;
+	uint32_t n = MAX(sn->l1_size, e->ed.hdr.l1_size), old_n = e->ed.hdr.l1_size;
+	uint64_t *sl1 = NULL, *l1 = NULL, *old_l1 = e->ed.l1;
 	int err;
 
-	err = qcow2_snapshot_validate_l1(sn, e->geom.cluster_bits, e->path, index);
+	err = qcow2_snapshot_validate_l1(sn, e->ed.geom.cluster_bits, e->path, index);
 	if (!err)
-		err = read_l1(e, sn->l1_table_offset, sn->l1_size, &sl1);
+		err = qcow2_ed_read_l1(&e->ed, sn->l1_table_offset, sn->l1_size, &sl1);
 	if (!err && !(l1 = calloc(n ? n : 1, sizeof(*l1))))
 		err = -ENOMEM;
 	if (!err) {
@@ -617,7 +539,7 @@ static int apply(struct qcow2_sne *e, const struct qcow2_snapshot *sn, unsigned 
 		free(l1);
 		return err;
 	}
-	e->l1 = l1;
+	e->ed.l1 = l1;
 	/* the old tree is unreferenced (durably): its references go */
 	err = tree_refs(e, old_l1, old_n, -1);
 	free(old_l1);
@@ -635,7 +557,7 @@ int qcow2_sne_apply(struct qcow2_sne *e, const char *id_or_name)
 		return err;
 	if (i < 0)
 		return -ENOENT;
-	if (e->sns[i].disk_size_bytes != e->hdr.size_bytes) {
+	if (e->sns[i].disk_size_bytes != e->ed.hdr.size_bytes) {
 		log_err("qcow2: Loading snapshots with different disk size is not supported");
 		return -ENOTSUP;
 	}
@@ -655,9 +577,9 @@ int qcow2_sne_delete(struct qcow2_sne *e, const char *name)
 		return err;
 	if (i < 0)
 		return -ENOENT;
-	err = qcow2_snapshot_validate_l1(&e->sns[i], e->geom.cluster_bits, e->path, (unsigned)i);
+	err = qcow2_snapshot_validate_l1(&e->sns[i], e->ed.geom.cluster_bits, e->path, (unsigned)i);
 	if (!err)
-		err = read_l1(e, e->sns[i].l1_table_offset, e->sns[i].l1_size, &l1);
+		err = qcow2_ed_read_l1(&e->ed, e->sns[i].l1_table_offset, e->sns[i].l1_size, &l1);
 	if (err)
 		return err;
 	/* the table without it first: a crash after leaks, never dangles */
@@ -668,7 +590,7 @@ int qcow2_sne_delete(struct qcow2_sne *e, const char *name)
 	if (!err)
 		err = tree_refs(e, l1, sn.l1_size, -1);
 	if (!err && sn.l1_size)
-		err = qcow2_rc_update(e->rc, sn.l1_table_offset, (uint64_t)sn.l1_size * 8, -1);
+		err = qcow2_rc_update(e->ed.rc, sn.l1_table_offset, (uint64_t)sn.l1_size * 8, -1);
 	if (!err)
 		err = rc_commit(e);
 	if (!err)
@@ -682,8 +604,8 @@ int qcow2_sne_delete(struct qcow2_sne *e, const char *name)
 
 int qcow2_sne_empty(struct qcow2_sne *e)
 {
-	uint32_t n = e->hdr.l1_size;
-	uint64_t *old = e->l1, *l1;
+	uint32_t n = e->ed.hdr.l1_size;
+	uint64_t *old = e->ed.l1, *l1;
 	int err = writable(e);
 
 	if (err)
@@ -692,12 +614,12 @@ int qcow2_sne_empty(struct qcow2_sne *e)
 	if (!l1)
 		return -ENOMEM;
 	/* no pointer left (durably), then the references go */
-	err = write_l1(e, l1, n, e->hdr.l1_table_offset);
+	err = write_l1(e, l1, n, e->ed.hdr.l1_table_offset);
 	if (err) {
 		free(l1);
 		return err;
 	}
-	e->l1 = l1;
+	e->ed.l1 = l1;
 	err = tree_refs(e, old, n, -1);
 	free(old);
 	return err ? err : rc_commit(e);
@@ -707,15 +629,15 @@ int qcow2_sne_empty(struct qcow2_sne *e)
 
 static int grow_refused(const struct qcow2_sne *e, uint64_t size)
 {
-	if (size < e->hdr.size_bytes) {
+	if (size < e->ed.hdr.size_bytes) {
 		log_err("qcow2 %s: shrinking is not supported here", e->path);
 		return -EINVAL;
 	}
-	if (e->nb && e->hdr.version < 3) {
+	if (e->nb && e->ed.hdr.version < 3) {
 		log_err("qcow2 %s: Can't resize a v2 image which has snapshots", e->path);
 		return -ENOTSUP;
 	}
-	if (e->hdr.bitmaps.present && e->hdr.bitmaps.nb_bitmaps) {
+	if (e->ed.hdr.bitmaps.present && e->ed.hdr.bitmaps.nb_bitmaps) {
 		log_err("qcow2 %s: Can't resize an image which has persistent bitmaps here",
 			e->path);
 		return -ENOTSUP;
@@ -725,7 +647,7 @@ static int grow_refused(const struct qcow2_sne *e, uint64_t size)
 
 int qcow2_sne_grow(struct qcow2_sne *e, uint64_t size)
 {
-	uint64_t n = qcow2_size_to_l1(e->geom.cluster_bits, e->geom.extended_l2, size);
+	uint64_t n = qcow2_size_to_l1(e->ed.geom.cluster_bits, e->ed.geom.extended_l2, size);
 	uint64_t *l1;
 	uint8_t b[8];
 	int err = writable(e);
@@ -739,19 +661,19 @@ int qcow2_sne_grow(struct qcow2_sne *e, uint64_t size)
 	}
 	if (err)
 		return err;
-	if (n > e->hdr.l1_size) {
+	if (n > e->ed.hdr.l1_size) {
 		/* exactly as large as the new size needs, at a new place (QEMU's exact growth) */
 		l1 = calloc(n, sizeof(*l1));
 		if (!l1)
 			return -ENOMEM;
-		memcpy(l1, e->l1, (size_t)e->hdr.l1_size * 8);
+		memcpy(l1, e->ed.l1, (size_t)e->ed.hdr.l1_size * 8);
 		err = install_l1(e, l1, (uint32_t)n);
 		if (err) {
 			free(l1);
 			return err;
 		}
-		free(e->l1);
-		e->l1 = l1;
+		free(e->ed.l1);
+		e->ed.l1 = l1;
 		err = rc_commit(e);
 	}
 	/* the size last, synced: the tables it needs are in place */
@@ -759,6 +681,6 @@ int qcow2_sne_grow(struct qcow2_sne *e, uint64_t size)
 	if (!err)
 		err = write_synced(e, QCOW2_HDR_OFF(size), b, sizeof(b), "disk size");
 	if (!err)
-		e->hdr.size_bytes = size;
+		e->ed.hdr.size_bytes = size;
 	return err;
 }

@@ -184,7 +184,9 @@ bool aio_write_begin(struct aio_ctx *ctx, struct aio_slot *slot, uint64_t lo, ui
 
 	if (!f->direct)
 		return true;
-	for (struct aio_slot *w = ctx->writes; w; w = w->w_next) {
+	/* plain writes only wait for RMWs: with none in flight, nothing to look for */
+	for (struct aio_slot *w = rmw || ctx->nr_rmw_writes ? ctx->writes : NULL; w;
+	     w = w->w_next) {
 		if (w->req->file == f && (rmw || w->w_rmw) &&
 		    ranges_overlap(lo, hi - lo, w->w_lo, w->w_hi - w->w_lo)) {
 			aio_block(ctx, slot->req);
@@ -193,6 +195,7 @@ bool aio_write_begin(struct aio_ctx *ctx, struct aio_slot *slot, uint64_t lo, ui
 	}
 	slot->w_listed = true;
 	slot->w_rmw = rmw;
+	ctx->nr_rmw_writes += rmw;
 	slot->w_lo = lo;
 	slot->w_hi = hi;
 	slot->w_prev = NULL;
@@ -213,6 +216,7 @@ void aio_write_end(struct aio_ctx *ctx, struct aio_slot *slot)
 		ctx->writes = slot->w_next;
 	if (slot->w_next)
 		slot->w_next->w_prev = slot->w_prev;
+	ctx->nr_rmw_writes -= slot->w_rmw;
 	slot->w_listed = false;
 	aio_unblock(ctx);
 }

@@ -37,6 +37,7 @@ struct qcow2_meta {
 	/* guest range locks */
 	pthread_mutex_t range_mutex;
 	struct qcow2_range *held;
+	unsigned nr_held_exclusive; /* held ranges that are not shared */
 };
 
 /* One L2 entry of the image's own table, its slice pinned. */

@@ -496,7 +496,8 @@ bool qcow2_range_lock(struct qcow2_image *qi, struct qcow2_range *r)
 	struct qcow2_range *h;
 
 	pthread_mutex_lock(&m->range_mutex);
-	for (h = m->held; h; h = h->next) {
+	/* shared ranges only meet exclusive ones: with none held, nothing to look for */
+	for (h = r->shared && !m->nr_held_exclusive ? NULL : m->held; h; h = h->next) {
 		if (r->start < h->end && h->start < r->end && !(r->shared && h->shared))
 			break;
 	}
@@ -506,6 +507,10 @@ bool qcow2_range_lock(struct qcow2_image *qi, struct qcow2_range *r)
 	} else {
 		r->waiters = NULL;
 		r->next = m->held;
+		r->pprev = &m->held;
+		m->nr_held_exclusive += !r->shared;
+		if (m->held)
+			m->held->pprev = &r->next;
 		m->held = r;
 	}
 	pthread_mutex_unlock(&m->range_mutex);
@@ -515,12 +520,15 @@ bool qcow2_range_lock(struct qcow2_image *qi, struct qcow2_range *r)
 void qcow2_range_unlock(struct qcow2_image *qi, struct qcow2_range *r)
 {
 	struct qcow2_meta *m = qi->meta;
-	struct qcow2_range **link, *w, *next;
+	struct qcow2_range *w, *next;
 
 	pthread_mutex_lock(&m->range_mutex);
-	for (link = &m->held; *link != r; link = &(*link)->next)
-		assert(*link);
-	*link = r->next;
+	assert(r->pprev && *r->pprev == r);
+	*r->pprev = r->next;
+	if (r->next)
+		r->next->pprev = r->pprev;
+	r->pprev = NULL;
+	m->nr_held_exclusive -= !r->shared;
 	w = r->waiters;
 	r->waiters = NULL;
 	pthread_mutex_unlock(&m->range_mutex);

@@ -69,6 +69,7 @@ struct qcow2_range {
 	struct evloop *loop;	  /* where ->wake runs */
 	struct evloop_call wake;  /* set by the owner: retry the lock */
 	struct qcow2_range *next; /* in the held list, or a waiter list */
+	struct qcow2_range **pprev; /* held: the link that points here */
 	struct qcow2_range *waiters;
 };
 

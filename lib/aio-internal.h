@@ -82,6 +82,7 @@ struct aio_ctx {
 	int engine_fd; /* readable when completions wait; -1: none */
 	struct evloop_watch watch;
 	struct evloop_hook hook;
+	struct evloop_poller poller; /* with ops->ready: adaptive polling */
 
 	unsigned depth;
 	struct aio_slot *slots;
@@ -138,6 +139,10 @@ struct aio_engine_ops {
 	/* ctx->engine_fd is readable: report every completion available.
 	 * Needed only by engines that set an engine_fd. */
 	void (*reap)(struct aio_ctx *ctx);
+
+	/* Are completions waiting, seen without a system call?  NULL: the
+	 * engine cannot tell, and the loop does not poll it. */
+	bool (*ready)(struct aio_ctx *ctx);
 };
 
 extern const struct aio_engine_ops aio_uring_ops;

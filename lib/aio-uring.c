@@ -145,6 +145,13 @@ static void uring_reap(struct aio_ctx *ctx)
 	}
 }
 
+static bool uring_ready(struct aio_ctx *ctx)
+{
+	struct uring_engine *u = ctx->engine;
+
+	return io_uring_cq_ready(&u->ring) > 0;
+}
+
 const struct aio_engine_ops aio_uring_ops = {
 	.name = "io_uring",
 	.id = AIO_ENGINE_URING,
@@ -153,4 +160,5 @@ const struct aio_engine_ops aio_uring_ops = {
 	.queue = uring_queue,
 	.submit = uring_submit,
 	.reap = uring_reap,
+	.ready = uring_ready,
 };

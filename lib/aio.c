@@ -427,6 +427,17 @@ static void aio_watch_fn(struct evloop_watch *w, uint32_t events)
 	aio_deliver(ctx);
 }
 
+static bool aio_poll_fn(struct evloop_poller *p)
+{
+	struct aio_ctx *ctx = p->opaque;
+
+	if (!ctx->count || !ctx->ops->ready(ctx))
+		return false;
+	ctx->ops->reap(ctx);
+	aio_deliver(ctx);
+	return true;
+}
+
 void aio_submit(struct aio_ctx *ctx, struct aio_req *req)
 {
 	assert(req->file && req->done);
@@ -603,6 +614,10 @@ static int aio_ctx_attach(struct aio_ctx *ctx)
 	ctx->hook.fn = aio_hook_fn;
 	ctx->hook.opaque = ctx;
 	evloop_hook_add(ctx->loop, &ctx->hook);
+	if (ctx->ops->ready) {
+		ctx->poller = (struct evloop_poller){ .fn = aio_poll_fn, .opaque = ctx };
+		evloop_poller_add(ctx->loop, &ctx->poller);
+	}
 	return 0;
 }
 
@@ -653,6 +668,7 @@ void aio_ctx_free(struct aio_ctx *ctx)
 		return;
 	assert(ctx->count == 0);
 	evloop_hook_del(ctx->loop, &ctx->hook);
+	evloop_poller_del(ctx->loop, &ctx->poller);
 	if (ctx->engine_fd >= 0)
 		evloop_watch_del(&ctx->watch);
 	ctx->ops->fini(ctx);

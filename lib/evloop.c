@@ -31,6 +31,10 @@ struct evloop {
 	unsigned heap_len;
 	unsigned heap_cap;
 	struct evloop_hook *hooks;
+	struct evloop_poller *pollers;
+	uint64_t poll_max_ns; /* 0: no polling */
+	uint64_t poll_ns;     /* the current window, adapted up to poll_max_ns */
+	unsigned wakes;	      /* evloop_wake() calls (atomic): polling stops for them */
 	pthread_mutex_t post_lock;
 	struct evloop_call *posted_head;
 	struct evloop_call *posted_tail;
@@ -276,6 +280,7 @@ void evloop_wake(struct evloop *loop)
 {
 	uint64_t one = 1;
 
+	__atomic_fetch_add(&loop->wakes, 1, __ATOMIC_RELEASE);
 	/* EAGAIN means the counter is already non-zero: the loop will wake. */
 	if (write(loop->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_err("evloop: wake-up write failed: %m");
@@ -419,19 +424,102 @@ static int wait_events(struct evloop *loop, struct epoll_event *evs, int64_t wai
 	return epoll_wait(loop->epfd, evs, EVLOOP_MAX_EVENTS, ms);
 }
 
+void evloop_poller_add(struct evloop *loop, struct evloop_poller *p)
+{
+	if (p->active)
+		return;
+	p->next = loop->pollers;
+	loop->pollers = p;
+	p->active = true;
+}
+
+void evloop_poller_del(struct evloop *loop, struct evloop_poller *p)
+{
+	for (struct evloop_poller **link = &loop->pollers; *link; link = &(*link)->next) {
+		if (*link == p) {
+			*link = p->next;
+			break;
+		}
+	}
+	p->active = false;
+}
+
+void evloop_set_poll_max(struct evloop *loop, uint64_t max_ns)
+{
+	loop->poll_max_ns = max_ns;
+	loop->poll_ns = MIN(loop->poll_ns, max_ns);
+}
+
+#define EVLOOP_POLL_START_NS 4000ULL
+
+/*
+ * Spin over the pollers for up to @window_ns.  Returns how many found work,
+ * or 0 once the window closed; a wake-up from another thread ends it too
+ * (1: the posted call is dispatched from the wake fd at once).
+ */
+static int poll_for(struct evloop *loop, uint64_t window_ns)
+{
+	unsigned wakes = __atomic_load_n(&loop->wakes, __ATOMIC_ACQUIRE);
+	uint64_t end = evloop_now_ns() + window_ns;
+	int n = 0;
+
+	do {
+		for (struct evloop_poller *p = loop->pollers, *next; p; p = next) {
+			next = p->next;
+			n += p->fn(p);
+		}
+		if (__atomic_load_n(&loop->wakes, __ATOMIC_ACQUIRE) != wakes)
+			return n + 1;
+	} while (n == 0 && evloop_now_ns() < end);
+	return n;
+}
+
+/* An event came @slept_ns after the loop stopped polling: adapt the window. */
+static void poll_adapt(struct evloop *loop, uint64_t slept_ns)
+{
+	if (slept_ns <= loop->poll_max_ns) {
+		/* a longer window would have caught it */
+		if (slept_ns > loop->poll_ns)
+			loop->poll_ns = MIN(MAX(loop->poll_ns * 2, EVLOOP_POLL_START_NS),
+					    loop->poll_max_ns);
+	} else if (loop->poll_ns) {
+		/* too late for any window: spinning is waste */
+		loop->poll_ns /= 2;
+		if (loop->poll_ns < EVLOOP_POLL_START_NS)
+			loop->poll_ns = 0;
+	}
+}
+
 int evloop_run_once(struct evloop *loop, int64_t timeout_ns)
 {
 	struct epoll_event evs[EVLOOP_MAX_EVENTS];
-	int nr;
+	bool polling = loop->poll_max_ns && loop->pollers;
+	int64_t wait_ns;
+	uint64_t t0 = 0;
+	int nr, polled = 0;
 
 	run_hooks(loop);
-	nr = wait_events(loop, evs, wait_timeout_ns(loop, timeout_ns));
+	wait_ns = wait_timeout_ns(loop, timeout_ns);
+	if (polling && wait_ns != 0 && loop->poll_ns) {
+		uint64_t window = wait_ns < 0 ? loop->poll_ns : MIN(loop->poll_ns, (uint64_t)wait_ns);
+
+		polled = poll_for(loop, window);
+		if (polled)
+			wait_ns = 0; /* found work: dispatch what else is ready, then go round */
+		else if (wait_ns > 0)
+			wait_ns = wait_ns > (int64_t)window ? wait_ns - (int64_t)window : 0;
+	}
+	if (polling && wait_ns != 0)
+		t0 = evloop_now_ns();
+	nr = wait_events(loop, evs, wait_ns);
 	if (nr < 0) {
 		if (errno == EINTR)
-			return 0;
+			return polled;
 		return neg_errno();
 	}
-	return dispatch(loop, evs, nr) + run_timers(loop);
+	if (t0 && nr > 0)
+		poll_adapt(loop, evloop_now_ns() - t0 + loop->poll_ns);
+	return polled + dispatch(loop, evs, nr) + run_timers(loop);
 }
 
 int evloop_run(struct evloop *loop)

@@ -74,6 +74,24 @@ struct evloop_hook {
 	bool active;
 };
 
+/*
+ * A poller, for adaptive polling (evloop_set_poll_max): before sleeping,
+ * the loop calls every poller in turn for a while; @fn looks for work
+ * without a system call (a shared ring's producer index, an io_uring
+ * completion queue), handles what it finds as its fd's callback would, and
+ * returns true if there was any.
+ */
+struct evloop_poller;
+typedef bool evloop_poll_fn(struct evloop_poller *p);
+
+struct evloop_poller {
+	evloop_poll_fn *fn;
+	void *opaque;
+	/* private */
+	struct evloop_poller *next;
+	bool active;
+};
+
 /* evloop_new - create a loop; returns 0 or -errno, *loop set on success. */
 int evloop_new(struct evloop **loop);
 
@@ -112,6 +130,18 @@ void evloop_timer_init(struct evloop_timer *t, evloop_timer_fn *fn, void *opaque
 /* evloop_hook_add / _del - run @h->fn at the start of every iteration. */
 void evloop_hook_add(struct evloop *loop, struct evloop_hook *h);
 void evloop_hook_del(struct evloop *loop, struct evloop_hook *h);
+
+/* evloop_poller_add / _del - poll @p before sleeping (while polling is on). */
+void evloop_poller_add(struct evloop *loop, struct evloop_poller *p);
+void evloop_poller_del(struct evloop *loop, struct evloop_poller *p);
+
+/*
+ * evloop_set_poll_max - poll for up to @max_ns before sleeping (0, the
+ * default: never).  The window adapts as QEMU's poll-max-ns does: it grows
+ * while events arrive soon after the loop went to sleep and shrinks while
+ * they come later than @max_ns, so an idle or slow queue stops spinning.
+ */
+void evloop_set_poll_max(struct evloop *loop, uint64_t max_ns);
 
 /*
  * evloop_post - from any thread, run @c->fn once on the loop's thread.

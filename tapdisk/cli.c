@@ -93,6 +93,11 @@ int td_cli_queue_depth(struct tapdisk *td, const char *arg)
 	return parse_count("--queue-depth", arg, 1, TD_MAX_QUEUE_DEPTH, &td->opts.queue_depth);
 }
 
+int td_cli_poll_us(struct tapdisk *td, const char *arg)
+{
+	return parse_count("--poll-us", arg, 0, TD_MAX_POLL_US, &td->opts.poll_us);
+}
+
 int td_cli_options(struct tapdisk *td, const char *arg)
 {
 	int err;

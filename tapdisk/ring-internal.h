@@ -66,10 +66,12 @@ struct td_ring {
 	/* events */
 	struct evloop_watch watch;
 	struct evloop_hook push_hook;
+	struct evloop_poller poller; /* the loop's adaptive polling looks at req_prod */
 	struct evloop_timer storm_timer;
 	struct evloop_call stop_call;
 	unsigned spurious_run;
 	bool watching, running, stopping, halted;
+	bool polled; /* polling took requests since the last kick: not spurious */
 	void (*stop_done)(void *opaque);
 	void *stop_opaque;
 

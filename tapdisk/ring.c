@@ -140,6 +140,7 @@ static void finish_stop(struct td_ring *r)
 	r->watching = false;
 	evloop_timer_cancel(&r->storm_timer);
 	evloop_hook_del(r->loop, &r->push_hook);
+	evloop_poller_del(r->loop, &r->poller);
 	r->running = false;
 	r->stop_done(r->stop_opaque);
 }
@@ -208,12 +209,29 @@ static void on_event(struct evloop_watch *w, uint32_t events)
 	if (r->stopping)
 		return; /* finish_stop removes the watch once the last answer is out */
 	td_ring_consume(r);
-	if (r->req_cons == cons && !r->halted)
+	if (r->req_cons == cons && !r->halted && !r->polled)
 		note_spurious(r);
 	else
 		r->spurious_run = 0;
+	r->polled = false;
 	if (r->watching)
 		r->tp->ops->event_unmask(r->tp);
+}
+
+/* Adaptive polling: requests published while the loop spins are taken without a kick. */
+static bool on_poll(struct evloop_poller *p)
+{
+	struct td_ring *r = p->opaque;
+	uint32_t cons = r->req_cons;
+
+	if (!r->watching || r->stopping || r->halted ||
+	    ring_peer_index(&r->sring->req_prod) == cons)
+		return false;
+	td_ring_consume(r);
+	if (r->req_cons == cons)
+		return false;
+	r->polled = true;
+	return true;
 }
 
 /* ---- life ----------------------------------------------------------------- */
@@ -228,6 +246,7 @@ static int do_start(void *opaque)
 		return err;
 	}
 	evloop_hook_add(r->loop, &r->push_hook);
+	evloop_poller_add(r->loop, &r->poller);
 	r->watching = true;
 	r->running = true;
 	td_ring_consume(r);
@@ -314,6 +333,7 @@ int td_ring_new(struct td_vbd *vbd, struct td_queue *q, struct td_transport *t,
 		.fd = t->event_fd, .events = EPOLLIN, .fn = on_event, .opaque = r
 	};
 	r->push_hook = (struct evloop_hook){ .fn = push_responses, .opaque = r };
+	r->poller = (struct evloop_poller){ .fn = on_poll, .opaque = r };
 	r->stop_call = (struct evloop_call){ .fn = do_stop, .opaque = r };
 	evloop_timer_init(&r->storm_timer, storm_over, r);
 	*out = r;

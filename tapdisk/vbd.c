@@ -371,6 +371,7 @@ static int queue_init(struct td_vbd *vbd, unsigned index)
 		log_err("vbd: queue %u: cannot create an event loop: %s", index, err_str(err));
 		return err;
 	}
+	evloop_set_poll_max(q->loop, (uint64_t)vbd->opts.poll_us * 1000);
 	err = aio_ctx_new(q->loop, &aopts, &q->aio);
 	if (err)
 		return err;

@@ -130,6 +130,7 @@ struct td_vbd_opts {
 	const struct drv_opt *drv_opts; /* -o key=value for the top image's driver */
 	unsigned nr_drv_opts;
 	uint64_t max_io_bytes; /* split larger requests; 0: 1 MiB (rounded to blocks) */
+	unsigned poll_us;      /* queue threads' adaptive polling window; 0: none */
 };
 
 /* Limits of td_vbd_opts. */
@@ -137,6 +138,7 @@ struct td_vbd_opts {
 #define TD_MAX_QUEUE_DEPTH 4096u
 #define TD_DEFAULT_QUEUE_DEPTH 128u
 #define TD_DEFAULT_MAX_IO_BYTES (1024u * 1024)
+#define TD_MAX_POLL_US 1000u
 
 struct td_vbd_info {
 	uint64_t size_bytes;

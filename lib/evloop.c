@@ -450,6 +450,11 @@ void evloop_set_poll_max(struct evloop *loop, uint64_t max_ns)
 	loop->poll_ns = MIN(loop->poll_ns, max_ns);
 }
 
+uint64_t evloop_poll_window_ns(const struct evloop *loop)
+{
+	return loop->poll_ns;
+}
+
 #define EVLOOP_POLL_START_NS 4000ULL
 
 /*
@@ -517,7 +522,7 @@ int evloop_run_once(struct evloop *loop, int64_t timeout_ns)
 			return polled;
 		return neg_errno();
 	}
-	if (t0 && nr > 0)
+	if (t0)
 		poll_adapt(loop, evloop_now_ns() - t0 + loop->poll_ns);
 	return polled + dispatch(loop, evs, nr) + run_timers(loop);
 }

@@ -143,6 +143,9 @@ void evloop_poller_del(struct evloop *loop, struct evloop_poller *p);
  */
 void evloop_set_poll_max(struct evloop *loop, uint64_t max_ns);
 
+/* evloop_poll_window_ns - how long the loop polls now (0: it sleeps at once). */
+uint64_t evloop_poll_window_ns(const struct evloop *loop);
+
 /*
  * evloop_post - from any thread, run @c->fn once on the loop's thread.
  * Posting a call that is already queued is a no-op.  Thread-safe.

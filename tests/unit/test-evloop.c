@@ -3,13 +3,16 @@
  * The event loop: timers fire in order and on time, periodic timers repeat,
  * cancelled ones never fire; many fds are dispatched; a watch removed by
  * another watch's callback in the same batch is not called; calls posted
- * from other threads run on the loop's thread; hooks run every iteration.
+ * from other threads run on the loop's thread; hooks run every iteration;
+ * adaptive polling takes work that arrives soon without sleeping, and stops
+ * spinning once nothing comes within the window's maximum.
  */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -309,6 +312,84 @@ static void test_hooks_run_each_iteration(void **state)
 	evloop_free(loop);
 }
 
+/* A producer that publishes items every 100 us and kicks a pipe for each. */
+struct polled {
+	struct evloop *loop;
+	int pipe[2];
+	unsigned pending; /* atomic: published, not yet taken */
+	int taken_by_fd, taken_by_poll, produced;
+};
+
+static void *produce(void *arg)
+{
+	struct polled *p = arg;
+	struct timespec gap = { .tv_nsec = 100000 };
+	char c = 'k';
+
+	for (int i = 0; i < 300; i++) {
+		nanosleep(&gap, NULL);
+		__atomic_fetch_add(&p->pending, 1, __ATOMIC_RELEASE);
+		assert_int_equal(write(p->pipe[1], &c, 1), 1);
+	}
+	return NULL;
+}
+
+static int take(struct polled *p)
+{
+	return (int)__atomic_exchange_n(&p->pending, 0, __ATOMIC_ACQ_REL);
+}
+
+static void kicked(struct evloop_watch *w, uint32_t events)
+{
+	struct polled *p = w->opaque;
+	char buf[512];
+
+	(void)events;
+	assert_true(read(p->pipe[0], buf, sizeof(buf)) > 0);
+	p->taken_by_fd += take(p);
+}
+
+static bool poll_fn(struct evloop_poller *pl)
+{
+	struct polled *p = pl->opaque;
+	int n = take(p);
+
+	p->taken_by_poll += n;
+	return n > 0;
+}
+
+static void test_adaptive_polling_grows_and_shrinks(void **state)
+{
+	struct polled p = { .loop = new_loop() };
+	struct evloop_watch w = { .events = EPOLLIN, .fn = kicked, .opaque = &p };
+	struct evloop_poller pl = { .fn = poll_fn, .opaque = &p };
+	pthread_t th;
+	int idle;
+
+	assert_int_equal(pipe(p.pipe), 0);
+	w.fd = p.pipe[0];
+	assert_int_equal(evloop_watch_add(p.loop, &w), 0);
+	evloop_poller_add(p.loop, &pl);
+	evloop_set_poll_max(p.loop, 20 * MS);
+	assert_int_equal(evloop_poll_window_ns(p.loop), 0);
+	assert_int_equal(pthread_create(&th, NULL, produce, &p), 0);
+	while (p.taken_by_fd + p.taken_by_poll < 300)
+		assert_true(evloop_run_once(p.loop, 1000 * (int64_t)MS) >= 0);
+	pthread_join(th, NULL);
+	/* kicks every 100 us, well inside 20 ms: the window opened and caught some */
+	assert_true(p.taken_by_poll > 0);
+	assert_true(evloop_poll_window_ns(p.loop) > 0);
+	/* then nothing for longer than the maximum: the window closes */
+	for (idle = 0; idle < 40 && evloop_poll_window_ns(p.loop); idle++)
+		assert_true(evloop_run_once(p.loop, 30 * (int64_t)MS) >= 0);
+	assert_int_equal(evloop_poll_window_ns(p.loop), 0);
+	evloop_poller_del(p.loop, &pl);
+	evloop_watch_del(&w);
+	close(p.pipe[0]);
+	close(p.pipe[1]);
+	evloop_free(p.loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -320,6 +401,7 @@ int main(void)
 		cmocka_unit_test(test_repost_of_waiting_call_keeps_batch),
 		cmocka_unit_test(test_stop_from_other_thread_ends_run),
 		cmocka_unit_test(test_hooks_run_each_iteration),
+		cmocka_unit_test(test_adaptive_polling_grows_and_shrinks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,6 +40,13 @@
 #define NBDS_HANDSHAKE_NS (10ull * 1000000000) /* as qemu-nbd's default */
 #define NBDS_SHUTDOWN_NS (5ull * 1000000000)   /* to take the last replies */
 #define NBDS_SEND_IOV 1024u		       /* iovecs per sendmsg */
+/*
+ * A unix socket's send buffer (the kernel caps it at net.core.wmem_max).
+ * The default (about 200 KiB) takes a fifth of a 1 MiB read reply per
+ * sendmsg, each a wake-up of the client and an EPOLLOUT round for us; TCP
+ * sizes its own buffer and is left alone.
+ */
+#define NBDS_UNIX_SNDBUF_BYTES (4 << 20)
 #define NBDS_ACCEPT_RETRY_NS (100ull * 1000000)
 
 /* ---- the arena (nbd-arena.c) ------------------------------------------- */

@@ -69,7 +69,7 @@ static void on_accept(struct evloop_watch *w, uint32_t events)
 	socklen_t sl;
 	char peer[64];
 	unsigned i;
-	int fd, one = 1;
+	int fd, one = 1, sndbuf = NBDS_UNIX_SNDBUF_BYTES;
 
 	for (i = 0; i < 16; i++) {
 		sl = sizeof(ss);
@@ -90,6 +90,8 @@ static void on_accept(struct evloop_watch *w, uint32_t events)
 		}
 		if (ss.ss_family != AF_UNIX)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		else
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 		peer_name(&ss, peer, sizeof(peer));
 		if (!conn_admit(l->srv)) {
 			log_err_ratelimited("nbd %s: connection from %s refused: %u connections "

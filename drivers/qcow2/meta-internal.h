@@ -34,6 +34,10 @@ struct qcow2_meta {
 	bool dirty_bit;		/* the header's dirty bit is set (by us or found) */
 	bool corrupt;		/* marked corrupt: refuse every change */
 	bool cache_covers_disk; /* the L2 cache can hold every table at once */
+	/* the file's space allocated ahead of the clusters (qcow2_mt_grow) */
+	uint64_t open_bytes; /* the file's size at open */
+	uint64_t grown_to;   /* its size since the last grow */
+	bool grow_off;	     /* the file system cannot: writes extend the file */
 	/* guest range locks */
 	pthread_mutex_t range_mutex;
 	struct qcow2_range *held;
@@ -55,6 +59,7 @@ int qcow2_mt_mark_dirty(struct qcow2_meta *m);
 int qcow2_mt_overlap_check(void *opaque, uint64_t off, uint64_t len, const char *what);
 void qcow2_mt_ref_put(struct qcow2_meta *m, struct l2_ref *r);
 int qcow2_mt_relieve_pressure(struct qcow2_meta *m);
+void qcow2_mt_grow(struct qcow2_meta *m);
 int qcow2_mt_job_abort(struct qcow2_meta *m, struct qcow2_job *job);
 int qcow2_mt_job_alloc(struct qcow2_meta *m, struct qcow2_job *job);
 int qcow2_mt_job_alloc_bytes(struct qcow2_meta *m, struct qcow2_job *job);

@@ -171,6 +171,7 @@ int qcow2_mt_job_alloc(struct qcow2_meta *m, struct qcow2_job *job)
 	p->new_host = host;
 	p->new_clusters = a.clusters;
 	alloc_plan(m, &a, host, host >= before, p);
+	qcow2_mt_grow(m);
 	return 0;
 }
 

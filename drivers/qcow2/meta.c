@@ -36,6 +36,8 @@
 #define L1_CHUNK_BYTES 4096u
 #define L1_CHUNK_ENTRIES (L1_CHUNK_BYTES / 8)
 #define GET_SLICE_TRIES 4
+#define GROW_MIN_BYTES (1ull << 20)
+#define GROW_MAX_BYTES (64ull << 20)
 
 static struct qcow2_meta *meta_of(struct drv_image *img)
 {
@@ -564,6 +566,63 @@ static int open_bitmaps(struct qcow2_meta *m)
 	return qcow2_bitmaps_open(&bp, &m->qi->bitmaps);
 }
 
+/*
+ * Keep the file's allocated space ahead of the clusters handed out for
+ * data.  An O_DIRECT write past the end of the file, or into a hole,
+ * changes the file's size or block map, which ext4 and XFS do only under
+ * the inode's exclusive lock: io_uring cannot issue such a write without
+ * blocking, so it hands every one to a worker thread, and the workers queue
+ * on that lock (half the CPU time of a stream of writes into a fresh
+ * image).  Writes into space allocated beforehand take the shared lock and
+ * go straight to the device, as overwrites do.  As QEMU's preallocate
+ * filter, the file grows in steps that grow with it and is cut back to
+ * the clusters in use at close; after a crash the rest stays as zeros no
+ * cluster references, which qemu-img check does not count.  The ordering
+ * contract is untouched: nothing is written here, and the fdatasync that
+ * opens every write-back makes the size durable along with the data.
+ */
+void qcow2_mt_grow(struct qcow2_meta *m)
+{
+	struct aio_file *f = m->qi->file;
+	uint64_t end = __atomic_load_n(&m->qi->file_bytes, __ATOMIC_ACQUIRE), step, to;
+	int err;
+
+	if (m->grow_off || end <= m->grown_to)
+		return;
+	if (f->is_blockdev) {
+		m->grow_off = true;
+		return;
+	}
+	step = MIN(MAX(end / 8, GROW_MIN_BYTES), GROW_MAX_BYTES);
+	to = ALIGN_UP(end + step, GROW_MIN_BYTES);
+	err = qcow2_fgrow(f, m->grown_to, to);
+	if (err) {
+		/* not fatal: the data writes extend the file themselves */
+		log_dbg(LOG_F_QCOW2,
+			"qcow2 %s: allocating the file from %" PRIu64 " to %" PRIu64
+			": %s; growing it by the writes",
+			m->img->path, m->grown_to, to, err_str(err));
+		m->grow_off = true;
+		return;
+	}
+	m->grown_to = to;
+}
+
+/* Give back the space qcow2_mt_grow allocated past the last cluster in use. */
+static int trim_grown(struct qcow2_meta *m)
+{
+	uint64_t end = MAX(__atomic_load_n(&m->qi->file_bytes, __ATOMIC_ACQUIRE), m->open_bytes);
+	int err;
+
+	if (m->grown_to <= end)
+		return 0;
+	err = qcow2_ftruncate(m->qi->file, end);
+	if (err)
+		log_err("qcow2 %s: cutting the file back to %" PRIu64 " bytes: %s", m->img->path,
+			end, err_str(err));
+	return err;
+}
+
 static int meta_setup(struct drv_image *img, struct qcow2_meta *m)
 {
 	struct qcow2_image *qi = img->priv;
@@ -593,6 +652,7 @@ static int meta_setup(struct drv_image *img, struct qcow2_meta *m)
 	m->lazy =
 		qi->hdr.version >= 3 && (qi->hdr.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
 	m->dirty_bit = qi->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY;
+	m->open_bytes = m->grown_to = qi->file_bytes;
 	err = qcow2_rc_new(&rp, &m->rc);
 	if (!err)
 		err = evloop_new(&m->loop);
@@ -651,6 +711,8 @@ int qcow2_meta_close(struct drv_image *img)
 			qi->hdr.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
 			err = write_incompat(m);
 		}
+		if (!err)
+			err = trim_grown(m);
 	}
 	meta_free(m);
 	err = err ?: bm_err;

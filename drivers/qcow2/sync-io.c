@@ -3,6 +3,7 @@
  * Blocking reads and writes through an aligned bounce buffer (sync-io.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -139,6 +140,22 @@ int qcow2_ftruncate(struct aio_file *f, uint64_t size)
 	uint64_t rec_id = aio_rec_on() ? aio_rec_file_issue(f, AIO_REC_TRUNC, size, 0, NULL, 0) : 0;
 	int err = ftruncate(f->fd, (off_t)size) < 0 ? neg_errno() : 0;
 
+	aio_rec_file_done(rec_id, err);
+	return err;
+}
+
+int qcow2_fgrow(struct aio_file *f, uint64_t from, uint64_t to)
+{
+	/* new space reads as zeros, as a larger size would: recorded as that */
+	uint64_t rec_id = aio_rec_on() ? aio_rec_file_issue(f, AIO_REC_TRUNC, to, 0, NULL, 0) : 0;
+	int err = 0;
+
+	while (fallocate(f->fd, 0, (off_t)from, (off_t)(to - from)) < 0) {
+		if (errno != EINTR) {
+			err = neg_errno();
+			break;
+		}
+	}
 	aio_rec_file_done(rec_id, err);
 	return err;
 }

@@ -32,4 +32,11 @@ int qcow2_fsync(struct aio_file *f);
 /* qcow2_ftruncate - set @f's size to @size bytes (recorded, as the writes). */
 int qcow2_ftruncate(struct aio_file *f, uint64_t size);
 
+/*
+ * qcow2_fgrow - allocate [@from, @to) of @f (fallocate, mode 0: the size
+ * becomes at least @to, the new space reads as zeros; recorded as a size
+ * change).  0 or -errno (-EOPNOTSUPP where the file system cannot).
+ */
+int qcow2_fgrow(struct aio_file *f, uint64_t from, uint64_t to);
+
 #endif

@@ -5,6 +5,14 @@
 # fio's nbd engine over a unix socket, on the same qcow2 image in the same
 # run (one server at a time), printed, never pass/fail.
 #
+# Fair to both: each row runs qtap, then qemu-nbd, back to back, each on a
+# server started afresh on a file with nothing of it in the page cache
+# (synced first: dropping the cache keeps dirty pages).  The allocated
+# image holds data, not zeros: qtap answers a read of zeros with a hole
+# chunk and qemu-nbd (which looks at block status, not at the bytes) with
+# the data, and the write rows of the server measured first would have
+# left the other one reading data where the first had read zeros.
+#
 # The matrix: 4k, 64k and 1M; random and sequential; read and write;
 # iodepth 8 and 32; on a fully allocated image, and writes again on a fresh
 # one (every write allocates).  Each row prints both servers' IOPS, MiB/s,
@@ -26,7 +34,7 @@ secs=${BENCH_SECONDS:-5}
 size=${NBD_BENCH_SIZE:-1G}
 queues=${NBD_BENCH_QUEUES:-2}
 only=${NBD_BENCH_ONLY:-}
-for c in fio jq qemu-img qemu-nbd awk; do
+for c in fio jq qemu-img qemu-io qemu-nbd awk; do
 	command -v $c >/dev/null || { echo "bench nbd: $c is not installed (make deps)"; exit 1; }
 done
 fio --enghelp 2>/dev/null | grep -qx '[[:space:]]*nbd' || {
@@ -43,8 +51,10 @@ trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -f "$alloc" "$fresh" "$sock"' E
 
 # Page cache left by qemu-img (it writes through it) makes every O_DIRECT
 # write pay for coherence, and io_uring hand each one to a worker thread:
-# both servers start on an uncached file.
+# both servers start on an uncached file.  Only clean pages can be
+# dropped, so the file is synced first.
 drop_cache() {
+	sync "$1"
 	dd if="$1" iflag=nocache count=0 status=none 2>/dev/null || true
 }
 
@@ -104,31 +114,28 @@ rows() { # IMAGE-KIND: the specs to run
 	done
 }
 
-measure() { # SERVER IMAGE-KIND -> lines "rw bs qd kind result..."
-	if [ "$2" = alloc ]; then
+measure() { # SERVER RW BS QD IMAGE-KIND -> "result..." of run
+	if [ "$5" = fresh ]; then
+		rm -f "$fresh"
+		qemu-img create -q -f qcow2 "$fresh" "$size"
+		start_server "$1" "$fresh"
+	else
 		start_server "$1" "$alloc"
 	fi
-	rows "$2" | while read -r rw bs qd kind; do
-		if [ "$kind" = fresh ]; then
-			rm -f "$fresh"
-			qemu-img create -q -f qcow2 "$fresh" "$size"
-			start_server "$1" "$fresh"
-		fi
-		echo "$rw $bs $qd $kind $(run "$rw" "$bs" "$qd")"
-		if [ "$kind" = fresh ]; then
-			stop_server
-		fi
-	done
-	if [ "$2" = alloc ]; then
-		stop_server
-	fi
+	run "$2" "$3" "$4"
+	stop_server
 }
 
-echo "bench nbd: allocating a $size qcow2 image"
+echo "bench nbd: allocating a $size qcow2 image and filling it with data"
 qemu-img create -q -f qcow2 -o preallocation=full "$alloc" "$size"
+qemu-io -f qcow2 -t none -c "write -q -P 0x5a 0 $size" "$alloc" >/dev/null
+: >"$dir/qtap.rows"
+: >"$dir/qemu.rows"
 for kind in alloc fresh; do
-	measure qtap "$kind" >"$dir/qtap.$kind"
-	measure qemu "$kind" >"$dir/qemu.$kind"
+	rows "$kind" | while read -r rw bs qd k; do
+		echo "$rw $bs $qd $k $(measure qtap "$rw" "$bs" "$qd" "$k")" >>"$dir/qtap.rows"
+		echo "$rw $bs $qd $k $(measure qemu "$rw" "$bs" "$qd" "$k")" >>"$dir/qemu.rows"
+	done
 done
 
 printf '\nNBD through fio (nbd engine, one connection): tapdisk -q %s vs qemu-nbd --cache=none --aio=native (%ss each)\n' \
@@ -137,11 +144,9 @@ printf 'provisional figures: other work shares this machine\n'
 printf '%-9s %4s %3s %-5s | %8s %8s %7s | %8s %8s %7s | %5s | %8s %8s %6s %6s %5s\n' \
 	rw bs qd image qtapIOPS MiB/s p99us qemuIOPS MiB/s p99us ratio \
 	qtCPUs/G qeCPUs/G qtus/r qeus/r cpu-r
-for kind in alloc fresh; do
-	paste -d' ' "$dir/qtap.$kind" "$dir/qemu.$kind" | awk '{
-		ratio = ($14 > 0) ? $5 / $14 : 0
-		cpur = ($18 > 0) ? $9 / $18 : 0
-		printf "%-9s %4s %3s %-5s | %8d %8.1f %7d | %8d %8.1f %7d | %5.2f | %8.3f %8.3f %6.1f %6.1f %5.2f\n",
-			$1, $2, $3, $4, $5, $6, $7, $14, $15, $16, ratio, $8, $17, $9, $18, cpur }'
-done
-rm -f "$dir"/qtap.* "$dir"/qemu.*
+paste -d' ' "$dir/qtap.rows" "$dir/qemu.rows" | awk '{
+	ratio = ($14 > 0) ? $5 / $14 : 0
+	cpur = ($18 > 0) ? $9 / $18 : 0
+	printf "%-9s %4s %3s %-5s | %8d %8.1f %7d | %8d %8.1f %7d | %5.2f | %8.3f %8.3f %6.1f %6.1f %5.2f\n",
+		$1, $2, $3, $4, $5, $6, $7, $14, $15, $16, ratio, $8, $17, $9, $18, cpur }'
+rm -f "$dir/qtap.rows" "$dir/qemu.rows"

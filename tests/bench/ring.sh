@@ -9,6 +9,7 @@
 # (the same depth per queue, so 2 queues can double what 1 does where the
 # device is not the limit).  Ratios are to tap-front --raw.  Every row but
 # the fresh image's is the better of two runs.
+poll=${BENCH_RING_POLL_US:-50} # tapdisk --poll-us for the QD 1 rows' extra line; 0: none
 raw=$dir/ring-raw.img
 alloc=$dir/ring-alloc.qcow2
 fresh=$dir/ring-fresh.qcow2
@@ -24,9 +25,11 @@ stop_td() {
 }
 trap 'stop_td' EXIT
 
-start_td() { # SPEC
+start_td() { # SPEC [TAPDISK OPTION...]
 	stop_td
-	"$bin"/tapdisk -a "$1" -q 2 --ctl "$sock" --pid-file "$pidf"
+	spec=$1
+	shift
+	"$bin"/tapdisk -a "$spec" -q 2 --ctl "$sock" --pid-file "$pidf" "$@"
 	td_pid=$(cat "$pidf")
 }
 
@@ -90,6 +93,12 @@ for spec in "randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" 
 	start_td "qcow2:$alloc"
 	row "$1" "$2" "$3" "ring qcow2-alloc 1q" "$(twice ring_run "$1" "$2" "$3" 1)" "$base"
 	row "$1" "$2" "$3" "ring qcow2-alloc 2q" "$(twice ring_run "$1" "$2" "$3" 2)" "$base"
+	if [ "$3" = 1 ] && [ "$poll" -gt 0 ]; then
+		# one request at a time: the wake-ups are the ring's cost, polling saves them
+		start_td "qcow2:$alloc" --poll-us "$poll"
+		row "$1" "$2" "$3" "ring qcow2-alloc 1q poll" "$(twice ring_run "$1" "$2" "$3" 1)" \
+			"$base"
+	fi
 	case $1 in *write*)
 		for q in 1 2; do
 			stop_td

@@ -65,6 +65,7 @@
 #include "buf.h"
 #include "driver.h"
 #include "log.h"
+#include "../unit/test-rand.h"
 #include "qcow2/check.h"
 #include "sync.h"
 
@@ -122,13 +123,7 @@ struct replay {
 
 static uint64_t rnd(struct replay *r)
 {
-	uint64_t x = r->rng;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	r->rng = x;
-	return x;
+	return test_rand(&r->rng);
 }
 
 static uint64_t hash_sector(const uint8_t *p)

@@ -51,6 +51,7 @@
 #include "driver.h"
 #include "evloop.h"
 #include "log.h"
+#include "../unit/test-rand.h"
 
 #define DEPTH_MAX 32u
 #define QUEUES_MAX 4u
@@ -101,13 +102,7 @@ struct run {
 
 static uint64_t rnd(struct run *r)
 {
-	uint64_t x = r->rng;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	r->rng = x;
-	return x;
+	return test_rand(&r->rng);
 }
 
 static void fill_random(struct run *r, uint8_t *b, uint64_t len)

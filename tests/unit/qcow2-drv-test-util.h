@@ -14,19 +14,14 @@
 #include "evloop.h"
 #include "qcow2/qcow2.h"
 #include "sync.h"
+#include "test-rand.h"
 
 /* ---- making images ------------------------------------------------------------ */
 
 /* A deterministic generator, so failures reproduce. */
 static QT_UNUSED uint64_t qd_rand(uint64_t *state)
 {
-	uint64_t x = *state;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	*state = x;
-	return x;
+	return test_rand(state);
 }
 
 /*

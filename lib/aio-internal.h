@@ -96,7 +96,7 @@ struct aio_ctx {
 	unsigned count;		  /* submitted and ->done not yet called */
 
 	struct aio_slot *writes; /* in-flight writes to O_DIRECT files */
-	unsigned nr_rmw_writes; /* listed writes that are read-modify-writes */
+	unsigned nr_rmw_writes;	 /* listed writes that are read-modify-writes */
 
 	struct buf_pool *bounce_pool;
 	uint64_t bounce_bytes;

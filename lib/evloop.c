@@ -506,7 +506,8 @@ int evloop_run_once(struct evloop *loop, int64_t timeout_ns)
 	run_hooks(loop);
 	wait_ns = wait_timeout_ns(loop, timeout_ns);
 	if (polling && wait_ns != 0 && loop->poll_ns) {
-		uint64_t window = wait_ns < 0 ? loop->poll_ns : MIN(loop->poll_ns, (uint64_t)wait_ns);
+		uint64_t window =
+			wait_ns < 0 ? loop->poll_ns : MIN(loop->poll_ns, (uint64_t)wait_ns);
 
 		polled = poll_for(loop, window);
 		if (polled)

@@ -127,16 +127,16 @@ static int map_slice(struct drv_image *img, struct qcow2_map *m, uint64_t l2_off
 	uint64_t in_slice = byte & (slice_bytes - 1);
 	uint64_t first = in_slice;
 	/* the entries the rest of the range needs, at most to the slice's end */
-	uint64_t clusters = (m->end - ALIGN_DOWN(m->pos, g->cluster_bytes) + g->cluster_bytes - 1) >>
-			    g->cluster_bits;
+	uint64_t clusters =
+		(m->end - ALIGN_DOWN(m->pos, g->cluster_bytes) + g->cluster_bytes - 1) >>
+		g->cluster_bits;
 	uint64_t stop = first + MIN(slice_bytes - first, clusters * g->l2_entry_bytes);
 	int ret = 0;
 
 	assert(qcow2_l2_slice_offset(s) == l2_offset + (byte - in_slice));
 	/* the metadata thread may change entries: copy them out under the lock */
 	qcow2_l2_slice_copy(qi->l2_cache, s, first, data, stop - first);
-	for (; in_slice < stop && m->pos < m->end && ret == 0;
-	     in_slice += g->l2_entry_bytes) {
+	for (; in_slice < stop && m->pos < m->end && ret == 0; in_slice += g->l2_entry_bytes) {
 		const uint8_t *p = data + (in_slice - first);
 		uint64_t entry = qcow2_get_be64(p);
 		uint64_t bitmap = g->extended_l2 ? qcow2_get_be64(p + 8) : 0;

@@ -66,9 +66,9 @@ struct qcow2_range {
 	uint64_t start;
 	uint64_t end;
 	bool shared;
-	struct evloop *loop;	  /* where ->wake runs */
-	struct evloop_call wake;  /* set by the owner: retry the lock */
-	struct qcow2_range *next; /* in the held list, or a waiter list */
+	struct evloop *loop;	    /* where ->wake runs */
+	struct evloop_call wake;    /* set by the owner: retry the lock */
+	struct qcow2_range *next;   /* in the held list, or a waiter list */
 	struct qcow2_range **pprev; /* held: the link that points here */
 	struct qcow2_range *waiters;
 };

@@ -46,8 +46,8 @@ static int read_fn(void *opaque, uint64_t offset, void *buf, size_t len)
 
 static int sne_setup(struct qcow2_sne *e, bool shared)
 {
-	unsigned how = e->ed.readonly ? QCOW2_ED_RDONLY | (shared ? QCOW2_ED_SHARED : 0)
-				      : QCOW2_ED_TABLES;
+	unsigned how =
+		e->ed.readonly ? QCOW2_ED_RDONLY | (shared ? QCOW2_ED_SHARED : 0) : QCOW2_ED_TABLES;
 	int err = qcow2_ed_open_how(&e->ed, e->path, how);
 
 	if (!err)

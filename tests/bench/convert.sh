@@ -7,8 +7,9 @@
 # zeros) in runs spread over the disk, the rest holes.  Cases: raw->qcow2,
 # qcow2->raw, qcow2->qcow2 -c with deflate and with zstd.  Each result is
 # checked equal to qemu-img's (qemu-img compare); the table prints both
-# times (the best and the median of the runs), qemu-img's best time over
-# ours (above 1: tap-img is faster), then every run's time.
+# times (the best and the median wall time of the runs, the median CPU
+# time), qemu-img's best time over ours (above 1: tap-img is faster), then
+# every run's wall time.
 #
 # BENCH_CONVERT_RUNS (default 5) runs per tool and case, 2 for the
 # compressed cases (BENCH_CONVERT_RUNS_C), alternating the tools
@@ -32,7 +33,7 @@ size=${BENCH_CONVERT_SIZE:-4G}
 command -v qemu-img >/dev/null || { echo "bench: qemu-img is not installed (make deps)"; exit 1; }
 mkdir -p "$dir"
 cd "$dir"
-trap 'rm -f "$dir"/*.raw "$dir"/*.qcow2 "$dir"/chunk.*' EXIT
+trap 'rm -f "$dir"/*.raw "$dir"/*.qcow2 "$dir"/chunk.* "$dir"/times.*' EXIT
 
 # ---- the source ---------------------------------------------------------------------
 mib=$(qemu-img measure --size "$size" -O raw | awk '/required/ { print int($3 / 1048576) }')
@@ -66,7 +67,16 @@ if [ "$cache" = cold ] && ! [ -w /proc/sys/vm/drop_caches ]; then
 	cache=warm
 fi
 
-# timed OUT CMD...: run CMD (writing OUT, removed first) and print its seconds.
+# cpu FILE: the user + system seconds in FILE, the output of "times" (its
+# second line: the children's).
+cpu() {
+	awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); t += a[1] * 60 + a[2] }
+		printf "%.6f", t }' "$1"
+}
+
+# timed OUT CMD...: run CMD (writing OUT, removed first) and print its
+# seconds, wall:cpu (CPU: user + system, the process's threads and io_uring
+# workers alike; steadier than the wall time when the machine is shared).
 # Untimed before it: the previous outputs' dirty pages are written back, so
 # that no tool's time includes writing back the other's data, and with
 # cache=cold the page cache is dropped.
@@ -78,10 +88,14 @@ timed() {
 	if [ "$cache" = cold ]; then
 		echo 3 >/proc/sys/vm/drop_caches
 	fi
+	times >"$dir/times.a" # here, not in a subshell: the children of this one
 	a=$(now)
 	"$@" "$out"
 	b=$(now)
-	awk -v a="$a" -v b="$b" 'BEGIN { printf "%.9f", b - a }'
+	times >"$dir/times.b"
+	c=$(cpu "$dir/times.a")
+	d=$(cpu "$dir/times.b")
+	awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN { printf "%.9f:%.6f", b - a, d - c }'
 }
 
 # row NAME RUNS SRC_FMT SRC DST_FMT ARGS...: time both tools RUNS times each,
@@ -109,20 +123,27 @@ row() {
 			for (j = i; j > 1 && a[j - 1] > a[j]; j--) { x = a[j]; a[j] = a[j - 1]; a[j - 1] = x }
 	}
 	function med(a, k) { return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2 }
-	function list(s,   a, k, i, o) {
+	# split "wall:cpu ..." into w[] and c[], both sorted; the runs in order in *o
+	function parse(s, w, c,   a, k, i, x) {
 		k = split(s, a, " "); o = ""
-		for (i = 1; i <= k; i++) o = o sprintf(" %.2f", a[i])
-		return o
+		for (i = 1; i <= k; i++) {
+			split(a[i], x, ":"); w[i] = x[1]; c[i] = x[2]
+			o = o sprintf(" %.2f", x[1])
+		}
+		sort(w, k); sort(c, k)
+		return k
 	}
 	BEGIN {
-		k = split(qs, q, " "); split(ts, t, " "); sort(q, k); sort(t, k)
-		printf "%-26s %6.2f %6.2f %7.2f %7.2f %7.2fx  %s   (runs:%s /%s)\n",
-			n, q[1], med(q, k), t[1], med(t, k), q[1] / t[1], r, list(qs), list(ts) }'
+		k = parse(qs, qw, qc); ql = o; parse(ts, tw, tc); tl = o
+		printf "%-26s %6.2f %6.2f %6.2f %7.2f %6.2f %6.2f %6.2fx  %s   (runs:%s /%s)\n",
+			n, qw[1], med(qw, k), med(qc, k), tw[1], med(tw, k), med(tc, k),
+			qw[1] / tw[1], r, ql, tl }'
 }
 
-printf '\nconvert, %s of mixed data and holes, %s runs (seconds; ratio = qemu-img / tap-img, best runs)\n' \
-	"$size" "$cache"
-printf '%-26s %6s %6s %7s %7s %8s  %s\n' case q-best q-med t-best t-med ratio result
+printf '\nconvert, %s of mixed data and holes, %s runs (seconds: best and median wall,\n' "$size" "$cache"
+printf 'median CPU; ratio = qemu-img / tap-img, best wall)\n'
+printf '%-26s %6s %6s %6s %7s %6s %6s %7s  %s\n' case q-best q-med q-cpu t-best t-med t-cpu ratio \
+	result
 row "raw -> qcow2" "$runs" raw src.raw qcow2
 qemu-img convert -f raw -O qcow2 src.raw src.qcow2
 row "qcow2 -> raw" "$runs" qcow2 src.qcow2 raw

@@ -66,6 +66,12 @@ struct td_transport {
 	void *sring;	   /* the ring pages, one contiguous mapping */
 	unsigned nr_pages; /* of the ring */
 	int event_fd;	   /* readable when the frontend notified */
+	/*
+	 * How to watch event_fd: 0 for EPOLLIN, or EPOLLIN | EPOLLET where
+	 * every notification is an edge of its own and event_ack need not
+	 * read anything (an eventfd wakes its waiters on every write).
+	 */
+	uint32_t event_epoll;
 	unsigned max_segs; /* the largest copy the transport was sized for */
 };
 

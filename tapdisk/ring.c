@@ -330,7 +330,10 @@ int td_ring_new(struct td_vbd *vbd, struct td_queue *q, struct td_transport *t,
 		return err;
 	}
 	r->watch = (struct evloop_watch){
-		.fd = t->event_fd, .events = EPOLLIN, .fn = on_event, .opaque = r
+		.fd = t->event_fd,
+		.events = t->event_epoll ? t->event_epoll : EPOLLIN,
+		.fn = on_event,
+		.opaque = r,
 	};
 	r->push_hook = (struct evloop_hook){ .fn = push_responses, .opaque = r };
 	r->poller = (struct evloop_poller){ .fn = on_poll, .opaque = r };

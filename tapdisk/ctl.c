@@ -42,6 +42,7 @@ struct td_ctl_conn {
 	int fd;
 	struct evloop_watch w;
 	struct ctlmsg_reader r;
+	struct td_ctl_hold *holds;
 	struct td_ctl_conn *next;
 };
 
@@ -179,11 +180,38 @@ static int call_parse(struct td_ctl_call *call, const json_t *req, const struct 
 	return 0;
 }
 
-json_t *td_ctl_dispatch(struct tapdisk *td, const json_t *req, int *fds, unsigned nr_fds,
-			int *reply_fds, unsigned *nr_reply_fds, bool *quit)
+int td_ctl_hold(struct td_ctl_call *call, struct td_ctl_hold *h)
+{
+	struct td_ctl_conn *c = call->conn;
+
+	if (!c)
+		return -ENOTCONN;
+	h->next = c->holds;
+	if (h->next)
+		h->next->pprev = &h->next;
+	h->pprev = &c->holds;
+	c->holds = h;
+	return 0;
+}
+
+void td_ctl_release(struct td_ctl_hold *h)
+{
+	if (!h->pprev)
+		return;
+	*h->pprev = h->next;
+	if (h->next)
+		h->next->pprev = h->pprev;
+	h->next = NULL;
+	h->pprev = NULL;
+}
+
+static json_t *dispatch(struct tapdisk *td, struct td_ctl_conn *conn, const json_t *req, int *fds,
+			unsigned nr_fds, int *reply_fds, unsigned *nr_reply_fds, bool *quit)
 {
 	json_t *empty = json_object();
-	struct td_ctl_call call = { .td = td, .cmd = "request", .fds = fds, .nr_fds = nr_fds };
+	struct td_ctl_call call = {
+		.td = td, .conn = conn, .cmd = "request", .fds = fds, .nr_fds = nr_fds
+	};
 	const struct td_ctl_cmd *cmd = NULL;
 	json_t *reply;
 	int err;
@@ -220,6 +248,12 @@ json_t *td_ctl_dispatch(struct tapdisk *td, const json_t *req, int *fds, unsigne
 	return reply;
 }
 
+json_t *td_ctl_dispatch(struct tapdisk *td, const json_t *req, int *fds, unsigned nr_fds,
+			int *reply_fds, unsigned *nr_reply_fds, bool *quit)
+{
+	return dispatch(td, NULL, req, fds, nr_fds, reply_fds, nr_reply_fds, quit);
+}
+
 /* ---- connections ---- */
 
 static void conn_close(struct td_ctl_conn *c)
@@ -236,6 +270,12 @@ static void conn_close(struct td_ctl_conn *c)
 	evloop_watch_del(&c->w);
 	ctlmsg_reader_reset(&c->r);
 	close(c->fd);
+	while (c->holds) {
+		struct td_ctl_hold *h = c->holds;
+
+		td_ctl_release(h);
+		h->closed(h);
+	}
 	free(c);
 }
 
@@ -270,7 +310,7 @@ static bool conn_request(struct td_ctl_conn *c)
 		log_warn("control: malformed request: %s", c->r.error);
 		return conn_reply(c, ctlmsg_reply_error(err, c->r.error), NULL, 0);
 	}
-	reply = td_ctl_dispatch(td, req, fds, nr_fds, reply_fds, &nr_reply_fds, &quit);
+	reply = dispatch(td, c, req, fds, nr_fds, reply_fds, &nr_reply_fds, &quit);
 	json_decref(req);
 	if (!conn_reply(c, reply, reply_fds, nr_reply_fds))
 		return false;

@@ -26,8 +26,11 @@
 struct tapdisk;
 struct td_ctl;
 
+struct td_ctl_conn;
+
 struct td_ctl_call {
 	struct tapdisk *td;
+	struct td_ctl_conn *conn; /* the connection it came on; NULL in tests */
 	const char *cmd;
 	const json_t *args; /* an object */
 	int *fds;	    /* received with the request; a handler keeping one
@@ -75,6 +78,24 @@ void td_ctl_free(struct td_ctl *ctl);
  */
 json_t *td_ctl_dispatch(struct tapdisk *td, const json_t *req, int *fds, unsigned nr_fds,
 			int *reply_fds, unsigned *nr_reply_fds, bool *quit);
+
+/*
+ * A hold on the connection a request came on: @closed runs on the control
+ * thread when that connection closes (the peer went away), unless
+ * td_ctl_release came first.  It is released before @closed runs, so
+ * @closed may free it.
+ */
+struct td_ctl_hold {
+	void (*closed)(struct td_ctl_hold *h);
+	void *opaque;
+	struct td_ctl_hold *next, **pprev;
+};
+
+/* td_ctl_hold - hold @call's connection: 0, or -ENOTCONN (a request from no connection). */
+int td_ctl_hold(struct td_ctl_call *call, struct td_ctl_hold *h);
+
+/* td_ctl_release - let go of a hold; a hold never taken or already let go is a no-op. */
+void td_ctl_release(struct td_ctl_hold *h);
 
 /* td_ctl_fail - set the error message; returns @err for `return td_ctl_fail(...)`. */
 int td_ctl_fail(struct td_ctl_call *call, int err, const char *fmt, ...)

@@ -13,6 +13,7 @@
 #include "checked.h"
 #include "ctl.h"
 #include "json.h"
+#include "log.h"
 #include "tapdisk.h"
 #include "tapdisk/blkif.h"
 
@@ -20,6 +21,7 @@ struct ring_fe {
 	struct td_frontend fe;
 	struct tapdisk *td;
 	struct td_blkif *blkif;
+	struct td_ctl_hold hold; /* detach_on_close: the attaching connection */
 	uint64_t id;
 	enum td_blkif_kind kind;
 	enum ring_abi abi;
@@ -206,6 +208,7 @@ static void ring_detach(struct td_frontend *fe)
 	struct ring_fe *r = fe->opaque;
 	struct td_vbd_info info;
 
+	td_ctl_release(&r->hold);
 	vbd_get_info(r->td->vbd, &info);
 	if (info.paused)
 		td_blkif_abandon(r->blkif);
@@ -251,17 +254,35 @@ static int ring_describe(struct td_frontend *fe, json_t *obj)
 	return json_obj_set(obj, "queues", rings);
 }
 
+/* The connection that attached with detach_on_close closed: the frontend is gone. */
+static void owner_closed(struct td_ctl_hold *h)
+{
+	struct ring_fe *r = h->opaque;
+
+	log_info("ring %llu: the control connection that attached it closed; detaching",
+		 (unsigned long long)r->id);
+	tapdisk_frontend_del(r->td, &r->fe);
+	ring_detach(&r->fe);
+}
+
 int td_cmd_attach_ring(struct td_ctl_call *call)
 {
 	struct td_blkif_conf c;
 	struct td_blkif *blkif;
 	struct ring_fe *r;
 	json_t *result;
+	bool hold = false;
 	char why[200];
 	int err;
 
 	if (!call->td->vbd)
 		return no_image(call);
+	err = td_ctl_arg_bool(call, "detach_on_close", &hold);
+	if (err)
+		return err;
+	if (hold && !call->conn)
+		return td_ctl_fail(call, -ENOTCONN,
+				   "attach-ring: detach_on_close needs a control connection");
 	td_blkif_conf_init(&c);
 	err = parse_attach(call, &c);
 	r = err ? NULL : calloc(1, sizeof(*r));
@@ -285,6 +306,11 @@ int td_cmd_attach_ring(struct td_ctl_call *call)
 			       .abi = c.abi,
 			       .order = c.order };
 	tapdisk_frontend_add(call->td, &r->fe);
+	if (hold) {
+		r->hold.closed = owner_closed;
+		r->hold.opaque = r;
+		td_ctl_hold(call, &r->hold); /* cannot fail: call->conn is set */
+	}
 	result = offer_json(call->td->vbd);
 	if (!result || json_obj_set(result, "ring", json_integer((json_int_t)r->id)))
 		return -ENOMEM; /* attached all the same: `info` names it */

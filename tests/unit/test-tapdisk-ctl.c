@@ -198,6 +198,11 @@ static void test_commands(void **state)
 	json_decref(r);
 	expect_err(&td, "{\"cmd\":\"stats\",\"args\":{\"per_queue\":1}}", -EINVAL,
 		   "must be true or false");
+	/* a ring that must go when its connection closes needs a connection */
+	expect_err(&td,
+		   "{\"cmd\":\"attach-ring\",\"args\":{\"transport\":\"local\","
+		   "\"detach_on_close\":true}}",
+		   -ENOTCONN, "detach_on_close needs a control connection");
 
 	json_decref(expect_ok(&td, "{\"cmd\":\"pause\"}"));
 	assert_string_equal(state_of(&td), "paused");

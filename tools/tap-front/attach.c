@@ -110,9 +110,11 @@ int tf_ctl_attach(struct tf_attach *a, struct tf_dev *dev, enum ring_abi abi, un
 	int fds[CTLMSG_MAX_FDS];
 	unsigned nr = 0;
 	json_t *reply = NULL, *res = NULL;
-	json_t *args = json_pack("{s:s, s:s, s:i, s:i, s:o}", "transport", "local", "protocol",
+	/* detach_on_close: should tap-front die, tapdisk lets go of its rings */
+	json_t *args = json_pack("{s:s, s:s, s:i, s:i, s:o, s:b}", "transport", "local", "protocol",
 				 tf_abi_protocol(abi), "order", (int)order, "queues",
-				 (int)tf_dev_nr_queues(dev), "refs", refs_json(dev, order));
+				 (int)tf_dev_nr_queues(dev), "refs", refs_json(dev, order),
+				 "detach_on_close", 1);
 	int err;
 
 	if (!args || 1 + 2 * tf_dev_nr_queues(dev) > CTLMSG_MAX_FDS) {

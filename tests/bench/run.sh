@@ -6,7 +6,8 @@
 # file is the physical limit, and each row prints its ratio to it.
 #
 # Env: BENCH_SECONDS per measurement (default 5), BENCH_SIZE image size
-# (default 2G).  Files live under BUILD/bench (tmpfs refuses O_DIRECT).
+# (default 2G), BENCH_ONLY the sections to run (default all: "raw qcow2
+# nbd ring convert").  Files live under BUILD/bench (tmpfs refuses O_DIRECT).
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
@@ -19,6 +20,13 @@ for c in fio jq; do
 	command -v $c >/dev/null || { echo "bench: $c is not installed (make deps)"; exit 1; }
 done
 mkdir -p "$dir"
+only=${BENCH_ONLY:-raw qcow2 nbd ring convert}
+for s in $only; do
+	case $s in raw | qcow2 | nbd | ring | convert) ;;
+	*) echo "bench: BENCH_ONLY: no section '$s' (raw qcow2 nbd ring convert)"; exit 1 ;;
+	esac
+done
+want() { case " $only " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # Images are made through the page cache (tap-img and qemu-img create write
 # buffered), and an O_DIRECT request on a file with cached or dirty pages
@@ -40,6 +48,7 @@ best() {
 	echo "$1 $2" | awk '{ if ($3 > $1) print $3, $4; else print $1, $2 }'
 }
 
+if want raw; then
 img=$dir/raw.img
 rm -f "$img"
 "$bin"/tap-img create -f raw -o preallocation=full "$img" "$size" >/dev/null
@@ -75,12 +84,14 @@ for spec in "randread 4k 1" "randread 4k 32" "randwrite 4k 32" "read 1M 8" "writ
 	done
 done
 rm -f "$img"
+fi
 
 # ---- qcow2 ---------------------------------------------------------------------------
 # The qcow2 driver against the raw driver on the same file system (the
 # goal: an allocated image within 10 % of raw), on a fully allocated image
 # and on a fresh one (every write allocates), with QEMU's qcow2 behind
 # qemu-nbd, driven by fio's nbd engine, as the rival on the allocated image.
+if want qcow2; then
 raw=$dir/q-raw.img
 alloc=$dir/alloc.qcow2
 fresh=$dir/fresh.qcow2
@@ -144,12 +155,13 @@ for spec in "randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" 
 	fi
 done
 rm -f "$raw" "$alloc" "$fresh" "$sock"
+fi
 
 # ---- NBD: tapdisk vs qemu-nbd through fio's nbd engine (tests/bench/nbd.sh) -------------
-BUILD=$BUILD sh "$top/tests/bench/nbd.sh"
+! want nbd || BUILD=$BUILD sh "$top/tests/bench/nbd.sh"
 
 # ---- the blkif ring ------------------------------------------------------------------
-. "$top/tests/bench/ring.sh"
+! want ring || . "$top/tests/bench/ring.sh"
 
 # ---- tap-img convert against qemu-img convert ------------------------------------------
-BUILD=$BUILD sh "$top/tests/bench/convert.sh"
+! want convert || BUILD=$BUILD sh "$top/tests/bench/convert.sh"

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aio.h"
 #include "buf.h"
 #include "checked.h"
 #include "driver.h"
@@ -151,6 +152,19 @@ int drv_image_open_opts(const struct drv_ops *ops, const char *path, unsigned fl
 	}
 	*out = img;
 	return 0;
+}
+
+unsigned drv_aio_file_flags(unsigned flags)
+{
+	unsigned aio_flags = 0;
+
+	if (flags & DRV_OPEN_RDONLY)
+		aio_flags |= AIO_FILE_RDONLY;
+	if (flags & DRV_OPEN_BUFFERED)
+		aio_flags |= AIO_FILE_BUFFERED;
+	if (flags & DRV_OPEN_UNSAFE)
+		aio_flags |= AIO_FILE_NOSYNC;
+	return aio_flags;
 }
 
 int drv_image_lock(int fd, const char *path, unsigned flags)

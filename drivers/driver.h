@@ -325,6 +325,13 @@ int drv_image_open(const struct drv_ops *ops, const char *path, unsigned flags,
 		   struct drv_image **out);
 
 /*
+ * drv_aio_file_flags - for drivers' ->open: the AIO_FILE_* flags (lib/aio.h)
+ * that open an image file as DRV_OPEN_* @flags ask: RDONLY, BUFFERED, and
+ * UNSAFE as NOSYNC.  The other DRV_OPEN_* flags do not concern the file.
+ */
+unsigned drv_aio_file_flags(unsigned flags);
+
+/*
  * drv_image_lock - for drivers' ->open: take QEMU's image locks (lib/imglock.h)
  * on @fd, the image file @path opened with @flags (DRV_OPEN_*): read-write
  * takes read, write and resize and shares neither write nor resize;

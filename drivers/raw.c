@@ -109,16 +109,9 @@ static int raw_geometry(struct drv_image *img, struct raw_image *ri)
 static int raw_open(struct drv_image *img, const char *path, unsigned flags)
 {
 	struct raw_image *ri = img->priv;
-	unsigned aio_flags = 0;
 	int err;
 
-	if (flags & DRV_OPEN_RDONLY)
-		aio_flags |= AIO_FILE_RDONLY;
-	if (flags & DRV_OPEN_BUFFERED)
-		aio_flags |= AIO_FILE_BUFFERED;
-	if (flags & DRV_OPEN_UNSAFE)
-		aio_flags |= AIO_FILE_NOSYNC;
-	err = aio_file_open(path, aio_flags, &ri->file);
+	err = aio_file_open(path, drv_aio_file_flags(flags), &ri->file);
 	if (err)
 		return err;
 	err = drv_image_lock(ri->file->fd, path, flags);

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -30,11 +31,11 @@ struct evloop {
 	struct evloop_timer **heap;
 	unsigned heap_len;
 	unsigned heap_cap;
-	struct evloop_hook *hooks;
-	struct evloop_poller *pollers;
-	uint64_t poll_max_ns; /* 0: no polling */
-	uint64_t poll_ns;     /* the current window, adapted up to poll_max_ns */
-	unsigned wakes;	      /* evloop_wake() calls (atomic): polling stops for them */
+	struct evloop_link *hooks;   /* of struct evloop_hook */
+	struct evloop_link *pollers; /* of struct evloop_poller */
+	uint64_t poll_max_ns;	     /* 0: no polling */
+	uint64_t poll_ns;	     /* the current window, adapted up to poll_max_ns */
+	unsigned wakes;		     /* evloop_wake() calls (atomic): polling stops for them */
 	pthread_mutex_t post_lock;
 	struct evloop_call *posted_head;
 	struct evloop_call *posted_tail;
@@ -254,26 +255,58 @@ static int run_timers(struct evloop *loop)
 	return n;
 }
 
-/* ---- hooks and posted calls ---- */
+/* ---- hooks, pollers and posted calls ---- */
+
+static struct evloop_hook *hook_of(struct evloop_link *l)
+{
+	return (struct evloop_hook *)((char *)l - offsetof(struct evloop_hook, link));
+}
+
+static struct evloop_poller *poller_of(struct evloop_link *l)
+{
+	return (struct evloop_poller *)((char *)l - offsetof(struct evloop_poller, link));
+}
+
+/* Push @l on the list at @head, unless it is on one already. */
+static void link_add(struct evloop_link **head, struct evloop_link *l)
+{
+	if (l->active)
+		return;
+	l->next = *head;
+	*head = l;
+	l->active = true;
+}
+
+/* Take @l off the list at @head, if it is there. */
+static void link_del(struct evloop_link **head, struct evloop_link *l)
+{
+	for (struct evloop_link **p = head; *p; p = &(*p)->next) {
+		if (*p == l) {
+			*p = l->next;
+			break;
+		}
+	}
+	l->active = false;
+}
 
 void evloop_hook_add(struct evloop *loop, struct evloop_hook *h)
 {
-	if (h->active)
-		return;
-	h->next = loop->hooks;
-	loop->hooks = h;
-	h->active = true;
+	link_add(&loop->hooks, &h->link);
 }
 
 void evloop_hook_del(struct evloop *loop, struct evloop_hook *h)
 {
-	for (struct evloop_hook **p = &loop->hooks; *p; p = &(*p)->next) {
-		if (*p == h) {
-			*p = h->next;
-			h->active = false;
-			return;
-		}
-	}
+	link_del(&loop->hooks, &h->link);
+}
+
+void evloop_poller_add(struct evloop *loop, struct evloop_poller *p)
+{
+	link_add(&loop->pollers, &p->link);
+}
+
+void evloop_poller_del(struct evloop *loop, struct evloop_poller *p)
+{
+	link_del(&loop->pollers, &p->link);
 }
 
 void evloop_wake(struct evloop *loop)
@@ -349,8 +382,10 @@ void evloop_stop(struct evloop *loop)
 
 static void run_hooks(struct evloop *loop)
 {
-	for (struct evloop_hook *h = loop->hooks, *next; h; h = next) {
-		next = h->next;
+	for (struct evloop_link *l = loop->hooks, *next; l; l = next) {
+		struct evloop_hook *h = hook_of(l);
+
+		next = l->next;
 		h->fn(h);
 	}
 }
@@ -424,26 +459,6 @@ static int wait_events(struct evloop *loop, struct epoll_event *evs, int64_t wai
 	return epoll_wait(loop->epfd, evs, EVLOOP_MAX_EVENTS, ms);
 }
 
-void evloop_poller_add(struct evloop *loop, struct evloop_poller *p)
-{
-	if (p->active)
-		return;
-	p->next = loop->pollers;
-	loop->pollers = p;
-	p->active = true;
-}
-
-void evloop_poller_del(struct evloop *loop, struct evloop_poller *p)
-{
-	for (struct evloop_poller **link = &loop->pollers; *link; link = &(*link)->next) {
-		if (*link == p) {
-			*link = p->next;
-			break;
-		}
-	}
-	p->active = false;
-}
-
 void evloop_set_poll_max(struct evloop *loop, uint64_t max_ns)
 {
 	loop->poll_max_ns = max_ns;
@@ -469,8 +484,10 @@ static int poll_for(struct evloop *loop, uint64_t window_ns)
 	int n = 0;
 
 	do {
-		for (struct evloop_poller *p = loop->pollers, *next; p; p = next) {
-			next = p->next;
+		for (struct evloop_link *l = loop->pollers, *next; l; l = next) {
+			struct evloop_poller *p = poller_of(l);
+
+			next = l->next;
 			n += p->fn(p);
 		}
 		if (__atomic_load_n(&loop->wakes, __ATOMIC_ACQUIRE) != wakes)

@@ -65,13 +65,18 @@ struct evloop_call {
 	bool queued;
 };
 
+/* private: an entry of a loop's list of hooks or of pollers */
+struct evloop_link {
+	struct evloop_link *next;
+	bool active;
+};
+
 /* A hook run at the start of every iteration, before waiting. */
 struct evloop_hook {
 	evloop_hook_fn *fn;
 	void *opaque;
 	/* private */
-	struct evloop_hook *next;
-	bool active;
+	struct evloop_link link;
 };
 
 /*
@@ -88,8 +93,7 @@ struct evloop_poller {
 	evloop_poll_fn *fn;
 	void *opaque;
 	/* private */
-	struct evloop_poller *next;
-	bool active;
+	struct evloop_link link;
 };
 
 /* evloop_new - create a loop; returns 0 or -errno, *loop set on success. */

@@ -49,6 +49,22 @@ int qcow2_mk_write(struct qcow2_mk *mk, uint64_t off, const void *buf, size_t le
 	return 0;
 }
 
+int qcow2_mk_write_be64(struct qcow2_mk *mk, uint64_t off, const uint64_t *t, uint64_t entries,
+			const char *what)
+{
+	uint64_t *be = malloc(MAX(entries, (uint64_t)1) * sizeof(*be));
+	uint64_t i;
+	int err;
+
+	if (!be)
+		return -ENOMEM;
+	for (i = 0; i < entries; i++)
+		be[i] = htobe64(t[i]);
+	err = qcow2_mk_write(mk, off, be, entries * sizeof(*be), what);
+	free(be);
+	return err;
+}
+
 uint64_t qcow2_mk_refcount(const struct qcow2_mk *mk, uint64_t cluster)
 {
 	uint64_t ti = cluster >> mk->refblock_bits;
@@ -116,22 +132,6 @@ static void update_max_index(struct qcow2_mk *mk)
 	while (i > 0 && mk->reftable[i] == 0)
 		i--;
 	mk->reftable_max_index = i;
-}
-
-/* Write the refcount table (big-endian) at @off. */
-static int write_reftable(struct qcow2_mk *mk, const uint64_t *t, uint64_t entries, uint64_t off)
-{
-	uint64_t *be = malloc(entries * sizeof(*be));
-	uint64_t i;
-	int err;
-
-	if (!be)
-		return -ENOMEM;
-	for (i = 0; i < entries; i++)
-		be[i] = htobe64(t[i]);
-	err = qcow2_mk_write(mk, off, be, entries * sizeof(*be), "refcount table");
-	free(be);
-	return err;
 }
 
 /* Swap in a new refcount table, freeing the old one's arrays and clusters. */
@@ -252,7 +252,8 @@ int qcow2_mk_refcount_area(struct qcow2_mk *mk, uint64_t start, uint64_t additio
 	a.end = a.table_offset + a.table_entries * 8;
 	err = fill_area_blocks(mk, &a, table, blocks);
 	if (!err)
-		err = write_reftable(mk, table, a.table_entries, a.table_offset);
+		err = qcow2_mk_write_be64(mk, a.table_offset, table, a.table_entries,
+					  "refcount table");
 	if (err)
 		goto fail_blocks;
 	/* the old arrays' block pointers now live in the new ones */
@@ -466,7 +467,8 @@ int qcow2_mk_init(struct qcow2_mk *mk, struct aio_file *file, const char *path,
 	mk->reftable[0] = 2 * mk->cluster_bytes;
 	/* the header cluster and the empty block are written too */
 	mk->file_bytes = 3 * mk->cluster_bytes;
-	return write_reftable(mk, mk->reftable, mk->reftable_entries, mk->reftable_offset);
+	return qcow2_mk_write_be64(mk, mk->reftable_offset, mk->reftable, mk->reftable_entries,
+				   "refcount table");
 }
 
 void qcow2_mk_fini(struct qcow2_mk *mk)

@@ -20,6 +20,13 @@ void qcow2_mk_extend(struct qcow2_mk *mk, uint64_t end);
 int qcow2_mk_write(struct qcow2_mk *mk, uint64_t off, const void *buf, size_t len,
 		   const char *what);
 
+/*
+ * qcow2_mk_write_be64 - write the @entries host-order values of @t (a table:
+ * L1, refcount) big-endian at @off, as qcow2_mk_write.
+ */
+int qcow2_mk_write_be64(struct qcow2_mk *mk, uint64_t off, const uint64_t *t, uint64_t entries,
+			const char *what);
+
 /* qcow2_mk_refcount - the refcount of @cluster (0 where no block covers it). */
 uint64_t qcow2_mk_refcount(const struct qcow2_mk *mk, uint64_t cluster);
 

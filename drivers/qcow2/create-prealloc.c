@@ -29,21 +29,6 @@
 
 /* ---- L1 and L2 tables --------------------------------------------------------------- */
 
-static int write_l1(struct qcow2_mk *mk, const uint64_t *t, uint64_t entries, uint64_t off)
-{
-	uint64_t *be = malloc(MAX(entries, (uint64_t)1) * sizeof(*be));
-	uint64_t i;
-	int err;
-
-	if (!be)
-		return -ENOMEM;
-	for (i = 0; i < entries; i++)
-		be[i] = htobe64(t[i]);
-	err = qcow2_mk_write(mk, off, be, entries * sizeof(*be), "L1 table");
-	free(be);
-	return err;
-}
-
 int qcow2_mk_grow_l1(struct qcow2_mk *mk, uint64_t entries)
 {
 	uint64_t old_offset = mk->l1_offset, old_entries = mk->l1_entries, off;
@@ -71,7 +56,7 @@ int qcow2_mk_grow_l1(struct qcow2_mk *mk, uint64_t entries)
 	}
 	err = qcow2_mk_alloc(mk, entries * sizeof(*t), &off);
 	if (!err)
-		err = write_l1(mk, t, entries, off);
+		err = qcow2_mk_write_be64(mk, off, t, entries, "L1 table");
 	if (err) {
 		free(t);
 		free(l2);

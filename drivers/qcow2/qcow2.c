@@ -179,17 +179,10 @@ static int load_tables(struct drv_image *img)
 static int open_file(struct drv_image *img, const char *path, unsigned flags)
 {
 	struct qcow2_image *qi = img->priv;
-	unsigned aio_flags = 0;
 	off_t end;
 	int err;
 
-	if (flags & DRV_OPEN_RDONLY)
-		aio_flags |= AIO_FILE_RDONLY;
-	if (flags & DRV_OPEN_BUFFERED)
-		aio_flags |= AIO_FILE_BUFFERED;
-	if (flags & DRV_OPEN_UNSAFE)
-		aio_flags |= AIO_FILE_NOSYNC;
-	err = aio_file_open(path, aio_flags, &qi->file);
+	err = aio_file_open(path, drv_aio_file_flags(flags), &qi->file);
 	if (!err)
 		err = drv_image_lock(qi->file->fd, path, flags);
 	if (err)

@@ -44,6 +44,8 @@
  *   - A discard changes only the clusters it covers whole (the driver
  *     ignores partial clusters), to zeros; zero writes change exactly their
  *     range.
+ *
+ * Included after qcow2-test-util.h (for QT_UNUSED).
  */
 #ifndef QTAP_CRASH_ORACLE_H
 #define QTAP_CRASH_ORACLE_H
@@ -66,7 +68,7 @@ static inline uint64_t cr_gen(uint64_t round, uint32_t id)
 	return round << 32 | id;
 }
 
-static void cr_fill(uint8_t *b, uint64_t blk, uint64_t gen)
+static QT_UNUSED void cr_fill(uint8_t *b, uint64_t blk, uint64_t gen)
 {
 	uint64_t h[4] = { CR_BLOCK_MAGIC, blk, gen, ~(blk * 31 + gen) };
 	uint64_t x = (blk + 1) * 0x9e3779b97f4a7c15ull ^ gen * 0xbf58476d1ce4e5b9ull, i;
@@ -88,7 +90,7 @@ enum cr_seen {
 	CR_SEEN_TORN,	   /* a written block's header over other bytes */
 };
 
-static bool cr_all_zero(const uint8_t *b)
+static QT_UNUSED bool cr_all_zero(const uint8_t *b)
 {
 	static const uint8_t zero[CR_BLK];
 
@@ -96,7 +98,7 @@ static bool cr_all_zero(const uint8_t *b)
 }
 
 /* What block @blk's bytes @b are; *@gen (DATA), or the block it was for (MISPLACED). */
-static enum cr_seen cr_parse(const uint8_t *b, uint64_t blk, uint64_t *gen)
+static QT_UNUSED enum cr_seen cr_parse(const uint8_t *b, uint64_t blk, uint64_t *gen)
 {
 	uint8_t want[CR_BLK];
 	uint64_t h[4];
@@ -138,7 +140,7 @@ struct cr_rec {
 };
 _Static_assert(sizeof(struct cr_rec) == 32, "one log record is 32 bytes");
 
-static const char *cr_op_name(unsigned op)
+static QT_UNUSED const char *cr_op_name(unsigned op)
 {
 	static const char *const names[] = { "?", "write", "zero", "discard", "flush" };
 
@@ -192,7 +194,7 @@ struct cr_round {
 	bool truncated; /* a partial record at the end (the kill hit a write(2)) */
 };
 
-static void cr_round_free(struct cr_round *r)
+static QT_UNUSED void cr_round_free(struct cr_round *r)
 {
 	free(r->reqs);
 	free(r->durable_pos);
@@ -203,7 +205,7 @@ static void cr_round_free(struct cr_round *r)
 }
 
 /* The blocks a request changes. */
-static void cr_effect(const struct cr_round *r, struct cr_req *q)
+static QT_UNUSED void cr_effect(const struct cr_round *r, struct cr_req *q)
 {
 	uint64_t cb = r->cluster_blocks, start, end;
 
@@ -218,8 +220,8 @@ static void cr_effect(const struct cr_round *r, struct cr_req *q)
 }
 
 /* Append an ISSUE, or mark a DONE; an error string when the log is impossible. */
-static const char *cr_round_add(struct cr_round *r, const struct cr_rec *rec, uint64_t pos,
-				uint64_t *cap)
+static QT_UNUSED const char *cr_round_add(struct cr_round *r, const struct cr_rec *rec,
+					  uint64_t pos, uint64_t *cap)
 {
 	struct cr_req *q;
 
@@ -262,7 +264,7 @@ static const char *cr_round_add(struct cr_round *r, const struct cr_rec *rec, ui
 }
 
 /* Each block's requests, in ISSUE order. */
-static void cr_round_lists(struct cr_round *r)
+static QT_UNUSED void cr_round_lists(struct cr_round *r)
 {
 	uint64_t i, b, total = 0, *fill;
 
@@ -288,7 +290,7 @@ static void cr_round_lists(struct cr_round *r)
 }
 
 /* Durability, then the per-block positions the rules need. */
-static void cr_round_index(struct cr_round *r)
+static QT_UNUSED void cr_round_index(struct cr_round *r)
 {
 	uint64_t i, b;
 
@@ -317,7 +319,7 @@ static void cr_round_index(struct cr_round *r)
  * Parse @len bytes of log into @r (zeroed by the caller but for round,
  * nblocks, cluster_blocks and unit_bytes).  Returns NULL, or what is wrong with it.
  */
-static const char *cr_round_parse(struct cr_round *r, const uint8_t *log, size_t len)
+static QT_UNUSED const char *cr_round_parse(struct cr_round *r, const uint8_t *log, size_t len)
 {
 	uint64_t cap = 0, n = len / sizeof(struct cr_rec), i;
 	const char *why = NULL;
@@ -336,7 +338,7 @@ static const char *cr_round_parse(struct cr_round *r, const uint8_t *log, size_t
 
 /* ---- judging one block ------------------------------------------------------------------------ */
 
-static bool cr_covers(const struct cr_req *q, uint64_t b)
+static QT_UNUSED bool cr_covers(const struct cr_req *q, uint64_t b)
 {
 	return b >= q->eff && b < q->eff + q->neff;
 }
@@ -346,8 +348,8 @@ static bool cr_covers(const struct cr_req *q, uint64_t b)
  * at the start of the round) one of the values the rules allow?  When it
  * is, *@now is the value it holds, for the next round.
  */
-static bool cr_judge_block(const struct cr_round *r, uint64_t blk, const uint8_t *b,
-			   const uint8_t *orig, struct cr_val base, struct cr_val *now)
+static QT_UNUSED bool cr_judge_block(const struct cr_round *r, uint64_t blk, const uint8_t *b,
+				     const uint8_t *orig, struct cr_val base, struct cr_val *now)
 {
 	uint64_t dpos = r->durable_pos[blk], zpos = r->zero_pos[blk], gen = 0;
 	enum cr_seen seen = cr_parse(b, blk, &gen);
@@ -379,7 +381,7 @@ static bool cr_judge_block(const struct cr_round *r, uint64_t blk, const uint8_t
 }
 
 /* The bytes value @v gives block @blk (original content @orig), into @out. */
-static void cr_val_bytes(struct cr_val v, uint64_t blk, const uint8_t *orig, uint8_t *out)
+static QT_UNUSED void cr_val_bytes(struct cr_val v, uint64_t blk, const uint8_t *orig, uint8_t *out)
 {
 	if (v.kind == CR_V_DATA)
 		cr_fill(out, blk, v.gen);
@@ -390,8 +392,9 @@ static void cr_val_bytes(struct cr_val v, uint64_t blk, const uint8_t *orig, uin
 }
 
 /* Unit @k of block @blk against every value the rules allow it. */
-static bool cr_judge_unit(const struct cr_round *r, uint64_t blk, unsigned k, const uint8_t *b,
-			  const uint8_t *orig, struct cr_val base, struct cr_val *now)
+static QT_UNUSED bool cr_judge_unit(const struct cr_round *r, uint64_t blk, unsigned k,
+				    const uint8_t *b, const uint8_t *orig, struct cr_val base,
+				    struct cr_val *now)
 {
 	uint64_t u = r->unit_bytes, dpos = r->durable_pos[blk], j;
 	uint8_t want[CR_BLK];
@@ -426,8 +429,8 @@ static bool cr_judge_unit(const struct cr_round *r, uint64_t blk, unsigned k, co
  * unfinished write may have landed on some of a block's clusters and not
  * on others, so each unit is judged on its own; a unit is never torn.
  */
-static bool cr_judge(const struct cr_round *r, uint64_t blk, const uint8_t *b, const uint8_t *orig,
-		     const struct cr_val *base, struct cr_val *now)
+static QT_UNUSED bool cr_judge(const struct cr_round *r, uint64_t blk, const uint8_t *b,
+			       const uint8_t *orig, const struct cr_val *base, struct cr_val *now)
 {
 	unsigned upb = (unsigned)(CR_BLK / r->unit_bytes), k;
 	bool same = true;
@@ -448,8 +451,8 @@ static bool cr_judge(const struct cr_round *r, uint64_t blk, const uint8_t *b, c
 }
 
 /* A description of @b for a failure message. */
-static void cr_describe_seen(const uint8_t *b, uint64_t blk, const uint8_t *orig, char *out,
-			     size_t size)
+static QT_UNUSED void cr_describe_seen(const uint8_t *b, uint64_t blk, const uint8_t *orig,
+				       char *out, size_t size)
 {
 	uint64_t gen = 0;
 
@@ -474,7 +477,7 @@ static void cr_describe_seen(const uint8_t *b, uint64_t blk, const uint8_t *orig
 	}
 }
 
-static void cr_describe_val(struct cr_val v, char *out, size_t size)
+static QT_UNUSED void cr_describe_val(struct cr_val v, char *out, size_t size)
 {
 	if (v.kind == CR_V_DATA)
 		snprintf(out, size, "data of round %" PRIu64 " request %" PRIu64, v.gen >> 32,
@@ -484,7 +487,8 @@ static void cr_describe_val(struct cr_val v, char *out, size_t size)
 }
 
 /* Everything the round did to block @blk, for a failure message (malloc'ed). */
-static char *cr_describe_history(const struct cr_round *r, uint64_t blk, const struct cr_val *base)
+static QT_UNUSED char *cr_describe_history(const struct cr_round *r, uint64_t blk,
+					   const struct cr_val *base)
 {
 	unsigned upb = (unsigned)(CR_BLK / r->unit_bytes), k;
 	size_t size = 8192, used = 0;

@@ -99,6 +99,54 @@ static QT_UNUSED void qd_qemu_io(const char *img, const char *const *cmds)
 		fail_msg("qemu-io on %s failed", img);
 }
 
+/*
+ * Convert a fresh random source of @size bytes into qcow2 at @name with
+ * -o @opts (and -c when @compress), then run @cmds on it with qemu-io.
+ */
+static QT_UNUSED const char *qd_build(const char *name, uint64_t size, const char *opts,
+				      bool compress, const char *const *cmds)
+{
+	const char *src = qt_path("source.raw");
+	const char *img = qt_path(name);
+	const char *argv[16] = { "qemu-img", "convert", "-f", "raw", "-O", "qcow2" };
+	unsigned n = 6;
+
+	qd_make_source(src, size, size ^ (uint64_t)strlen(name) ^ (uint64_t)compress);
+	if (compress)
+		argv[n++] = "-c";
+	if (opts) {
+		argv[n++] = "-o";
+		argv[n++] = opts;
+	}
+	argv[n++] = src;
+	argv[n++] = img;
+	argv[n] = NULL;
+	if (qt_runv(argv, NULL) != 0)
+		fail_msg("qemu-img convert to %s (%s) failed", name, opts ? opts : "");
+	if (cmds && cmds[0])
+		qd_qemu_io(img, cmds);
+	unlink(src);
+	return img;
+}
+
+/* qemu-img create @img over @backing (format @fmt), with -o @opts if any. */
+static QT_UNUSED void qd_create_overlay(const char *img, const char *backing, const char *fmt,
+					const char *opts, const char *size)
+{
+	const char *argv[16] = { "qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F" };
+	unsigned n = 8;
+
+	argv[n++] = fmt;
+	if (opts) {
+		argv[n++] = "-o";
+		argv[n++] = opts;
+	}
+	argv[n++] = img;
+	argv[n++] = size;
+	argv[n] = NULL;
+	assert_int_equal(qt_runv(argv, NULL), 0);
+}
+
 /* ---- opening ---------------------------------------------------------------------- */
 
 /* Open the backing image @img names, if any, into img->backing. */

@@ -8,7 +8,8 @@
  * Covers v2 and v3, clusters of 512 B to 2 MiB, zero and partially
  * written clusters, deflate and zstd compression, extended L2, a backing
  * chain of depth 3 with relative names, a short backing file, an internal
- * snapshot, several queues at once, and hostile tables.
+ * snapshot, and several queues at once.  Refusals and hostile tables are
+ * in test-qcow2-read-hostile.c.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -221,36 +222,6 @@ static void check_image(const char *path)
 
 /* ---- making the images ------------------------------------------------------------------ */
 
-/*
- * Convert a fresh random source of @size bytes into qcow2 at @name with
- * -o @opts (and -c when @compress), then run @cmds on it with qemu-io.
- */
-static const char *build(const char *name, uint64_t size, const char *opts, bool compress,
-			 const char *const *cmds)
-{
-	const char *src = qt_path("source.raw");
-	const char *img = qt_path(name);
-	const char *argv[16] = { "qemu-img", "convert", "-f", "raw", "-O", "qcow2" };
-	unsigned n = 6;
-
-	qd_make_source(src, size, size ^ (uint64_t)strlen(name) ^ (uint64_t)compress);
-	if (compress)
-		argv[n++] = "-c";
-	if (opts) {
-		argv[n++] = "-o";
-		argv[n++] = opts;
-	}
-	argv[n++] = src;
-	argv[n++] = img;
-	argv[n] = NULL;
-	if (qt_runv(argv, NULL) != 0)
-		fail_msg("qemu-img convert to %s (%s) failed", name, opts ? opts : "");
-	if (cmds && cmds[0])
-		qd_qemu_io(img, cmds);
-	unlink(src);
-	return img;
-}
-
 /* Partial-cluster data, zeroes with and without unmap, a discard. */
 static const char *const *mixed_writes(void)
 {
@@ -275,7 +246,7 @@ static const char *const *mixed_writes(void)
 static void test_v2(void **state)
 {
 	QT_REQUIRE_QEMU();
-	check_image(build("v2.qcow2", 8 * MiB, "compat=0.10", false, mixed_writes()));
+	check_image(qd_build("v2.qcow2", 8 * MiB, "compat=0.10", false, mixed_writes()));
 }
 
 static void test_cluster_sizes(void **state)
@@ -292,7 +263,7 @@ static void test_cluster_sizes(void **state)
 	QT_REQUIRE_QEMU();
 	for (i = 0; i < ARRAY_SIZE(opts); i++) {
 		print_message("%s\n", opts[i]);
-		check_image(build("v3.qcow2", 8 * MiB, opts[i], false, mixed_writes()));
+		check_image(qd_build("v3.qcow2", 8 * MiB, opts[i], false, mixed_writes()));
 	}
 }
 
@@ -300,7 +271,7 @@ static void test_cluster_sizes(void **state)
 static void test_odd_size(void **state)
 {
 	QT_REQUIRE_QEMU();
-	check_image(build("odd.qcow2", 7 * MiB + 3 * 512, NULL, false, mixed_writes()));
+	check_image(qd_build("odd.qcow2", 7 * MiB + 3 * 512, NULL, false, mixed_writes()));
 }
 
 static void test_compressed(void **state)
@@ -324,7 +295,7 @@ static void test_compressed(void **state)
 	QT_REQUIRE_QEMU();
 	for (i = 0; i < ARRAY_SIZE(opts); i++) {
 		print_message("%s\n", opts[i]);
-		check_image(build("compressed.qcow2", 8 * MiB, opts[i], true, cmds));
+		check_image(qd_build("compressed.qcow2", 8 * MiB, opts[i], true, cmds));
 	}
 }
 
@@ -340,25 +311,8 @@ static void test_extended_l2(void **state)
 	QT_REQUIRE_QEMU();
 	for (i = 0; i < ARRAY_SIZE(opts); i++) {
 		print_message("%s\n", opts[i]);
-		check_image(build("extl2.qcow2", 8 * MiB, opts[i], false, mixed_writes()));
+		check_image(qd_build("extl2.qcow2", 8 * MiB, opts[i], false, mixed_writes()));
 	}
-}
-
-static void create_overlay(const char *img, const char *backing, const char *fmt, const char *opts,
-			   const char *size)
-{
-	const char *argv[16] = { "qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F" };
-	unsigned n = 8;
-
-	argv[n++] = fmt;
-	if (opts) {
-		argv[n++] = "-o";
-		argv[n++] = opts;
-	}
-	argv[n++] = img;
-	argv[n++] = size;
-	argv[n] = NULL;
-	assert_int_equal(qt_runv(argv, NULL), 0);
 }
 
 /* ->get_backing names the backing file absolutely, with its format. */
@@ -389,9 +343,9 @@ static void test_chain(void **state)
 
 	QT_REQUIRE_QEMU();
 	qd_make_source(base, 6 * MiB, 77);
-	create_overlay(mid, "chain-base.raw", "raw", "cluster_size=4k", "6M");
+	qd_create_overlay(mid, "chain-base.raw", "raw", "cluster_size=4k", "6M");
 	qd_qemu_io(mid, mid_cmds);
-	create_overlay(top, "chain-mid.qcow2", "qcow2", NULL, "6M");
+	qd_create_overlay(top, "chain-mid.qcow2", "qcow2", NULL, "6M");
 	qd_qemu_io(top, top_cmds);
 	expect_backing_spec(top, "qcow2", mid);
 	expect_backing_spec(mid, "raw", base);
@@ -415,7 +369,7 @@ static void test_extended_l2_backing(void **state)
 	QT_REQUIRE_QEMU();
 	snprintf(w, sizeof(w), "write -s %s 4k 4k", qd_pattern());
 	qd_make_source(base, 4 * MiB, 5);
-	create_overlay(top, base, "raw", "extended_l2=on,cluster_size=128k", "4M");
+	qd_create_overlay(top, base, "raw", "extended_l2=on,cluster_size=128k", "4M");
 	qd_qemu_io(top, cmds);
 	check_image(top);
 }
@@ -436,9 +390,9 @@ static void test_backing_4k_blocks(void **state)
 
 	QT_REQUIRE_QEMU();
 	qd_make_source(base, 3 * MiB + 12 * KiB, 21);
-	create_overlay(small, base, "raw", "cluster_size=512", "3084K");
+	qd_create_overlay(small, base, "raw", "cluster_size=512", "3084K");
 	qd_qemu_io(small, cmds);
-	create_overlay(sub, base, "raw", "extended_l2=on,cluster_size=16k", "3084K");
+	qd_create_overlay(sub, base, "raw", "extended_l2=on,cluster_size=16k", "3084K");
 	qd_qemu_io(sub, cmds);
 	force_backing_block = 4096;
 	check_image(small);
@@ -457,12 +411,12 @@ static void test_short_backing(void **state)
 
 	QT_REQUIRE_QEMU();
 	qd_make_source(raw, 1 * MiB + 1536, 9); /* ends inside a cluster */
-	create_overlay(top1, raw, "raw", NULL, "4M");
+	qd_create_overlay(top1, raw, "raw", NULL, "4M");
 	qd_qemu_io(top1, cmds);
 	check_image(top1);
 
-	build("short.qcow2", 1 * MiB, NULL, false, NULL);
-	create_overlay(top2, q, "qcow2", "cluster_size=4k", "4M");
+	qd_build("short.qcow2", 1 * MiB, NULL, false, NULL);
+	qd_create_overlay(top2, q, "qcow2", "cluster_size=4k", "4M");
 	qd_qemu_io(top2, cmds);
 	check_image(top2);
 }
@@ -475,7 +429,7 @@ static void test_snapshot(void **state)
 	const char *img;
 
 	QT_REQUIRE_QEMU();
-	img = build("snap.qcow2", 4 * MiB, NULL, false, NULL);
+	img = qd_build("snap.qcow2", 4 * MiB, NULL, false, NULL);
 	assert_int_equal(qt_run("qemu-img", "snapshot", "-c", "s1", img, NULL), 0);
 	qd_qemu_io(img, cmds);
 	check_image(img);
@@ -484,7 +438,7 @@ static void test_snapshot(void **state)
 static void test_buffered(void **state)
 {
 	QT_REQUIRE_QEMU();
-	check_image_flags(build("buffered.qcow2", 8 * MiB, NULL, false, mixed_writes()),
+	check_image_flags(qd_build("buffered.qcow2", 8 * MiB, NULL, false, mixed_writes()),
 			  DRV_OPEN_BUFFERED);
 }
 
@@ -541,145 +495,6 @@ static void test_fragmented_iov(void **state)
 	drv_image_close(top);
 	free(buf);
 	free(ref);
-}
-
-/* ---- refusals and hostile images -------------------------------------------------------- */
-
-/* Overwrite the 4-byte type of the backing format extension. */
-static void drop_backing_format(const char *img)
-{
-	uint8_t *c0 = qt_read(img, 0, 4096);
-	uint8_t unknown[4] = { 0x12, 0x34, 0x56, 0x78 };
-	size_t off;
-
-	for (off = 112; off + 8 <= 4096; off += 8)
-		if (qcow2_get_be32(c0 + off) == QCOW2_EXT_BACKING_FORMAT)
-			break;
-	assert_true(off + 8 <= 4096);
-	qt_write(img, off, unknown, sizeof(unknown));
-	free(c0);
-}
-
-static void test_backing_without_format(void **state)
-{
-	const char *base = qt_path("nofmt-base.raw");
-	const char *img = qt_path("nofmt.qcow2");
-	struct drv_image *top = NULL;
-	struct qt_capture cap;
-	char *log;
-
-	QT_REQUIRE_QEMU();
-	qd_make_source(base, 1 * MiB, 3);
-	create_overlay(img, base, "raw", NULL, "1M");
-	drop_backing_format(img);
-	qt_capture_begin(&cap);
-	assert_int_equal(drv_image_open(&qcow2_driver, img, DRV_OPEN_RDONLY, &top), -EINVAL);
-	log = qt_capture_end(&cap);
-	assert_non_null(strstr(log, img));
-	assert_non_null(strstr(log, "no recorded format"));
-	free(log);
-}
-
-/* QEMU opens an image marked corrupt read-only only. */
-static void test_corrupt_bit(void **state)
-{
-	const char *img = qt_path("corrupt.qcow2");
-	struct drv_image *di = NULL;
-	uint8_t *b;
-
-	QT_REQUIRE_QEMU();
-	assert_int_equal(qt_run("qemu-img", "create", "-q", "-f", "qcow2", img, "1M", NULL), 0);
-	b = qt_read(img, 79, 1);
-	b[0] |= (uint8_t)QCOW2_INCOMPAT_CORRUPT;
-	qt_write(img, 79, b, 1);
-	free(b);
-	assert_int_equal(drv_image_open(&qcow2_driver, img, 0, &di), -EACCES);
-	assert_int_equal(drv_image_open(&qcow2_driver, img, DRV_OPEN_RDONLY, &di), 0);
-	drv_image_close(di);
-}
-
-/* Open @img, read @len at @off: the read fails with -EIO, logging @needle. */
-static void expect_read_fails(const char *img, uint64_t off, uint64_t len, const char *needle)
-{
-	struct drv_image *top = NULL;
-	struct drv_sync *s = NULL;
-	uint8_t *buf = malloc(len);
-	struct qt_capture cap;
-	char *log;
-
-	assert_int_equal(qd_open_chain(img, 0, &top), 0);
-	assert_int_equal(drv_sync_new(top, NULL, &s), 0);
-	qt_capture_begin(&cap);
-	assert_int_equal(drv_sync_rw(s, DRV_OP_READ, off, buf, len), -EIO);
-	log = qt_capture_end(&cap);
-	if (!strstr(log, needle))
-		fail_msg("log does not mention '%s': %s", needle, log);
-	free(log);
-	/* the rest of the image still reads */
-	assert_int_equal(drv_sync_rw(s, DRV_OP_READ, 0, buf, 512), 0);
-	drv_sync_free(s);
-	drv_image_close(top);
-	free(buf);
-}
-
-/* Put @value into L1 entry @idx of @img. */
-static void poke_l1(const char *img, unsigned idx, uint64_t value)
-{
-	uint8_t *hdr = qt_read(img, 0, 112);
-	uint8_t be[8];
-
-	qcow2_put_be64(be, value);
-	qt_write(img, qcow2_get_be64(hdr + 40) + 8ull * idx, be, sizeof(be));
-	free(hdr);
-}
-
-static uint64_t peek_l1(const char *img, unsigned idx)
-{
-	uint8_t *hdr = qt_read(img, 0, 112);
-	uint8_t *e = qt_read(img, qcow2_get_be64(hdr + 40) + 8ull * idx, 8);
-	uint64_t v = qcow2_get_be64(e);
-
-	free(hdr);
-	free(e);
-	return v;
-}
-
-static void test_hostile_l1(void **state)
-{
-	const char *const cmds[] = { "write -P 0x12 0 1M", "write -P 0x13 600M 1M", NULL };
-	const char *img;
-
-	QT_REQUIRE_QEMU();
-	/* L1 entry 1 maps guest 512 MiB..1 GiB at 64 KiB clusters */
-	img = qt_path("hostile.qcow2");
-	assert_int_equal(qt_run("qemu-img", "create", "-q", "-f", "qcow2", img, "1G", NULL), 0);
-	qd_qemu_io(img, cmds);
-	poke_l1(img, 1, (1ull << 40) | QCOW2_OFLAG_COPIED);
-	expect_read_fails(img, 600 * MiB, 4096, "L1 entry 1");
-	poke_l1(img, 1, (peek_l1(img, 0) & QCOW2_L1E_OFFSET_MASK) + 512);
-	expect_read_fails(img, 600 * MiB, 4096, "L1 entry 1");
-	poke_l1(img, 1, 0x0100000000010000ull); /* a reserved bit */
-	expect_read_fails(img, 600 * MiB, 4096, "L1 entry 1");
-}
-
-static void test_hostile_l2(void **state)
-{
-	const char *const cmds[] = { "write -P 0x12 0 256k", NULL };
-	const char *img;
-	uint64_t l2;
-	uint8_t be[8];
-
-	QT_REQUIRE_QEMU();
-	img = build("hostile-l2.qcow2", 4 * MiB, NULL, false, cmds);
-	l2 = peek_l1(img, 0) & QCOW2_L1E_OFFSET_MASK;
-	/* entry 2: a data cluster offset that is not cluster aligned */
-	qcow2_put_be64(be, QCOW2_OFLAG_COPIED | (5ull << 16) | 0x200);
-	qt_write(img, l2 + 16, be, sizeof(be));
-	expect_read_fails(img, 128 * KiB, 64 * KiB, "L2 entry");
-	/* entry 3: compressed, pointing at bytes that do not inflate */
-	qcow2_put_be64(be, QCOW2_OFLAG_COMPRESSED | (2ull << 54) | 0x200);
-	qt_write(img, l2 + 24, be, sizeof(be));
-	expect_read_fails(img, 192 * KiB, 4096, "compressed cluster");
 }
 
 /* ---- several queues at once -------------------------------------------------------------- */
@@ -751,7 +566,7 @@ static void test_queues(void **state)
 
 	QT_REQUIRE_QEMU();
 	qd_make_source(base, 8 * MiB, 11);
-	create_overlay(img, base, "raw", "cluster_size=4k", "8M");
+	qd_create_overlay(img, base, "raw", "cluster_size=4k", "8M");
 	qd_qemu_io(img, cmds);
 	ref = reference(img, &size);
 	assert_int_equal(qd_open_chain(img, 0, &top), 0);
@@ -798,10 +613,6 @@ int main(void)
 		cmocka_unit_test(test_snapshot),
 		cmocka_unit_test(test_buffered),
 		cmocka_unit_test(test_fragmented_iov),
-		cmocka_unit_test(test_backing_without_format),
-		cmocka_unit_test(test_corrupt_bit),
-		cmocka_unit_test(test_hostile_l1),
-		cmocka_unit_test(test_hostile_l2),
 		cmocka_unit_test(test_queues),
 	};
 

@@ -119,7 +119,8 @@ static int make_transport(struct td_blkif *b, struct td_blkif_conf *c, unsigned 
 static int add_ring(struct td_blkif *b, struct td_blkif_conf *c, unsigned q, char *why, size_t len)
 {
 	const struct td_ring_opts opts = { .abi = c->abi,
-					   .max_indirect_segs = TD_RING_MAX_INDIRECT_SEGS };
+					   .max_indirect_segs = TD_RING_MAX_INDIRECT_SEGS,
+					   .copy = c->copy };
 	struct td_transport *t;
 	int err = make_transport(b, c, q, &t, why, len);
 

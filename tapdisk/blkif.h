@@ -34,6 +34,7 @@ struct td_blkif_conf {
 	enum ring_abi abi;
 	unsigned order;	    /* 2^order pages per ring */
 	unsigned nr_queues; /* rings */
+	bool copy;	    /* copy data even where the transport maps frames (--ring-copy) */
 	uint32_t refs[TD_BLKIF_MAX_QUEUES][RING_PAGES_MAX];
 	/* TD_BLKIF_XEN */
 	uint16_t domid;

@@ -98,6 +98,12 @@ int td_cli_poll_us(struct tapdisk *td, const char *arg)
 	return parse_count("--poll-us", arg, 0, TD_MAX_POLL_US, &td->opts.poll_us);
 }
 
+int td_cli_ring_copy(struct tapdisk *td, const char *arg)
+{
+	td->ring_copy = true;
+	return 0;
+}
+
 int td_cli_options(struct tapdisk *td, const char *arg)
 {
 	int err;

@@ -222,12 +222,12 @@ static json_t *ring_stats_json(struct td_ring *ring)
 	struct td_ring_stats s;
 
 	td_ring_get_stats(ring, &s);
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "inflight",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "inflight",
 			 (json_int_t)s.inflight, "requests", (json_int_t)s.requests, "errors",
 			 (json_int_t)s.errors, "bad_requests", (json_int_t)s.bad_requests, "kicks",
 			 (json_int_t)s.kicks, "spurious", (json_int_t)s.spurious, "storms",
-			 (json_int_t)s.storms, "notifies", (json_int_t)s.notifies, "halted",
-			 s.halted);
+			 (json_int_t)s.storms, "notifies", (json_int_t)s.notifies, "mapped",
+			 (json_int_t)s.mapped, "copied", (json_int_t)s.copied, "halted", s.halted);
 }
 
 static int ring_describe(struct td_frontend *fe, json_t *obj)
@@ -285,6 +285,7 @@ int td_cmd_attach_ring(struct td_ctl_call *call)
 				   "attach-ring: detach_on_close needs a control connection");
 	td_blkif_conf_init(&c);
 	err = parse_attach(call, &c);
+	c.copy = call->td->ring_copy;
 	r = err ? NULL : calloc(1, sizeof(*r));
 	if (!r) {
 		td_blkif_conf_close(&c);

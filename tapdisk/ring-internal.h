@@ -23,8 +23,9 @@ struct td_ring_req {
 	uint16_t nr_segs;
 	struct ring_seg *segs; /* ring->segs + index * max_segs */
 	struct iovec *iov;     /* ring->iovs + index * max_segs */
-	unsigned iovcnt;       /* adjacent full pages merge into one iovec */
+	unsigned iovcnt;       /* adjacent buffers merge into one iovec */
 	uint8_t **pages;       /* ring->page_ptrs + index * max_segs: segment i's page */
+	bool mapped;	       /* iov is on the frontend's frames: no pages, no copies */
 };
 
 struct td_ring {
@@ -38,6 +39,8 @@ struct td_ring {
 	struct td_ring_limits lim;
 	uint64_t disk_sectors; /* td_ring_set_size's; atomic, read into lim per pass */
 	unsigned max_segs;     /* per request: max(11, indirect) */
+	/* the transport's ->map, or NULL: always copy (none, or --ring-copy) */
+	int (*map)(struct td_transport *t, struct td_copy_seg *segs, unsigned n, bool to_guest);
 
 	/* private indices: the only ones we trust */
 	uint32_t req_cons;
@@ -47,7 +50,7 @@ struct td_ring {
 	/* requests: one per slot */
 	struct td_ring_req *reqs;
 	struct td_ring_req *free_reqs;
-	struct td_ring_req *wait_head, *wait_tail; /* waiting for data pages, in ring order */
+	struct td_ring_req *wait_head, *wait_tail; /* waiting for data buffers, in ring order */
 	unsigned inflight;			   /* taken and not answered */
 	struct ring_seg *segs;
 	struct iovec *iovs;

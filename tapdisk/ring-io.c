@@ -1,19 +1,33 @@
 // SPDX-License-Identifier: MIT
 /*
  * A blkif request's life in the ring engine: checked (ring-req.c), given
- * data pages from the ring's pool, its write data copied in, handed to the
- * vbd, its read data copied out, answered.  Everything it uses was
+ * data buffers, handed to the vbd, answered.  Everything it uses was
  * allocated with the ring.
  *
- * Each segment gets a page of its own, its sectors at the same place in
- * the page as in the guest's frame, so one copy segment moves one blkif
+ * Buffers are the guest's own frames where the transport maps them (the
+ * local transport; ring-transport.h ->map): the iovec points into them,
+ * adjacent frames merged into one element, and the I/O runs there with no
+ * copy.  The frontend may change a frame under that I/O, as a guest can
+ * under DMA; only its own data suffers (docs/design.md, "The blkif ring",
+ * has the audit of the paths a write's buffer takes).  The alignment is
+ * what the data pages would give (the same offsets in page-aligned
+ * frames, the same lengths), and lib/aio bounces what O_DIRECT refuses in
+ * either case, so no request needs the copy for alignment's sake.
+ *
+ * Otherwise (no ->map, tapdisk --ring-copy, or a map refused: a bad or
+ * read-only grant, which the copy then reports as Xen would) each segment
+ * gets a page of the ring's pool, its sectors at the same place in the
+ * page as in the guest's frame, so one copy segment moves one blkif
  * segment; full-page segments (what Linux sends) give page-aligned buffers
  * for O_DIRECT.  The free pages are a stack handed out lowest address
  * first and given back in the same order, so a request usually gets a run
  * of adjacent pages (the pages a request of its size just gave back), and
  * adjacent full pages go to the vbd as one iovec: a 1 MiB request is one
- * buffer, not 256, for the block layer to merge.  When the pool runs dry, requests wait in ring order, and
- * every request after a waiting one waits too, so that a barrier or flush
+ * buffer, not 256, for the block layer to merge.  Write data is copied in
+ * before the vbd sees the request, read data out after it completed.
+ *
+ * When the pool runs dry, requests wait in ring order, and every request
+ * after a waiting one waits too, mapped or not, so that a barrier or flush
  * never overtakes a write the guest queued before it.
  */
 #include <errno.h>
@@ -95,27 +109,84 @@ void td_ring_io_free(struct td_ring *r)
 	buf_free(r->indirect);
 }
 
-/* ---- data pages and copies ------------------------------------------------ */
+/* ---- data buffers and copies ---------------------------------------------- */
+
+/* Append @len bytes at @base to the request's iovec, merging with the last element. */
+static void iov_append(struct td_ring_req *req, uint8_t *base, size_t len)
+{
+	struct iovec *last = req->iovcnt ? &req->iov[req->iovcnt - 1] : NULL;
+
+	if (last && (uint8_t *)last->iov_base + last->iov_len == base) {
+		last->iov_len += len;
+		return;
+	}
+	req->iov[req->iovcnt++] = (struct iovec){ .iov_base = base, .iov_len = len };
+}
+
+/* The request's segments as copy (or map) segments, in r->copies. */
+static void describe_segs(struct td_ring *r, struct td_ring_req *req, bool with_pages)
+{
+	for (unsigned i = 0; i < req->nr_segs; i++) {
+		const struct ring_seg *s = &req->segs[i];
+		unsigned offset = s->first_sect * RING_SECTOR_BYTES;
+
+		r->copies[i] = (struct td_copy_seg){
+			.gref = s->gref,
+			.offset = (uint16_t)offset,
+			.len = (uint16_t)((s->last_sect + 1) * RING_SECTOR_BYTES - offset),
+			.local = with_pages ? req->pages[i] + offset : NULL,
+		};
+	}
+}
+
+/*
+ * Build the iovec on the guest's frames.  0, or the map's -errno (nothing
+ * taken: the copy path will meet the same fault and answer it).
+ */
+static int map_frames(struct td_ring *r, struct td_ring_req *req)
+{
+	int err;
+
+	describe_segs(r, req, false);
+	err = r->map(r->tp, r->copies, req->nr_segs, req->treq.op == TD_OP_READ);
+	if (err)
+		return err;
+	req->iovcnt = 0;
+	for (unsigned i = 0; i < req->nr_segs; i++)
+		iov_append(req, r->copies[i].local, r->copies[i].len);
+	return 0;
+}
 
 static void take_pages(struct td_ring *r, struct td_ring_req *req)
 {
-	struct iovec *last = NULL;
-
 	req->iovcnt = 0;
 	for (unsigned i = 0; i < req->nr_segs; i++) {
 		const struct ring_seg *s = &req->segs[i];
-		uint8_t *base, *page = r->free_pages[--r->nr_free_pages];
+		uint8_t *page = r->free_pages[--r->nr_free_pages];
 		size_t len = (size_t)(s->last_sect - s->first_sect + 1) * RING_SECTOR_BYTES;
 
 		req->pages[i] = page;
-		base = page + (size_t)s->first_sect * RING_SECTOR_BYTES;
-		if (last && (uint8_t *)last->iov_base + last->iov_len == base) {
-			last->iov_len += len;
-			continue;
-		}
-		last = &req->iov[req->iovcnt++];
-		*last = (struct iovec){ .iov_base = base, .iov_len = len };
+		iov_append(req, page + (size_t)s->first_sect * RING_SECTOR_BYTES, len);
 	}
+}
+
+/*
+ * Give @req its data buffers: the guest's frames, or pool pages.  false
+ * when it must wait for pages; the caller keeps ring order.
+ */
+static bool get_buffers(struct td_ring *r, struct td_ring_req *req)
+{
+	req->mapped = req->nr_segs && r->map && map_frames(r, req) == 0;
+	if (req->mapped) {
+		RING_STAT_INC(r, mapped);
+		return true;
+	}
+	if (req->nr_segs > r->nr_free_pages)
+		return false;
+	take_pages(r, req);
+	if (req->nr_segs)
+		RING_STAT_INC(r, copied);
+	return true;
 }
 
 /* Back on the stack in reverse, so that the request's first page is on top again. */
@@ -128,17 +199,7 @@ static void put_pages(struct td_ring *r, struct td_ring_req *req)
 /* Copy the request's data between its pages and the guest's frames. */
 static int copy_data(struct td_ring *r, struct td_ring_req *req, bool to_guest)
 {
-	for (unsigned i = 0; i < req->nr_segs; i++) {
-		const struct ring_seg *s = &req->segs[i];
-		unsigned offset = s->first_sect * RING_SECTOR_BYTES;
-
-		r->copies[i] = (struct td_copy_seg){
-			.gref = s->gref,
-			.offset = (uint16_t)offset,
-			.len = (uint16_t)((s->last_sect + 1) * RING_SECTOR_BYTES - offset),
-			.local = req->pages[i] + offset,
-		};
-	}
+	describe_segs(r, req, true);
 	return r->tp->ops->copy(r->tp, r->copies, req->nr_segs, to_guest);
 }
 
@@ -177,13 +238,13 @@ static void finish(struct td_ring *r, struct td_ring_req *req, int err)
 	__atomic_store_n(&r->stats.inflight, r->inflight, __ATOMIC_RELAXED);
 }
 
+/* @req has its buffers (get_buffers): fill them for a write and submit. */
 static void start(struct td_ring *r, struct td_ring_req *req)
 {
 	int err;
 
-	take_pages(r, req);
 	req->treq.iovcnt = req->iovcnt;
-	if (req->treq.op == TD_OP_WRITE) {
+	if (!req->mapped && req->treq.op == TD_OP_WRITE) {
 		err = copy_data(r, req, false);
 		if (err) {
 			log_err_ratelimited("ring: request 0x%" PRIx64 ": cannot copy its data "
@@ -199,7 +260,7 @@ static void start(struct td_ring *r, struct td_ring_req *req)
 
 static void start_waiters(struct td_ring *r)
 {
-	while (r->wait_head && r->wait_head->nr_segs <= r->nr_free_pages) {
+	while (r->wait_head && get_buffers(r, r->wait_head)) {
 		struct td_ring_req *req = r->wait_head;
 
 		r->wait_head = req->next;
@@ -214,14 +275,16 @@ static void req_done(struct td_request *treq, int err)
 	struct td_ring_req *req = treq->opaque;
 	struct td_ring *r = req->ring;
 
-	if (!err && treq->op == TD_OP_READ) {
-		err = copy_data(r, req, true);
-		if (err)
-			log_err_ratelimited("ring: request 0x%" PRIx64 ": cannot copy its data "
-					    "to the guest: %s",
-					    req->id, strerror(-err));
+	if (!req->mapped) {
+		if (!err && treq->op == TD_OP_READ) {
+			err = copy_data(r, req, true);
+			if (err)
+				log_err_ratelimited("ring: request 0x%" PRIx64 ": cannot copy its "
+						    "data to the guest: %s",
+						    req->id, strerror(-err));
+		}
+		put_pages(r, req);
 	}
-	put_pages(r, req);
 	finish(r, req, err);
 	start_waiters(r);
 	td_ring_idle_check(r);
@@ -264,10 +327,11 @@ void td_ring_io_take(struct td_ring *r, const struct td_ring_msg *m)
 	req->treq.offset = plan.offset;
 	req->treq.len = plan.len;
 	req->treq.iov = req->iov;
-	req->treq.iovcnt = 0; /* set by take_pages */
+	req->treq.iovcnt = 0; /* set by get_buffers */
 	r->inflight++;
 	__atomic_store_n(&r->stats.inflight, r->inflight, __ATOMIC_RELAXED);
-	if (!r->wait_head && req->nr_segs <= r->nr_free_pages) {
+	/* Behind a waiting request even when mapped: nothing overtakes it. */
+	if (!r->wait_head && get_buffers(r, req)) {
 		start(r, req);
 		return;
 	}

@@ -6,7 +6,13 @@
  * MAP_FIXED, so that the ring is contiguous even when the frontend granted
  * scattered frames in any order, exactly what gntdev gives on Xen.
  * Grants are looked up at each use, so a revoked or read-only grant fails
- * the copy that needs it, as on Xen.
+ * the copy or map that needs it, as on Xen.
+ *
+ * Since every frame is in that one mapping already, ->map hands the ring
+ * engine pointers into it and the I/O runs on the frontend's frames, with
+ * no copy (tapdisk --ring-copy turns this off).  A frame revoked or
+ * rewritten during the I/O stays mapped (the memfd cannot shrink): the
+ * frontend can only spoil its own data, as a guest can under DMA.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -86,10 +92,11 @@ void td_local_mem_free(struct td_local_mem *mem)
 
 /* ---- copies and events --------------------------------------------------- */
 
-static int copy_one(struct td_local_mem *mem, struct td_copy_seg *s, bool to_guest)
+/* The guest's bytes that @s names, checked as Xen checks a grant copy segment. */
+static int resolve(struct td_local_mem *mem, const struct td_copy_seg *s, bool to_guest,
+		   uint8_t **guest)
 {
 	uint32_t frame;
-	uint8_t *guest;
 	int err;
 
 	if ((unsigned)s->offset + s->len > RINGSHM_PAGE_BYTES)
@@ -97,7 +104,17 @@ static int copy_one(struct td_local_mem *mem, struct td_copy_seg *s, bool to_gue
 	err = ringshm_lookup(mem->table, &mem->layout, s->gref, to_guest, &frame);
 	if (err)
 		return err;
-	guest = mem->base + (size_t)frame * RINGSHM_PAGE_BYTES + s->offset;
+	*guest = mem->base + (size_t)frame * RINGSHM_PAGE_BYTES + s->offset;
+	return 0;
+}
+
+static int copy_one(struct td_local_mem *mem, struct td_copy_seg *s, bool to_guest)
+{
+	uint8_t *guest;
+	int err = resolve(mem, s, to_guest, &guest);
+
+	if (err)
+		return err;
 	if (to_guest)
 		memcpy(guest, s->local, s->len);
 	else
@@ -105,17 +122,40 @@ static int copy_one(struct td_local_mem *mem, struct td_copy_seg *s, bool to_gue
 	return 0;
 }
 
-static int local_copy(struct td_transport *t, struct td_copy_seg *segs, unsigned n, bool to_guest)
+static int map_one(struct td_local_mem *mem, struct td_copy_seg *s, bool to_guest)
+{
+	uint8_t *guest;
+	int err = resolve(mem, s, to_guest, &guest);
+
+	if (!err)
+		s->local = guest;
+	return err;
+}
+
+/* Apply @one to each segment, judging each on its own (XSA-361). */
+static int each_seg(struct td_transport *t, struct td_copy_seg *segs, unsigned n, bool to_guest,
+		    int (*one)(struct td_local_mem *, struct td_copy_seg *, bool))
 {
 	struct local_transport *lt = (struct local_transport *)t;
 	int first_err = 0;
 
 	for (unsigned i = 0; i < n; i++) {
-		segs[i].status = copy_one(lt->mem, &segs[i], to_guest);
+		segs[i].status = one(lt->mem, &segs[i], to_guest);
 		if (segs[i].status && !first_err)
 			first_err = segs[i].status;
 	}
 	return first_err;
+}
+
+static int local_copy(struct td_transport *t, struct td_copy_seg *segs, unsigned n, bool to_guest)
+{
+	return each_seg(t, segs, n, to_guest, copy_one);
+}
+
+/* The memfd is mapped whole and sealed against shrinking: a frame never faults. */
+static int local_map(struct td_transport *t, struct td_copy_seg *segs, unsigned n, bool to_guest)
+{
+	return each_seg(t, segs, n, to_guest, map_one);
 }
 
 /*
@@ -158,6 +198,7 @@ static void local_free(struct td_transport *t)
 
 static const struct td_transport_ops local_ops = {
 	.copy = local_copy,
+	.map = local_map,
 	.event_ack = local_event_ack,
 	.event_unmask = local_event_unmask,
 	.notify = local_notify,

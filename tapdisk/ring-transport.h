@@ -5,16 +5,21 @@
  * transport (a sealed memfd standing in for guest memory and its grant
  * table, eventfds standing in for the event channel).  The engine never
  * calls a Xen library or touches a memfd itself: it gets the ring pages
- * mapped contiguously, copies data through ->copy and handles events
- * through the rest.  blkif-notes §5.2.
+ * mapped contiguously, moves data through ->map or ->copy and handles
+ * events through the rest.  blkif-notes §5.2.
  *
  * A transport serves one ring and is used by one thread at a time (created
  * on the control thread, then used only on the ring's queue thread, then
  * freed on the control thread after the queue thread let go of it).
  *
- * Data moves by copy, never by mapping guest data pages (blkif-notes §0.4):
- * the guest cannot change data under an I/O, and no foreign page ever
- * reaches O_DIRECT.
+ * Data moves by copy (Xen's grant copy, blkif-notes §0.4), or, where the
+ * transport can point at the frontend's frames without any set-up (the
+ * local transport: they are in a memfd we map whole), the I/O runs on the
+ * frames themselves (->map).  Then the frontend can change or revoke a
+ * frame while the I/O runs, as a guest can under virtio or DMA: that only
+ * affects its own data, since nothing in tapdisk or the drivers reads a
+ * write's buffer twice in a way metadata depends on (docs/design.md, "The
+ * blkif ring").  tapdisk --ring-copy keeps every ring on ->copy.
  */
 #ifndef QTAP_TAPDISK_RING_TRANSPORT_H
 #define QTAP_TAPDISK_RING_TRANSPORT_H
@@ -25,12 +30,12 @@
 
 struct td_transport;
 
-/* One segment of a copy: Xen's grant copy segment, in our terms. */
+/* One segment of a copy (Xen's grant copy segment, in our terms) or of a map. */
 struct td_copy_seg {
 	uint32_t gref;	 /* the guest's grant of one 4 KiB frame */
 	uint16_t offset; /* into the frame; offset + len <= 4096 */
 	uint16_t len;
-	void *local; /* our side: len bytes */
+	void *local; /* our side: len bytes (->map: out, the guest's bytes) */
 	int status;  /* out: 0 or -errno for this segment alone */
 };
 
@@ -43,6 +48,19 @@ struct td_transport_ops {
 	 * A bad grant is an error here, never a crash.
 	 */
 	int (*copy)(struct td_transport *t, struct td_copy_seg *segs, unsigned n, bool to_guest);
+
+	/*
+	 * map - Optional (NULL: data always moves by ->copy).  Point each
+	 * of @n segments' ->local at the guest's bytes it names, after the
+	 * checks ->copy makes for the same segments (reference in range,
+	 * grant valid, frame in range, offset + len within the frame, and,
+	 * when @to_guest, a grant the backend may write).  Sets every
+	 * status and returns 0 when all succeeded, else a failing segment's
+	 * -errno; then no pointer may be used.  The pointers stay valid
+	 * (never fault) until ->free, whatever the frontend does; the bytes
+	 * behind them are the frontend's to change at any time.
+	 */
+	int (*map)(struct td_transport *t, struct td_copy_seg *segs, unsigned n, bool to_guest);
 
 	/*
 	 * event_ack - the event fd was readable: take the notification.

@@ -301,6 +301,7 @@ static int ring_init(struct td_ring *r, struct td_vbd *vbd, const struct td_ring
 		.max_indirect_segs = MIN(opts->max_indirect_segs, TD_RING_MAX_INDIRECT_SEGS),
 	};
 	r->disk_sectors = r->lim.disk_sectors;
+	r->map = opts->copy ? NULL : r->tp->ops->map;
 	r->max_segs = MAX(RING_SEGS_DIRECT, r->lim.max_indirect_segs);
 	if (r->tp->max_segs < MAX(r->max_segs, RING_INDIRECT_PAGES_MAX)) {
 		log_err("ring: the transport copies at most %u segments at once", r->tp->max_segs);
@@ -369,6 +370,8 @@ void td_ring_get_stats(const struct td_ring *r, struct td_ring_stats *out)
 	out->notifies = __atomic_load_n(&r->stats.notifies, __ATOMIC_RELAXED);
 	out->halted = __atomic_load_n(&r->stats.halted, __ATOMIC_RELAXED);
 	out->inflight = __atomic_load_n(&r->stats.inflight, __ATOMIC_RELAXED);
+	out->mapped = __atomic_load_n(&r->stats.mapped, __ATOMIC_RELAXED);
+	out->copied = __atomic_load_n(&r->stats.copied, __ATOMIC_RELAXED);
 }
 
 unsigned td_ring_nr_ents(const struct td_ring *r)

@@ -10,9 +10,11 @@
  *    rings and the requests already taken are unaffected);
  *  - copies each request out of its slot once and checks the copy
  *    (ring-req.h); a bad request gets its error response at once;
- *  - copies write data in (and read data out) through the transport into
- *    data pages preallocated per ring, and hands the vbd one td_request
- *    (also preallocated: one per ring slot) per blkif request;
+ *  - runs each request's I/O on the frontend's frames where the transport
+ *    can map them (ring-transport.h ->map), else copies write data in (and
+ *    read data out) through the transport into data pages preallocated
+ *    per ring, and hands the vbd one td_request (also preallocated: one
+ *    per ring slot) per blkif request;
  *  - writes exactly one response per request, field by field in its slot
  *    (no padding from our stack reaches the guest: XSA-216), and publishes
  *    them in one batch per event-loop iteration, notifying the frontend
@@ -47,6 +49,7 @@ struct td_ring_opts {
 	enum ring_abi abi;
 	unsigned max_indirect_segs; /* offered; 0: no INDIRECT */
 	unsigned pool_pages;	    /* data pages; 0: sized from the ring */
+	bool copy;		    /* copy data even where the transport can map frames */
 };
 
 struct td_ring_stats {
@@ -58,6 +61,8 @@ struct td_ring_stats {
 	uint64_t storms;       /* times the ring stopped listening for a while */
 	uint64_t notifies;     /* notifications sent */
 	uint64_t inflight;     /* taken, not yet answered */
+	uint64_t mapped;       /* started with I/O on the frontend's frames */
+	uint64_t copied;       /* started with data pages, copied to or from the frontend */
 	bool halted;	       /* producer index overrun: nothing more is taken */
 };
 

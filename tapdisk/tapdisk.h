@@ -68,6 +68,7 @@ struct tapdisk {
 	const char *ctl_path;	  /* --ctl */
 	const char *pidfile;	  /* --pidfile */
 	bool foreground;	  /* -f */
+	bool ring_copy;		  /* --ring-copy: attach-ring copies data (blkif.h) */
 
 	time_t started;
 	bool quit; /* leave the event loop: SIGTERM, SIGINT, `shutdown` */

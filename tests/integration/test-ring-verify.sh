@@ -9,14 +9,22 @@
 # through the ring, and QEMU must read back exactly what tap-front --raw
 # wrote into a plain file with the same seed (qemu-img compare), with
 # qemu-img check clean on the qcow2 image.
+#
+# All of it twice: with the I/O on tap-front's frames (the default on the
+# local transport), and with tapdisk --ring-copy (through tapdisk's own
+# pages), each on images of its own; a paused disk holding a load's
+# requests shows which path they took (info's mapped and copied).
 . "$(dirname "$0")/functions.sh"
 . "$(dirname "$0")/ring-functions.sh"
-requires qemu-img qemu-io
+requires qemu-img qemu-io python3 jq
 
+CTL="python3 $TOP/tests/integration/ctl-client.py"
 ops=$(scaled 2000)
 base=$(mktmp base.raw)
 img=$(mktmp vm.qcow2)
 raw=$(mktmp plain.raw)
+img_copy=$(mktmp vm-copy.qcow2)
+raw_copy=$(mktmp plain-copy.raw)
 ref=$(mktmp ref.raw)
 
 # Wrong command lines are refused, naming the fault.
@@ -39,7 +47,9 @@ $BIN/tap-front --help | grep -q -- "--hostile MODE" || die "--help does not desc
 qemu-img create -q -f raw "$base" 64M
 qemu-io -f raw -c 'write -P 0x5a 0 64M' "$base" >/dev/null
 qemu-img create -q -f qcow2 -b "$base" -F raw "$img"
+qemu-img create -q -f qcow2 -b "$base" -F raw "$img_copy"
 cp "$base" "$raw"
+cp "$base" "$raw_copy"
 
 # The verified runs: each in its own 8 MiB, over the 0x5a of the backing file.
 runs() {
@@ -64,12 +74,34 @@ last_pass() { # name
 		--seed 77 || die "$1: the last pass failed"
 }
 
+# Eight reads held by the paused disk: which path did they take?  (jq filter on a queue)
+path_is() { # what-it-should-be filter
+	$CTL "$td_sock" pause >/dev/null || die "pause failed"
+	front --rw randread --qd 8 --ops 8 --offset 56M --span 8M >"$TEST_DIR/path.out" 2>&1 &
+	fpid=$!
+	on_exit "kill -9 $fpid 2>/dev/null"
+	deadline=$(($(date +%s) + 20))
+	until $CTL "$td_sock" info >"$TEST_DIR/info.json" &&
+		jq -e '.result.frontends[0].queues[0].inflight == 8' "$TEST_DIR/info.json" >/dev/null; do
+		[ "$(date +%s)" -lt "$deadline" ] || die "the paused disk never held 8 requests"
+		sleep 0.05
+	done
+	jq -e ".result.frontends[0].queues[0] | $2" "$TEST_DIR/info.json" >/dev/null ||
+		die "the requests were not $1: $(cat "$TEST_DIR/info.json")"
+	$CTL "$td_sock" resume >/dev/null || die "resume failed"
+	wait "$fpid" || die "the reads across the pause failed: $(cat "$TEST_DIR/path.out")"
+}
+
 # the qcow2 image's queue threads poll (adaptive, up to 50 us) before sleeping
-for spec in "raw:$raw" "qcow2:$img"; do
+for spec in "raw:$raw" "qcow2:$img" "raw:$raw_copy --ring-copy" "qcow2:$img_copy --ring-copy"; do
 	poll=""
 	case $spec in qcow2:*) poll="--poll-us 50" ;; esac
 	# shellcheck disable=SC2086
-	start_tapdisk td "$spec" -q 2 $poll
+	start_tapdisk td ${spec%% *} -q 2 $poll ${spec#"${spec%% *}"}
+	case $spec in
+	*--ring-copy) path_is copied '.copied == 8 and .mapped == 0' ;;
+	*) path_is mapped '.mapped == 8 and .copied == 0' ;;
+	esac
 	runs "$spec"
 	last_pass "$spec"
 	stop_tapdisk
@@ -78,7 +110,11 @@ done
 qemu-img create -q -f raw "$ref" 64M
 $TAPFRONT --raw "$ref" --rw write --bs 64k --queues 2 --qd 8 --ops 1024 --verify --seed 77 \
 	>/dev/null || die "the reference pass failed"
-qemu-img check -q "$img" || die "qemu-img check failed"
-qemu-img compare -q -f qcow2 -F raw "$img" "$ref" || die "the qcow2 image differs from the reference"
-qemu-img compare -q -f raw -F raw "$raw" "$ref" || die "the raw image differs from the reference"
+for i in "$img" "$img_copy"; do
+	qemu-img check -q "$i" || die "qemu-img check failed on $i"
+	qemu-img compare -q -f qcow2 -F raw "$i" "$ref" || die "$i differs from the reference"
+done
+for i in "$raw" "$raw_copy"; do
+	qemu-img compare -q -f raw -F raw "$i" "$ref" || die "$i differs from the reference"
+done
 echo PASS

@@ -29,6 +29,7 @@ struct rig {
 	struct tf_load_conf load;
 	struct tf_worker w[TD_BLKIF_MAX_QUEUES];
 	struct tf_qstats sum;
+	bool copy; /* attach with td_blkif_conf.copy (tapdisk --ring-copy); set after rig_open */
 	char why[256]; /* td_blkif_connect's */
 };
 
@@ -96,6 +97,7 @@ static QT_UNUSED int rig_attach(struct rig *r, const struct tf_conf *fc)
 
 	assert_int_equal(tf_dev_new(fc, &r->dev), 0);
 	conf_from(r->dev, fc, &c);
+	c.copy = r->copy;
 	return td_blkif_connect(r->vbd, &c, &r->blkif, why, sizeof(why));
 }
 
@@ -158,6 +160,20 @@ static QT_UNUSED void rig_run(struct rig *r)
 
 	rig_start(r, t);
 	rig_join(r, t);
+}
+
+/* The ring statistics summed over @r's queues. */
+static QT_UNUSED void rig_ring_stats(struct rig *r, struct td_ring_stats *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	for (unsigned q = 0; q < td_blkif_nr_queues(r->blkif); q++) {
+		struct td_ring_stats s;
+
+		td_ring_get_stats(td_blkif_ring(r->blkif, q), &s);
+		sum->requests += s.requests;
+		sum->mapped += s.mapped;
+		sum->copied += s.copied;
+	}
 }
 
 static QT_UNUSED void expect_clean(const struct rig *r)

@@ -26,12 +26,18 @@
 #include "ring-test-util.h"
 #include "ringshm.h"
 
-/* A verified random load with @fc's frontend. */
-static void verified_run(const struct tf_conf *fc, uint64_t bs, uint64_t ops)
+/*
+ * A verified random load with @fc's frontend, its data on the frontend's
+ * frames or (@copy, tapdisk --ring-copy) copied through the ring's pages:
+ * every request with data must have taken that path.
+ */
+static void verified_run_path(const struct tf_conf *fc, uint64_t bs, uint64_t ops, bool copy)
 {
+	struct td_ring_stats st;
 	struct rig r;
 
 	rig_open(&r, fc->nr_queues, false);
+	r.copy = copy;
 	assert_int_equal(rig_attach(&r, fc), 0);
 	r.load = (struct tf_load_conf){ .fill = 0,
 					.mix = BENCH_MIXED,
@@ -47,7 +53,16 @@ static void verified_run(const struct tf_conf *fc, uint64_t bs, uint64_t ops)
 	expect_clean(&r);
 	assert_true(r.sum.verified > 0);
 	assert_int_equal(r.sum.ops, scaled(ops));
+	rig_ring_stats(&r, &st);
+	assert_true(st.requests >= scaled(ops));
+	assert_int_equal(copy ? st.mapped : st.copied, 0);
+	assert_true((copy ? st.copied : st.mapped) >= scaled(ops));
 	rig_close(&r);
+}
+
+static void verified_run(const struct tf_conf *fc, uint64_t bs, uint64_t ops)
+{
+	verified_run_path(fc, bs, ops, false);
 }
 
 static void test_abi_x86_64(void **state)
@@ -93,6 +108,38 @@ static void test_indirect_multipage(void **state)
 				    .sub_page = true };
 
 	verified_run(&fc, 64 * 1024, 1000);
+}
+
+/* The copy path (tapdisk --ring-copy) still serves every ABI and size. */
+static void test_copy_path(void **state)
+{
+	const struct tf_conf small = { .abi = RING_ABI_X86_32,
+				       .nr_queues = 1,
+				       .depth = 8,
+				       .max_bytes = 8192,
+				       .sub_page = true };
+	const struct tf_conf big = { .abi = RING_ABI_X86_64,
+				     .order = 2,
+				     .nr_queues = 1,
+				     .depth = 8,
+				     .max_bytes = 1024 * 1024,
+				     .indirect_segs = 256 };
+
+	verified_run_path(&small, 8192, 1000, true);
+	verified_run_path(&big, 1024 * 1024, 100, true); /* depth 8: waits for pages */
+}
+
+/* 1 MiB requests on the frontend's frames, more at once than the pool holds (5). */
+static void test_mapped_big(void **state)
+{
+	const struct tf_conf fc = { .abi = RING_ABI_NATIVE,
+				    .order = 2,
+				    .nr_queues = 1,
+				    .depth = 8,
+				    .max_bytes = 1024 * 1024,
+				    .indirect_segs = 256 };
+
+	verified_run(&fc, 1024 * 1024, 200);
 }
 
 /* ---- hostile -------------------------------------------------------------- */
@@ -291,6 +338,8 @@ int main(void)
 		cmocka_unit_test(test_abi_x86_32),
 		cmocka_unit_test(test_abi_native_big_direct),
 		cmocka_unit_test(test_indirect_multipage),
+		cmocka_unit_test(test_copy_path),
+		cmocka_unit_test(test_mapped_big),
 		cmocka_unit_test(test_hostile_requests),
 		cmocka_unit_test(test_hostile_prod),
 		cmocka_unit_test(test_hostile_storm),

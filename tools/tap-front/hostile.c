@@ -13,12 +13,15 @@
  *                 count, sector, segment bounds and references) while the
  *                 backend may be reading it; any answer is fine, a write may
  *                 land only in the 16 KiB after the span
+ *   data          a thread rewrites the data frames of a write or read in
+ *                 flight (the I/O may run on them: ring-transport.h ->map);
+ *                 it must succeed, writing only in the 16 KiB after the span
  *   storm         a thread notifies the backend without pause, with no request
  *   prod-overrun  queue 0 publishes a producer index beyond the ring after its
  *                 requests were answered; the ring must halt: no response
  *
- * Bad requests take every fourth turn of a queue's slots; for change, only
- * queue 0 sends them.
+ * Bad requests take every fourth turn of a queue's slots; for change and
+ * data, only queue 0 sends them, one at a time.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -44,7 +47,8 @@ struct hostile {
 	pthread_t thread;
 	bool thread_running;
 	bool stop;		/* atomic: the thread leaves */
-	void *target;		/* atomic: change: the slot being rewritten */
+	void *target;		/* atomic: change: the slot being rewritten; data: the buffer */
+	size_t target_bytes;	/* data: of the buffer (set before target) */
 	uint64_t loops;		/* atomic: the flipper's iterations */
 	uint64_t change_sector; /* where change requests write */
 	bool draining;		/* change: waiting for the ring to empty */
@@ -55,7 +59,7 @@ static const char *const mode_names[] = {
 	[TF_HOSTILE_SEGMENTS] = "segments", [TF_HOSTILE_NR_SEGMENTS] = "nr-segments",
 	[TF_HOSTILE_PAST_END] = "past-end", [TF_HOSTILE_PROD] = "prod-overrun",
 	[TF_HOSTILE_CHANGE] = "change",	    [TF_HOSTILE_STORM] = "storm",
-	[TF_HOSTILE_OPS] = "ops",
+	[TF_HOSTILE_OPS] = "ops",	    [TF_HOSTILE_DATA] = "data",
 };
 
 const char *tf_hostile_name(enum tf_hostile mode)
@@ -315,6 +319,67 @@ static int issue_change(struct hostile *h, struct tf_io *io)
 	return 0;
 }
 
+/* ---- data: rewriting the frames under the I/O ---------------------------------- */
+
+static void *scribbler(void *arg)
+{
+	struct hostile *h = arg;
+	const struct timespec idle = { .tv_nsec = 20000 };
+
+	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t *buf = __atomic_load_n(&h->target, __ATOMIC_ACQUIRE);
+		uint64_t word = h->loops * 0x0101010101010101ull;
+
+		for (size_t i = 0; buf && i < h->target_bytes / sizeof(*buf); i++)
+			__atomic_store_n(&buf[i], word ^ i, __ATOMIC_RELAXED);
+		if (!buf)
+			nanosleep(&idle, NULL);
+		__atomic_store_n(&h->loops, h->loops + 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static void data_done(struct tf_io *io)
+{
+	struct tf_worker *w = io->opaque;
+	struct hostile *h = w->hostile;
+
+	change_release(h);
+	h->changing = false;
+	if (io->status == RING_RSP_OKAY) {
+		w->st.hostile.answered++;
+	} else {
+		w->st.hostile.unexpected++;
+		fprintf(stderr,
+			"tap-front: queue %u: a %s whose data changed under it got status %d\n",
+			w->index, io->op == RING_OP_WRITE ? "write" : "read", io->status);
+	}
+	tf_worker_issue(w, io);
+}
+
+/* Every fourth turn of queue 0, one at a time: a write or a read in the reserved range. */
+static int data_turn(struct hostile *h, struct tf_io *io)
+{
+	const struct tf_load_conf *c = h->w->conf;
+
+	if (h->changing || h->w->index != 0 || ++h->turns % EVERY != 0)
+		return 0;
+	io->op = h->variant++ % 2 ? RING_OP_READ : RING_OP_WRITE;
+	io->offset = h->change_sector * RING_SECTOR_BYTES;
+	io->len = MIN(c->bs, CHANGE_REGION_BYTES);
+	io->done = data_done;
+	io->opaque = h->w;
+	h->target_bytes = io->len;
+	__atomic_store_n(&h->target, io->buf, __ATOMIC_RELEASE);
+	if (tf_queue_submit(h->w->ring, io)) {
+		change_release(h);
+		return 0;
+	}
+	h->w->st.hostile.sent++;
+	h->changing = true;
+	return 1;
+}
+
 /* ---- storm -------------------------------------------------------------------- */
 
 static void *stormer(void *arg)
@@ -366,6 +431,8 @@ int tf_hostile_turn(struct tf_worker *w, struct tf_io *io)
 		return 0;
 	case TF_HOSTILE_CHANGE:
 		return change_turn(h, io);
+	case TF_HOSTILE_DATA:
+		return data_turn(h, io);
 	default:
 		break;
 	}
@@ -397,6 +464,8 @@ int tf_hostile_start(struct tf_worker *w)
 	w->hostile = h;
 	if (h->mode == TF_HOSTILE_CHANGE && w->index == 0)
 		fn = flipper;
+	else if (h->mode == TF_HOSTILE_DATA && w->index == 0)
+		fn = scribbler;
 	else if (h->mode == TF_HOSTILE_STORM && w->index == 0)
 		fn = stormer;
 	if (!fn)

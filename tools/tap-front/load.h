@@ -20,7 +20,7 @@
 #include "front.h"
 #include "tools/tap-img/bench.h"
 
-/* change requests write only here, after the span: what the tests check. */
+/* change and data requests write only here, after the span: what the tests check. */
 #define TF_CHANGE_RESERVE_BYTES (1024 * 1024)
 
 /* The --hostile modes (hostile.c). */
@@ -33,6 +33,7 @@ enum tf_hostile {
 	TF_HOSTILE_CHANGE,	/* requests changed after publication */
 	TF_HOSTILE_STORM,	/* notifications without requests */
 	TF_HOSTILE_OPS,		/* unknown operations, secure discard */
+	TF_HOSTILE_DATA,	/* data frames rewritten during the I/O */
 };
 
 struct tf_load_conf {

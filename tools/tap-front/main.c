@@ -134,7 +134,7 @@ static void usage(FILE *f)
 		"  --flush          FLUSH once the load is done; the run fails if it does\n"
 		"  --json           report as JSON\n"
 		"  --hostile MODE   also send bad requests: segments, nr-segments, past-end,\n"
-		"                   prod-overrun, change, storm, ops (see tap-front(1))\n",
+		"                   prod-overrun, change, data, storm, ops (see tap-front(1))\n",
 		DEFAULT_SECONDS);
 }
 
@@ -251,7 +251,7 @@ static int parse_one(struct tf_opts *o, int opt, const char *arg)
 		return tf_hostile_parse(arg, &o->load.hostile)
 			       ? bad_value("--hostile", arg,
 					   "segments, nr-segments, past-end, prod-overrun, change, "
-					   "storm or ops")
+					   "data, storm or ops")
 			       : 0;
 	}
 	return -EINVAL;
@@ -442,11 +442,11 @@ static int set_span(struct tf_load_conf *c, uint64_t disk_bytes)
 		return -EINVAL;
 	}
 	usable = disk_bytes - c->offset;
-	if (c->hostile == TF_HOSTILE_CHANGE) {
-		/* change's writes go right after the span: keep room for them */
+	if (c->hostile == TF_HOSTILE_CHANGE || c->hostile == TF_HOSTILE_DATA) {
+		/* their writes go right after the span: keep room for them */
 		if (disk_bytes < 2 * TF_CHANGE_RESERVE_BYTES) {
-			fprintf(stderr,
-				"tap-front: --hostile change needs a disk of 2 MiB or more\n");
+			fprintf(stderr, "tap-front: --hostile %s needs a disk of 2 MiB or more\n",
+				tf_hostile_name(c->hostile));
 			return -EINVAL;
 		}
 		usable = disk_bytes - TF_CHANGE_RESERVE_BYTES;

@@ -32,6 +32,7 @@ static const struct {
 	{ "rebase", img_cmd_rebase, "change an image's backing file, keeping its contents" },
 	{ "resize", img_cmd_resize, "grow or shrink an image's disk" },
 	{ "amend", img_cmd_amend, "change a qcow2 image's compat level and lazy refcounts" },
+	{ "dd", img_cmd_dd, "copy an image block by block into a new image, as dd" },
 };
 
 static void usage(FILE *f)

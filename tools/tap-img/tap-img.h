@@ -32,6 +32,7 @@ int img_cmd_commit(int argc, char **argv);
 int img_cmd_rebase(int argc, char **argv);
 int img_cmd_resize(int argc, char **argv);
 int img_cmd_amend(int argc, char **argv);
+int img_cmd_dd(int argc, char **argv);
 
 /*
  * img_resize_qcow2 - make the qcow2 image at @path @size_bytes long (any

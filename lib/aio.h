@@ -109,6 +109,17 @@ struct aio_ctx_opts {
 	unsigned bounce_count; /* bounce buffers; 0: 8 */
 	uint64_t bounce_bytes; /* size of each; 0: 1 MiB.  Larger unaligned
 				* requests are bounced in pieces. */
+	/*
+	 * Reads and writes of buffered (not O_DIRECT) files go straight to the
+	 * kernel's worker threads (io_uring: IOSQE_ASYNC) instead of being
+	 * tried on the loop thread first.  Tried there, the page cache copy,
+	 * the page allocation and the readahead of a cold read all run on the
+	 * loop thread, one request after the other; handed over, they run in
+	 * parallel, as in a thread pool.  For bulk copies in large requests
+	 * (tap-img convert); a loop serving small requests from the cache is
+	 * faster without the hop.  The other engines ignore it.
+	 */
+	bool offload_buffered;
 };
 
 /*

@@ -475,6 +475,53 @@ static void test_buffered_file(void **state)
 	assert_zero(buf + 500, 500);
 }
 
+/*
+ * offload_buffered: buffered writes and reads handed to the kernel's
+ * workers, many at once, land and read back exactly, short reads at the
+ * end of the file included.
+ */
+static void test_buffered_offload(void **state)
+{
+	enum { N = 8, PIECE = 96 << 10 };
+	const struct aio_ctx_opts opts = { .offload_buffered = true };
+	struct harness *h = *state;
+	struct tio w[N] = { 0 }, r[N] = { 0 };
+	uint8_t *buf;
+
+	H_SKIP_IF_UNAVAILABLE(h);
+	assert_int_equal(h_new_ctx(h, &opts), 0);
+	aio_file_close(h->file);
+	assert_int_equal(aio_file_open(h->path, AIO_FILE_BUFFERED, &h->file), 0);
+	assert_false(h->file->direct);
+	h_fill(h, N * PIECE, 21);
+	for (unsigned i = 0; i < N; i++) {
+		buf = h_alloc(h, PIECE - 1000, 1);
+		h_pattern(buf, PIECE - 1000, 30 + i);
+		memcpy(h->ref + i * PIECE + 500, buf, PIECE - 1000);
+		set_iov(&w[i], 0, buf, PIECE - 1000);
+		h_req(h, &w[i], AIO_OP_WRITE, i * PIECE + 500, 1);
+		h_submit(h, &w[i]);
+	}
+	h_wait(h, N);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(w[i].err, 0);
+	h_check_file(h, N * PIECE);
+	for (unsigned i = 0; i < N; i++) {
+		set_iov(&r[i], 0, h_alloc(h, PIECE + 7, 3), PIECE + 7);
+		h_req(h, &r[i], AIO_OP_READ, i * PIECE + 11, 1);
+		r[i].req.flags = AIO_F_ZERO_EOF; /* the last one runs 18 bytes past the end */
+		h_submit(h, &r[i]);
+	}
+	h_wait(h, N);
+	for (unsigned i = 0; i < N; i++) {
+		size_t in_file = MIN((size_t)PIECE + 7, N * PIECE - (i * PIECE + 11));
+
+		assert_int_equal(r[i].err, 0);
+		assert_memory_equal(r[i].iov[0].iov_base, h->ref + i * PIECE + 11, in_file);
+		assert_zero((uint8_t *)r[i].iov[0].iov_base + in_file, PIECE + 7 - in_file);
+	}
+}
+
 /* Caller mistakes fail the request, through ->done, and nothing else. */
 static void test_bad_requests(void **state)
 {
@@ -598,6 +645,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_zeroes_emulated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_depth_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_buffered_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffered_offload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_open_errors, setup, teardown),
 	};

@@ -9,7 +9,10 @@
  * through it, so that what tapdisk serves is what convert reads and
  * writes.  Defaults are qemu-img's: raw output, 4 KiB sparse detection,
  * 8 requests in flight, in-order writes, target cache "unsafe" (no flush),
- * source cache "writeback".  Nothing is probed: the source is raw unless
+ * source cache "writeback".  Buffered reads and writes are handed to the
+ * kernel's worker threads (aio_ctx_opts.offload_buffered), so that the
+ * cold reads and page cache copies run in parallel rather than one after
+ * the other on the loop thread.  Nothing is probed: the source is raw unless
  * -f or a TYPE: prefix says otherwise.
  *
  * This file parses the options and sets the images up; convert-copy.c
@@ -415,6 +418,8 @@ int img_cmd_convert(int argc, char **argv)
 			.parallel = CONVERT_DEFAULT_PARALLEL,
 			.in_order = true,
 			.workers = 1,
+			/* blocking buffered I/O in the kernel's workers, as qemu-img's thread pool */
+			.aio = { .offload_buffered = true },
 		},
 	};
 	int err;

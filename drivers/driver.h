@@ -80,6 +80,12 @@ struct drv_req;
  * either.  A crash may leave the image unusable; tools only.
  */
 #define DRV_OPEN_UNSAFE (1u << 4)
+/*
+ * With BUFFERED and RDONLY: a file the page cache holds almost none of is
+ * read with O_DIRECT after all (AIO_FILE_DIRECT_IF_COLD).  tap-img
+ * convert's source by default.
+ */
+#define DRV_OPEN_DIRECT_IF_COLD (1u << 5)
 
 /* Capabilities reported in img->caps after open. */
 #define DRV_CAP_DISCARD (1u << 0)

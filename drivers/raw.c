@@ -118,6 +118,8 @@ static int raw_open(struct drv_image *img, const char *path, unsigned flags)
 		aio_flags |= AIO_FILE_BUFFERED;
 	if (flags & DRV_OPEN_UNSAFE)
 		aio_flags |= AIO_FILE_NOSYNC;
+	if (flags & DRV_OPEN_DIRECT_IF_COLD)
+		aio_flags |= AIO_FILE_DIRECT_IF_COLD;
 	err = aio_file_open(path, aio_flags, &ri->file);
 	if (err)
 		return err;

@@ -189,6 +189,8 @@ static int open_file(struct drv_image *img, const char *path, unsigned flags)
 		aio_flags |= AIO_FILE_BUFFERED;
 	if (flags & DRV_OPEN_UNSAFE)
 		aio_flags |= AIO_FILE_NOSYNC;
+	if (flags & DRV_OPEN_DIRECT_IF_COLD)
+		aio_flags |= AIO_FILE_DIRECT_IF_COLD;
 	err = aio_file_open(path, aio_flags, &qi->file);
 	if (!err)
 		err = drv_image_lock(qi->file->fd, path, flags);
@@ -241,7 +243,7 @@ static int open_image(struct drv_image *img, const char *path, unsigned flags)
 		aio_file_close(qi->file);
 		qi->file = NULL;
 		qcow2_header_fini(&qi->hdr);
-		err = open_file(img, path, flags | DRV_OPEN_BUFFERED);
+		err = open_file(img, path, (flags & ~DRV_OPEN_DIRECT_IF_COLD) | DRV_OPEN_BUFFERED);
 		if (!err)
 			err = read_header(img);
 	}

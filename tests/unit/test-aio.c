@@ -5,12 +5,15 @@
  * buffers, including concurrent read-modify-writes of neighbouring bytes in
  * one block and requests larger than a bounce buffer; short reads at end of
  * file; injected errors and -EAGAIN; fsync, discard, write zeroes; the depth
- * limit; buffered files; caller mistakes.  Everything written is checked
+ * limit; buffered files, their I/O offloaded to the kernel's workers, and
+ * read with O_DIRECT when cold (AIO_FILE_DIRECT_IF_COLD); caller mistakes.  Everything written is checked
  * byte for byte through a separate buffered descriptor.
  *
  * Files live in $QTAP_TEST_DIR (default build/tmp), which must not be tmpfs
  * for the O_DIRECT cases to mean anything: those skip, saying so, there.
  */
+#include <sys/syscall.h>
+
 #include "aio-harness.h"
 #include "log.h"
 
@@ -522,6 +525,63 @@ static void test_buffered_offload(void **state)
 	}
 }
 
+/* Drop the file's pages from the page cache (written back first). */
+static void h_drop_cache(struct harness *h)
+{
+	assert_int_equal(fsync(h->vfd), 0);
+	assert_int_equal(posix_fadvise(h->vfd, 0, 0, POSIX_FADV_DONTNEED), 0);
+}
+
+/*
+ * AIO_FILE_DIRECT_IF_COLD: a read-only buffered open of a file the page
+ * cache does not hold is O_DIRECT after all, and reads right; once the
+ * file is cached, or when it does not end on a 4 KiB block, it is not.
+ */
+static void test_direct_if_cold(void **state)
+{
+	const unsigned flags = AIO_FILE_RDONLY | AIO_FILE_BUFFERED | AIO_FILE_DIRECT_IF_COLD;
+	struct harness *h = *state;
+	uint8_t *buf;
+
+	H_SKIP_IF_UNAVAILABLE(h);
+	if (!h->file->direct) {
+		print_message("SKIP: %s does not support O_DIRECT\n", h_test_dir());
+		skip();
+	}
+	if (syscall(451 /* cachestat */, h->vfd, NULL, NULL, 0) < 0 && errno == ENOSYS) {
+		print_message("SKIP: no cachestat (Linux < 6.5): cold files stay buffered\n");
+		skip();
+	}
+	h_fill(h, 1 << 20, 41);
+	h_drop_cache(h);
+	aio_file_close(h->file);
+	assert_int_equal(aio_file_open(h->path, flags, &h->file), 0);
+	assert_true(h->file->direct);
+	assert_true(h->file->readonly);
+	check_read(h, 8192, 65536, 0);
+
+	/* Warm: every page read through the checking fd. */
+	buf = h_alloc(h, 1 << 20, 0);
+	assert_int_equal(pread(h->vfd, buf, 1 << 20, 0), 1 << 20);
+	aio_file_close(h->file);
+	assert_int_equal(aio_file_open(h->path, flags, &h->file), 0);
+	assert_false(h->file->direct);
+
+	/* Cold, but not of whole blocks. */
+	h_fill(h, (1 << 20) - 512, 42);
+	h_drop_cache(h);
+	aio_file_close(h->file);
+	assert_int_equal(aio_file_open(h->path, flags, &h->file), 0);
+	assert_false(h->file->direct);
+
+	/* Cold, of whole blocks, but writable: the flag is for readers only. */
+	h_fill(h, 1 << 20, 43);
+	h_drop_cache(h);
+	aio_file_close(h->file);
+	assert_int_equal(aio_file_open(h->path, flags & ~AIO_FILE_RDONLY, &h->file), 0);
+	assert_false(h->file->direct);
+}
+
 /* Caller mistakes fail the request, through ->done, and nothing else. */
 static void test_bad_requests(void **state)
 {
@@ -646,6 +706,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_depth_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_buffered_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_buffered_offload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_direct_if_cold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_open_errors, setup, teardown),
 	};

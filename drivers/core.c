@@ -164,6 +164,8 @@ unsigned drv_aio_file_flags(unsigned flags)
 		aio_flags |= AIO_FILE_BUFFERED;
 	if (flags & DRV_OPEN_UNSAFE)
 		aio_flags |= AIO_FILE_NOSYNC;
+	if (flags & DRV_OPEN_DIRECT_IF_COLD)
+		aio_flags |= AIO_FILE_DIRECT_IF_COLD;
 	return aio_flags;
 }
 

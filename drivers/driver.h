@@ -80,6 +80,12 @@ struct drv_req;
  * either.  A crash may leave the image unusable; tools only.
  */
 #define DRV_OPEN_UNSAFE (1u << 4)
+/*
+ * With BUFFERED and RDONLY: a file the page cache holds almost none of is
+ * read with O_DIRECT after all (AIO_FILE_DIRECT_IF_COLD).  tap-img
+ * convert's source by default.
+ */
+#define DRV_OPEN_DIRECT_IF_COLD (1u << 5)
 
 /* Capabilities reported in img->caps after open. */
 #define DRV_CAP_DISCARD (1u << 0)
@@ -326,8 +332,9 @@ int drv_image_open(const struct drv_ops *ops, const char *path, unsigned flags,
 
 /*
  * drv_aio_file_flags - for drivers' ->open: the AIO_FILE_* flags (lib/aio.h)
- * that open an image file as DRV_OPEN_* @flags ask: RDONLY, BUFFERED, and
- * UNSAFE as NOSYNC.  The other DRV_OPEN_* flags do not concern the file.
+ * that open an image file as DRV_OPEN_* @flags ask: RDONLY, BUFFERED,
+ * UNSAFE as NOSYNC, and DIRECT_IF_COLD.  The other DRV_OPEN_* flags do
+ * not concern the file.
  */
 unsigned drv_aio_file_flags(unsigned flags);
 

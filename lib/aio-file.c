@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "aio.h"
@@ -119,6 +120,72 @@ static int aio_open_flags(unsigned flags)
 	return oflags;
 }
 
+/*
+ * cachestat(2), which the C library and older kernel headers lack.  Its
+ * number is the same on every architecture (one table since 5.1).
+ */
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+#define AIO_COLD_BLOCK_BYTES 4096u
+#define AIO_COLD_SHARE 16u /* cold: less than 1/16 of the allocated bytes cached */
+
+struct aio_cachestat_range {
+	uint64_t off;
+	uint64_t len; /* 0: to the end of the file */
+};
+
+struct aio_cachestat {
+	uint64_t nr_cache;
+	uint64_t nr_dirty;
+	uint64_t nr_writeback;
+	uint64_t nr_evicted;
+	uint64_t nr_recently_evicted;
+};
+
+/* AIO_FILE_DIRECT_IF_COLD: is @fd cold?  No whenever it cannot tell. */
+static bool aio_file_is_cold(int fd)
+{
+	struct aio_cachestat_range range = { 0, 0 };
+	struct aio_cachestat cs;
+	long page = sysconf(_SC_PAGESIZE);
+	struct stat st;
+
+	if (page <= 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	    st.st_size % AIO_COLD_BLOCK_BYTES)
+		return false;
+	if (syscall(__NR_cachestat, fd, &range, &cs, 0) < 0)
+		return false;
+	return cs.nr_cache * (uint64_t)page * AIO_COLD_SHARE < (uint64_t)st.st_blocks * 512u;
+}
+
+/*
+ * The cold buffered file @fd (read-only, of whole blocks) again with
+ * O_DIRECT, when the file system takes it and its blocks divide the file:
+ * *@out, and @fd is closed.  Otherwise *@out stays NULL and @fd open.
+ */
+static void aio_file_reopen_direct(int fd, const char *path, struct aio_file **out)
+{
+	struct stat st;
+	int dfd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+
+	*out = NULL;
+	if (dfd < 0 || fstat(dfd, &st) < 0) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	if (aio_file_new(dfd, path, true, true, out) < 0)
+		return;
+	if ((*out)->is_blockdev || st.st_size % (*out)->io_align) {
+		aio_file_close(*out);
+		*out = NULL;
+		return;
+	}
+	log_dbg(LOG_F_AIO, "aio: %s: cold in the page cache, read with O_DIRECT", path);
+	close(fd);
+}
+
 /* Opens @path, with O_DIRECT if *@direct and the file system takes it. */
 static int aio_open(const char *path, int oflags, bool *direct)
 {
@@ -153,6 +220,12 @@ int aio_file_open(const char *path, unsigned flags, struct aio_file **out)
 	if (fd < 0) {
 		log_err("aio: open %s: %s", path, err_str(fd));
 		return fd;
+	}
+	if ((flags & AIO_FILE_DIRECT_IF_COLD) && (flags & AIO_FILE_RDONLY) && !direct &&
+	    aio_file_is_cold(fd)) {
+		aio_file_reopen_direct(fd, path, out);
+		if (*out)
+			return 0;
 	}
 	err = aio_file_new(fd, path, direct, flags & AIO_FILE_RDONLY, out);
 	if (!err)

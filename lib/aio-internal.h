@@ -106,6 +106,7 @@ struct aio_ctx {
 	aio_fault_fn *fault;
 	void *fault_opaque;
 	bool fdsync_warned;
+	bool offload_buffered; /* aio_ctx_opts.offload_buffered */
 };
 
 /*

@@ -8,6 +8,9 @@
  * watches the ring fd itself (it polls readable while completions wait), and
  * completions are reaped from the shared CQ ring without a system call.
  *
+ * With aio_ctx_opts.offload_buffered, reads and writes of buffered files
+ * carry IOSQE_ASYNC: the kernel hands them to its worker threads at once.
+ *
  * FSYNC is IORING_OP_FSYNC with IORING_FSYNC_DATASYNC; DISCARD and
  * WRITE_ZEROES on regular files are IORING_OP_FALLOCATE (punch hole / zero
  * range).  Block devices and kernels without IORING_OP_FALLOCATE (before
@@ -27,19 +30,23 @@
 struct uring_engine {
 	struct io_uring ring;
 	bool has_fallocate;
-	bool queued; /* entries prepared since the last submit */
+	bool offload; /* IOSQE_ASYNC on buffered reads and writes */
+	bool queued;  /* entries prepared since the last submit */
 };
 
-static bool uring_probe_fallocate(struct io_uring *ring)
+/*
+ * What the kernel supports.  The probe came with 5.6, as did
+ * IORING_OP_FALLOCATE and IOSQE_ASYNC: without it, neither.
+ */
+static void uring_probe(struct uring_engine *u, const struct aio_ctx *ctx)
 {
-	struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
-	bool ok;
+	struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
 
 	if (!probe)
-		return false;
-	ok = io_uring_opcode_supported(probe, IORING_OP_FALLOCATE);
+		return;
+	u->has_fallocate = io_uring_opcode_supported(probe, IORING_OP_FALLOCATE);
+	u->offload = ctx->offload_buffered;
 	io_uring_free_probe(probe);
-	return ok;
 }
 
 static int uring_init(struct aio_ctx *ctx)
@@ -54,7 +61,7 @@ static int uring_init(struct aio_ctx *ctx)
 		free(u);
 		return r;
 	}
-	u->has_fallocate = uring_probe_fallocate(&u->ring);
+	uring_probe(u, ctx);
 	ctx->engine = u;
 	ctx->engine_fd = u->ring.ring_fd;
 	return 0;
@@ -68,9 +75,11 @@ static void uring_fini(struct aio_ctx *ctx)
 	free(u);
 }
 
-static void uring_prep(struct io_uring_sqe *sqe, const struct aio_slot *slot)
+static void uring_prep(const struct uring_engine *u, struct io_uring_sqe *sqe,
+		       const struct aio_slot *slot)
 {
-	int fd = slot->req->file->fd;
+	const struct aio_file *file = slot->req->file;
+	int fd = file->fd;
 	off_t off = (off_t)slot->offset, len = (off_t)slot->len;
 
 	switch (slot->op) {
@@ -91,6 +100,9 @@ static void uring_prep(struct io_uring_sqe *sqe, const struct aio_slot *slot)
 		io_uring_prep_fallocate(sqe, fd, FALLOC_FL_ZERO_RANGE, off, len);
 		break;
 	}
+	/* Straight to a worker: see aio_ctx_opts.offload_buffered. */
+	if (u->offload && !file->direct && (slot->op == AIO_OP_READ || slot->op == AIO_OP_WRITE))
+		sqe->flags |= IOSQE_ASYNC;
 }
 
 static void uring_queue(struct aio_ctx *ctx, struct aio_slot *slot)
@@ -109,7 +121,7 @@ static void uring_queue(struct aio_ctx *ctx, struct aio_slot *slot)
 		aio_slot_complete(ctx, slot, -EAGAIN);
 		return;
 	}
-	uring_prep(sqe, slot);
+	uring_prep(u, sqe, slot);
 	io_uring_sqe_set_data(sqe, slot);
 	u->queued = true;
 }

@@ -542,6 +542,7 @@ static int aio_ctx_alloc(struct aio_ctx *ctx, const struct aio_ctx_opts *o)
 	int r;
 
 	ctx->depth = o->depth;
+	ctx->offload_buffered = o->offload_buffered;
 	ctx->slots = calloc(o->depth, sizeof(*ctx->slots));
 	if (!ctx->slots)
 		return -ENOMEM;
@@ -650,8 +651,9 @@ int aio_ctx_new(struct evloop *loop, const struct aio_ctx_opts *opts, struct aio
 	r = aio_ctx_attach(ctx);
 	if (r < 0)
 		goto err_fini;
-	log_dbg(LOG_F_AIO, "aio: %s context, depth %u, %u bounce buffers of %" PRIu64 " bytes",
-		ctx->ops->name, o.depth, o.bounce_count, o.bounce_bytes);
+	log_dbg(LOG_F_AIO, "aio: %s context, depth %u, %u bounce buffers of %" PRIu64 " bytes%s",
+		ctx->ops->name, o.depth, o.bounce_count, o.bounce_bytes,
+		o.offload_buffered ? ", buffered I/O offloaded" : "");
 	*out = ctx;
 	return 0;
 

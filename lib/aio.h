@@ -65,6 +65,15 @@ enum aio_op {
 #define AIO_FILE_EXCL (1u << 3)	    /* with CREATE: O_EXCL */
 /* FSYNC completes at once, syncing nothing (qemu's cache=unsafe: flushes are ignored) */
 #define AIO_FILE_NOSYNC (1u << 4)
+/*
+ * With BUFFERED and RDONLY: O_DIRECT after all when the file is cold, a
+ * regular file of whole 4 KiB blocks of whose allocated bytes the page
+ * cache holds less than 1/16 (cachestat, Linux 6.5; without it, buffered).
+ * A reader that goes through a large cold file once (tap-img convert's
+ * source) then neither fills the cache with a copy it never reads again
+ * nor pays for the copy; a warm file is still read from the cache.
+ */
+#define AIO_FILE_DIRECT_IF_COLD (1u << 5)
 
 struct aio_file {
 	int fd;
@@ -109,6 +118,17 @@ struct aio_ctx_opts {
 	unsigned bounce_count; /* bounce buffers; 0: 8 */
 	uint64_t bounce_bytes; /* size of each; 0: 1 MiB.  Larger unaligned
 				* requests are bounced in pieces. */
+	/*
+	 * Reads and writes of buffered (not O_DIRECT) files go straight to the
+	 * kernel's worker threads (io_uring: IOSQE_ASYNC) instead of being
+	 * tried on the loop thread first.  Tried there, the page cache copy,
+	 * the page allocation and the readahead of a cold read all run on the
+	 * loop thread, one request after the other; handed over, they run in
+	 * parallel, as in a thread pool.  For bulk copies in large requests
+	 * (tap-img convert); a loop serving small requests from the cache is
+	 * faster without the hop.  The other engines ignore it.
+	 */
+	bool offload_buffered;
 };
 
 /*

@@ -234,7 +234,7 @@ static int open_image(struct drv_image *img, const char *path, unsigned flags)
 		aio_file_close(qi->file);
 		qi->file = NULL;
 		qcow2_header_fini(&qi->hdr);
-		err = open_file(img, path, flags | DRV_OPEN_BUFFERED);
+		err = open_file(img, path, (flags & ~DRV_OPEN_DIRECT_IF_COLD) | DRV_OPEN_BUFFERED);
 		if (!err)
 			err = read_header(img);
 	}

@@ -7,7 +7,8 @@
 # -t writeback flushes.  Counted with strace on an existing target (-n: the
 # creation syncs, as qemu-img's does).  The flush of a raw target is an aio
 # FSYNC, a system call only with the sync engine (-i sync).  Each result
-# must still equal the source. And -t none / -T none open O_DIRECT.
+# must still equal the source. And -t none / -T none open O_DIRECT, as the
+# default does a source that is cold in the page cache.
 . "$(dirname "$0")/functions.sh"
 requires qemu-img qemu-io strace
 # LeakSanitizer cannot run under ptrace: every convert here runs under strace.
@@ -69,4 +70,23 @@ directopen() {
 [ "$(directopen -T none)" = "src.raw " ] || die "-T none: O_DIRECT on: $(directopen -T none)"
 [ "$(directopen -t none -T none -t writeback)" = "src.raw " ] ||
 	die "-t none then -t writeback: O_DIRECT on: $(directopen -t none -T none -t writeback)"
+
+# A source the page cache does not hold is read O_DIRECT by default (where
+# the file system takes O_DIRECT and the kernel has cachestat, 6.5), and
+# still equals its copy; -T writeback keeps it buffered.
+cold() {
+	sync src.raw
+	dd if=src.raw iflag=nocache count=0 status=none
+}
+kernel=$(uname -r | awk -F. '{ print $1 * 1000 + $2 }')
+if [ "$kernel" -ge 6005 ] && [ "$(directopen -T none)" = "src.raw " ]; then
+	cold
+	got=$(directopen)
+	[ "$got" = "src.raw " ] || die "a cold source is not read O_DIRECT (O_DIRECT on: $got)"
+	cold
+	got=$(directopen -T writeback)
+	[ "$got" = "" ] || die "-T writeback: O_DIRECT on a cold source: $got"
+else
+	echo "skip the cold source case: kernel $(uname -r) before 6.5, or no O_DIRECT in $d"
+fi
 exit 0

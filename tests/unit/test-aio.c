@@ -5,12 +5,15 @@
  * buffers, including concurrent read-modify-writes of neighbouring bytes in
  * one block and requests larger than a bounce buffer; short reads at end of
  * file; injected errors and -EAGAIN; fsync, discard, write zeroes; the depth
- * limit; buffered files; caller mistakes.  Everything written is checked
+ * limit; buffered files, their I/O offloaded to the kernel's workers, and
+ * read with O_DIRECT when cold (AIO_FILE_DIRECT_IF_COLD); caller mistakes.  Everything written is checked
  * byte for byte through a separate buffered descriptor.
  *
  * Files live in $QTAP_TEST_DIR (default build/tmp), which must not be tmpfs
  * for the O_DIRECT cases to mean anything: those skip, saying so, there.
  */
+#include <sys/syscall.h>
+
 #include "aio-harness.h"
 #include "log.h"
 
@@ -475,6 +478,111 @@ static void test_buffered_file(void **state)
 	assert_zero(buf + 500, 500);
 }
 
+/*
+ * offload_buffered: buffered writes and reads handed to the kernel's
+ * workers, many at once, land and read back exactly, short reads at the
+ * end of the file included.
+ */
+static void test_buffered_offload(void **state)
+{
+	enum { N = 8, PIECE = 96 << 10 };
+	const struct aio_ctx_opts opts = { .offload_buffered = true };
+	struct harness *h = *state;
+	struct tio w[N] = { 0 }, r[N] = { 0 };
+	uint8_t *buf;
+
+	H_SKIP_IF_UNAVAILABLE(h);
+	assert_int_equal(h_new_ctx(h, &opts), 0);
+	aio_file_close(h->file);
+	assert_int_equal(aio_file_open(h->path, AIO_FILE_BUFFERED, &h->file), 0);
+	assert_false(h->file->direct);
+	h_fill(h, N * PIECE, 21);
+	for (unsigned i = 0; i < N; i++) {
+		buf = h_alloc(h, PIECE - 1000, 1);
+		h_pattern(buf, PIECE - 1000, 30 + i);
+		memcpy(h->ref + i * PIECE + 500, buf, PIECE - 1000);
+		set_iov(&w[i], 0, buf, PIECE - 1000);
+		h_req(h, &w[i], AIO_OP_WRITE, i * PIECE + 500, 1);
+		h_submit(h, &w[i]);
+	}
+	h_wait(h, N);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(w[i].err, 0);
+	h_check_file(h, N * PIECE);
+	for (unsigned i = 0; i < N; i++) {
+		set_iov(&r[i], 0, h_alloc(h, PIECE + 7, 3), PIECE + 7);
+		h_req(h, &r[i], AIO_OP_READ, i * PIECE + 11, 1);
+		r[i].req.flags = AIO_F_ZERO_EOF; /* the last one runs 18 bytes past the end */
+		h_submit(h, &r[i]);
+	}
+	h_wait(h, N);
+	for (unsigned i = 0; i < N; i++) {
+		size_t in_file = MIN((size_t)PIECE + 7, N * PIECE - (i * PIECE + 11));
+
+		assert_int_equal(r[i].err, 0);
+		assert_memory_equal(r[i].iov[0].iov_base, h->ref + i * PIECE + 11, in_file);
+		assert_zero((uint8_t *)r[i].iov[0].iov_base + in_file, PIECE + 7 - in_file);
+	}
+}
+
+/* Drop the file's pages from the page cache (written back first). */
+static void h_drop_cache(struct harness *h)
+{
+	assert_int_equal(fsync(h->vfd), 0);
+	assert_int_equal(posix_fadvise(h->vfd, 0, 0, POSIX_FADV_DONTNEED), 0);
+}
+
+/*
+ * AIO_FILE_DIRECT_IF_COLD: a read-only buffered open of a file the page
+ * cache does not hold is O_DIRECT after all, and reads right; once the
+ * file is cached, or when it does not end on a 4 KiB block, it is not.
+ */
+static void test_direct_if_cold(void **state)
+{
+	const unsigned flags = AIO_FILE_RDONLY | AIO_FILE_BUFFERED | AIO_FILE_DIRECT_IF_COLD;
+	struct harness *h = *state;
+	uint8_t *buf;
+
+	H_SKIP_IF_UNAVAILABLE(h);
+	if (!h->file->direct) {
+		print_message("SKIP: %s does not support O_DIRECT\n", h_test_dir());
+		skip();
+	}
+	if (syscall(451 /* cachestat */, h->vfd, NULL, NULL, 0) < 0 && errno == ENOSYS) {
+		print_message("SKIP: no cachestat here (Linux < 6.5, or valgrind): cold files stay "
+			      "buffered\n");
+		skip();
+	}
+	h_fill(h, 1 << 20, 41);
+	h_drop_cache(h);
+	aio_file_close(h->file);
+	assert_int_equal(aio_file_open(h->path, flags, &h->file), 0);
+	assert_true(h->file->direct);
+	assert_true(h->file->readonly);
+	check_read(h, 8192, 65536, 0);
+
+	/* Warm: every page read through the checking fd. */
+	buf = h_alloc(h, 1 << 20, 0);
+	assert_int_equal(pread(h->vfd, buf, 1 << 20, 0), 1 << 20);
+	aio_file_close(h->file);
+	assert_int_equal(aio_file_open(h->path, flags, &h->file), 0);
+	assert_false(h->file->direct);
+
+	/* Cold, but not of whole blocks. */
+	h_fill(h, (1 << 20) - 512, 42);
+	h_drop_cache(h);
+	aio_file_close(h->file);
+	assert_int_equal(aio_file_open(h->path, flags, &h->file), 0);
+	assert_false(h->file->direct);
+
+	/* Cold, of whole blocks, but writable: the flag is for readers only. */
+	h_fill(h, 1 << 20, 43);
+	h_drop_cache(h);
+	aio_file_close(h->file);
+	assert_int_equal(aio_file_open(h->path, flags & ~AIO_FILE_RDONLY, &h->file), 0);
+	assert_false(h->file->direct);
+}
+
 /* Caller mistakes fail the request, through ->done, and nothing else. */
 static void test_bad_requests(void **state)
 {
@@ -598,6 +706,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_zeroes_emulated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_depth_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_buffered_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffered_offload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_direct_if_cold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_open_errors, setup, teardown),
 	};

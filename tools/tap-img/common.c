@@ -39,7 +39,8 @@ int img_parse_size(const char *verb, const char *what, const char *s, uint64_t *
 
 int img_parse_cache(const char *verb, const char *mode, unsigned *open_flags)
 {
-	*open_flags &= ~(DRV_OPEN_BUFFERED | DRV_OPEN_UNSAFE); /* the mode replaces the default */
+	/* the mode replaces the default */
+	*open_flags &= ~(DRV_OPEN_BUFFERED | DRV_OPEN_UNSAFE | DRV_OPEN_DIRECT_IF_COLD);
 	if (strcmp(mode, "none") == 0 || strcmp(mode, "directsync") == 0)
 		return 0;
 	if (strcmp(mode, "writeback") == 0 || strcmp(mode, "writethrough") == 0) {

@@ -3,12 +3,14 @@
 # Sourced by run.sh (make bench), whose $bin $dir $secs $size it uses.
 # The blkif ring against the physical limit (printed, never pass/fail):
 # tap-front through tapdisk's rings over the local transport vs tap-front
-# --raw (libaio, O_DIRECT) on the same raw file, fio on it as a cross-check, for 4K random reads and writes at QD 1 and 32 and
+# --raw (libaio, O_DIRECT) on the same raw file, fio on it as a
+# cross-check, for 4K random reads and writes at QD 1 and 32 and
 # 1M sequential reads and writes at QD 8, on a raw image, a fully allocated
 # qcow2 image and a fresh one (every write allocates), with 1 queue and 2
 # (the same depth per queue, so 2 queues can double what 1 does where the
-# device is not the limit).  Ratios are to tap-front --raw.  Every row but
-# the fresh image's is the better of two runs.  The ring rows run the I/O
+# device is not the limit).  Ratios are to tap-front --raw runs alternated
+# with the row's own (paired).  Every row but the fresh image's is the
+# better of two runs.  The ring rows run the I/O
 # on tap-front's frames (the local transport maps them) but one, "copy",
 # under tapdisk --ring-copy (data copied through tapdisk's pages, as grant
 # copy on Xen).
@@ -80,8 +82,23 @@ twice() { # COMMAND... -> the better of two runs
 	best "$("$@")" "$("$@")"
 }
 
-printf '\nblkif ring (local transport) vs tap-front --raw on the same file (%ss each)\n' "$secs"
-printf 'figures are provisional while the machine is shared\n'
+# paired RW BS QD NAME COMMAND...: COMMAND and tap-front --raw alternate,
+# twice, and the row's ratio is the better ring run to the better raw run
+# around it: the device's throughput drifts from minute to minute on a
+# shared machine, and a baseline taken a minute earlier would carry that
+# drift into the ratio.
+paired() {
+	_rw=$1 _bs=$2 _qd=$3 _name=$4
+	shift 4
+	_b1=$(raw_run "$_rw" "$_bs" "$_qd")
+	_r1=$("$@")
+	_b2=$(raw_run "$_rw" "$_bs" "$_qd")
+	_r2=$("$@")
+	row "$_rw" "$_bs" "$_qd" "$_name" "$(best "$_r1" "$_r2")" "$(best "$_b1" "$_b2")"
+}
+
+printf '\nblkif ring (local transport) vs tap-front --raw on the same file (%ss each;\n' "$secs"
+printf 'each row: the better of two runs alternated with two raw runs, ratio to the better raw)\n'
 printf '%-10s %5s %3s  %-22s %10s %9s %8s\n' rw bs qd path IOPS MiB/s vs-raw
 for spec in "randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" \
 	"read 1M 8" "write 1M 8"; do
@@ -89,21 +106,20 @@ for spec in "randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" 
 	set -- $spec
 	base=$(twice raw_run "$1" "$2" "$3")
 	row "$1" "$2" "$3" "tap-front --raw" "$base" "$base"
-	row "$1" "$2" "$3" "fio libaio" "$(twice fio_run "$1" "$2" "$3")" "$base"
+	paired "$1" "$2" "$3" "fio libaio" fio_run "$1" "$2" "$3"
 	start_td "raw:$raw"
-	row "$1" "$2" "$3" "ring raw 1q" "$(twice ring_run "$1" "$2" "$3" 1)" "$base"
-	row "$1" "$2" "$3" "ring raw 2q" "$(twice ring_run "$1" "$2" "$3" 2)" "$base"
+	paired "$1" "$2" "$3" "ring raw 1q" ring_run "$1" "$2" "$3" 1
+	paired "$1" "$2" "$3" "ring raw 2q" ring_run "$1" "$2" "$3" 2
 	start_td "qcow2:$alloc"
-	row "$1" "$2" "$3" "ring qcow2-alloc 1q" "$(twice ring_run "$1" "$2" "$3" 1)" "$base"
-	row "$1" "$2" "$3" "ring qcow2-alloc 2q" "$(twice ring_run "$1" "$2" "$3" 2)" "$base"
+	paired "$1" "$2" "$3" "ring qcow2-alloc 1q" ring_run "$1" "$2" "$3" 1
+	paired "$1" "$2" "$3" "ring qcow2-alloc 2q" ring_run "$1" "$2" "$3" 2
 	# the rows above run the I/O on tap-front's frames; this one copies, as Xen does
 	start_td "qcow2:$alloc" --ring-copy
-	row "$1" "$2" "$3" "ring qcow2-alloc 1q copy" "$(twice ring_run "$1" "$2" "$3" 1)" "$base"
+	paired "$1" "$2" "$3" "ring qcow2-alloc 1q copy" ring_run "$1" "$2" "$3" 1
 	if [ "$3" = 1 ] && [ "$poll" -gt 0 ]; then
 		# one request at a time: the wake-ups are the ring's cost, polling saves them
 		start_td "qcow2:$alloc" --poll-us "$poll"
-		row "$1" "$2" "$3" "ring qcow2-alloc 1q poll" "$(twice ring_run "$1" "$2" "$3" 1)" \
-			"$base"
+		paired "$1" "$2" "$3" "ring qcow2-alloc 1q poll" ring_run "$1" "$2" "$3" 1
 	fi
 	case $1 in *write*)
 		for q in 1 2; do
@@ -112,7 +128,9 @@ for spec in "randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" 
 			qemu-img create -q -f qcow2 "$fresh" "$size"
 			settle "$fresh"
 			start_td "qcow2:$fresh"
-			row "$1" "$2" "$3" "ring qcow2-fresh ${q}q" "$(ring_run "$1" "$2" "$3" $q)" "$base"
+			# one run: a second would find the image allocated
+			fb=$(raw_run "$1" "$2" "$3")
+			row "$1" "$2" "$3" "ring qcow2-fresh ${q}q" "$(ring_run "$1" "$2" "$3" $q)" "$fb"
 		done
 		;;
 	esac

@@ -25,7 +25,7 @@
 #include "sync.h"
 #include "tap-img.h"
 
-#define DD_MAX_BS 2147483647ull	   /* qemu-img's bound: INT_MAX */
+#define DD_MAX_BS 2147483647ull	  /* qemu-img's bound: INT_MAX */
 #define DD_CHUNK_BYTES (1u << 20) /* what one read and one write move at most */
 #define DD_SECTOR 512u
 
@@ -45,22 +45,21 @@ struct dd_cmd {
 
 static void dd_usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: tap-img dd [--image-opts] [-U] [-f FMT] [-O OUTPUT_FMT] [bs=BYTES]\n"
-		"                  [count=N] [skip=N] if=INPUT of=OUTPUT\n"
-		"\n"
-		"Copy an image block by block into a new image, as qemu-img dd.\n"
-		"  -f FMT        format of INPUT (default: its TYPE: prefix, else probed)\n"
-		"  -O FMT        format of OUTPUT (default raw); OUTPUT is created anew\n"
-		"  -U            read INPUT even while another process writes it (no lock)\n"
-		"  --image-opts  INPUT is driver=FMT,file.filename=PATH[,KEY=VALUE...]\n"
-		"  bs=BYTES      read and write up to BYTES bytes at a time (default 512)\n"
-		"  count=N       copy only N input blocks (counted from the start of INPUT)\n"
-		"  skip=N        skip N bs-sized blocks at the start of INPUT\n"
-		"  if=INPUT      read from INPUT\n"
-		"  of=OUTPUT     write to OUTPUT\n"
-		"Sizes take k, M, G, T, P and E suffixes (powers of 1024). Every block is\n"
-		"written, zeros too: OUTPUT is fully allocated.\n");
+	fprintf(f, "Usage: tap-img dd [--image-opts] [-U] [-f FMT] [-O OUTPUT_FMT] [bs=BYTES]\n"
+		   "                  [count=N] [skip=N] if=INPUT of=OUTPUT\n"
+		   "\n"
+		   "Copy an image block by block into a new image, as qemu-img dd.\n"
+		   "  -f FMT        format of INPUT (default: its TYPE: prefix, else probed)\n"
+		   "  -O FMT        format of OUTPUT (default raw); OUTPUT is created anew\n"
+		   "  -U            read INPUT even while another process writes it (no lock)\n"
+		   "  --image-opts  INPUT is driver=FMT,file.filename=PATH[,KEY=VALUE...]\n"
+		   "  bs=BYTES      read and write up to BYTES bytes at a time (default 512)\n"
+		   "  count=N       copy only N input blocks (counted from the start of INPUT)\n"
+		   "  skip=N        skip N bs-sized blocks at the start of INPUT\n"
+		   "  if=INPUT      read from INPUT\n"
+		   "  of=OUTPUT     write to OUTPUT\n"
+		   "Sizes take k, M, G, T, P and E suffixes (powers of 1024). Every block is\n"
+		   "written, zeros too: OUTPUT is fully allocated.\n");
 }
 
 /* One operand, KEY=VALUE; qemu-img's messages for what is wrong with it. */
@@ -229,7 +228,8 @@ static int dd_copy(const struct dd_cmd *cmd, struct drv_sync *in, struct drv_syn
 		if (head)
 			memmove(buf, buf + head, len);
 		memset(buf + len, 0, div_round_up_u64(len, DD_SECTOR) * DD_SECTOR - len);
-		err = drv_sync_rw(out, DRV_OP_WRITE, done, buf, div_round_up_u64(len, DD_SECTOR) * DD_SECTOR);
+		err = drv_sync_rw(out, DRV_OP_WRITE, done, buf,
+				  div_round_up_u64(len, DD_SECTOR) * DD_SECTOR);
 		if (err) {
 			img_err("dd", "%s: error while writing to output image file: %s", cmd->out,
 				err_str(err));

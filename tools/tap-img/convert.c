@@ -2,7 +2,7 @@
 /*
  * tap-img convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING -F FMT] [-c] [-p] [-q]
  *                 [-n] [--target-is-zero] [-S SIZE] [-m NUM] [-W] [-t CACHE] [-T CACHE]
- *                 SRC DST
+ *                 [-l SNAPSHOT_PARAM] SRC DST
  *
  * As qemu-img convert: the source and its backing chain are read through
  * the drivers, the target is created by its driver (unless -n) and written
@@ -35,6 +35,7 @@
 #include "convert.h"
 #include "errors.h"
 #include "opts.h"
+#include "snapshot-param.h"
 #include "tap-img.h"
 
 #define CONVERT_BUF_BYTES (2u << 20)	     /* qemu-img's IO_BUF_SIZE */
@@ -65,6 +66,7 @@ struct convert_cmd {
 	bool quiet;
 	bool force_share;
 	struct img_opts opts;
+	struct img_snapshot_param snapshot; /* -l */
 	struct convert_cfg cfg;
 };
 
@@ -73,7 +75,7 @@ static void convert_usage(FILE *f)
 	fprintf(f,
 		"Usage: tap-img convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING -F FMT] [-c]\n"
 		"         [-p] [-q] [-n] [--target-is-zero] [-S SIZE] [-m NUM] [-W]\n"
-		"         [-t CACHE] [-T CACHE] [-U] [-i AIO] SRC DST\n"
+		"         [-t CACHE] [-T CACHE] [-U] [-i AIO] [-l SNAPSHOT_PARAM] SRC DST\n"
 		"\n"
 		"Copy the image SRC (with its backing chain) into a new image DST.\n"
 		"SRC may be an NBD URI (nbd://HOST/EXPORT, nbd+unix:///EXPORT?socket=PATH).\n"
@@ -99,6 +101,10 @@ static void convert_usage(FILE *f)
 		"  --image-opts SRC is driver=FMT,file.filename=PATH[,KEY=VALUE...] (the\n"
 		"               driver's open options: qcow2's l2-cache-size, ...)\n"
 		"  -i AIO       io_uring|libaio|native|threads|sync|auto (default auto)\n"
+		"  -l SNAPSHOT_PARAM  copy the internal snapshot of SRC (qcow2) it names,\n"
+		"               not SRC's current state: snapshot.id=ID[,snapshot.name=NAME]\n"
+		"               (both must match), snapshot.name=NAME, or a bare ID_OR_NAME\n"
+		"               (an id, else a name)\n"
 		"Cache modes: none, directsync (O_DIRECT), writeback, writethrough, unsafe.\n",
 		CONVERT_MAX_PARALLEL, CONVERT_DEFAULT_PARALLEL);
 }
@@ -177,6 +183,8 @@ static int convert_parse_opt(struct convert_cmd *cmd, int c)
 	case OPT_IMAGE_OPTS:
 		cmd->image_opts = true;
 		return 0;
+	case 'l':
+		return img_snapshot_param_parse("convert", optarg, &cmd->snapshot);
 	case 'S':
 		return parse_sparse(cmd, optarg);
 	case 'm':
@@ -247,7 +255,7 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "hf:O:o:B:b:F:cpqnS:m:Wt:T:Ui:", longopts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "hf:O:o:B:b:F:cpqnS:m:Wt:T:Ui:l:", longopts, NULL)) !=
 	       -1) {
 		if (c == 'h') {
 			convert_usage(stdout);
@@ -266,6 +274,10 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 		 */
 		cmd->cfg.aio.offload_buffered = false;
 		cmd->src_flags &= ~DRV_OPEN_DIRECT_IF_COLD;
+	}
+	if (argc - optind > 2 && cmd->snapshot.set) {
+		img_err("convert", "No support for concatenating multiple snapshot");
+		return -EINVAL;
 	}
 	if (argc - optind != 2) {
 		img_err("convert", argc - optind < 2 ? "expected SRC and DST"
@@ -342,6 +354,8 @@ static int open_source(struct convert_cmd *cmd)
 	if (cmd->image_opts
 		    ? img_open_image_opts("convert", cmd->src, cmd->src_flags, &cmd->cfg.src)
 		    : img_open("convert", cmd->src_fmt, cmd->src, cmd->src_flags, &cmd->cfg.src))
+		return -EIO;
+	if (img_snapshot_param_load("convert", &cmd->snapshot, cmd->cfg.src))
 		return -EIO;
 	src = cmd->cfg.src;
 	cmd->cfg.size_bytes = src->size_bytes;
@@ -439,13 +453,16 @@ int img_cmd_convert(int argc, char **argv)
 	};
 	int err;
 
-	if (convert_parse_args(&cmd, argc, argv))
+	if (convert_parse_args(&cmd, argc, argv)) {
+		img_snapshot_param_fini(&cmd.snapshot);
 		return IMG_EXIT_ERR;
+	}
 	cmd.cfg.src_name = cmd.src;
 	cmd.cfg.dst_name = cmd.dst;
 	err = convert_images(&cmd);
 	drv_image_close(cmd.cfg.dst);
 	drv_image_close(cmd.cfg.src);
+	img_snapshot_param_fini(&cmd.snapshot);
 	fflush(stdout);
 	return err ? IMG_EXIT_ERR : IMG_EXIT_OK;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tap-img measure [--output=human|json] [-O FMT] [-o OPTIONS] [-U]
- *                 [--size N | [-f FMT] FILE]
+ *                 [--size N | [-f FMT] [-l SNAPSHOT_PARAM] FILE]
  *
  * qemu-img measure: how large a new image of format FMT (raw by default)
  * would be, for a disk of N bytes or holding FILE's contents: the
@@ -27,6 +27,7 @@
 #include "qcow2/info.h"
 #include "qcow2/measure.h"
 #include "qjson.h"
+#include "snapshot-param.h"
 #include "tap-img.h"
 
 enum {
@@ -39,6 +40,7 @@ struct measure_cmd {
 	const char *src_fmt;
 	const char *filename;
 	const char *size_str;
+	struct img_snapshot_param snapshot; /* -l */
 	bool json;
 	bool force_share;
 	struct drv_image *src;
@@ -55,7 +57,7 @@ struct measure_info {
 static void measure_usage(FILE *f)
 {
 	fprintf(f, "Usage: tap-img measure [--output=human|json] [-O FMT] [-o OPTIONS] [-U]\n"
-		   "                       [--size N | [-f FMT] FILE]\n"
+		   "                       [--size N | [-f FMT] [-l SNAPSHOT_PARAM] FILE]\n"
 		   "\n"
 		   "Print the size a new image of format FMT needs, as qemu-img measure.\n"
 		   "  --size N         for a disk of N bytes (k/M/G/T suffixes)\n"
@@ -65,7 +67,10 @@ static void measure_usage(FILE *f)
 		   "  -o OPTIONS       its create options (cluster_size, compat, refcount_bits,\n"
 		   "                   extended_l2, preallocation, backing_file, ...)\n"
 		   "  --output=FMT     human (default) or json\n"
-		   "  -U               read FILE even while another process writes it\n");
+		   "  -U               read FILE even while another process writes it\n"
+		   "  -l SNAPSHOT_PARAM  measure the internal snapshot of FILE (qcow2) it\n"
+		   "                   names: snapshot.id=ID[,snapshot.name=NAME],\n"
+		   "                   snapshot.name=NAME, or a bare ID_OR_NAME\n");
 }
 
 static int measure_parse_opt(struct measure_cmd *cmd, int c)
@@ -82,6 +87,8 @@ static int measure_parse_opt(struct measure_cmd *cmd, int c)
 	case 'U':
 		cmd->force_share = true;
 		return 0;
+	case 'l':
+		return img_snapshot_param_parse("measure", optarg, &cmd->snapshot);
 	case OPT_SIZE:
 		cmd->size_str = optarg;
 		return 0;
@@ -107,7 +114,7 @@ static int measure_check_args(struct measure_cmd *cmd)
 		img_err("measure", "Either --size N or one filename must be specified.");
 		return -EINVAL;
 	}
-	if (!cmd->filename && cmd->src_fmt) {
+	if (!cmd->filename && (cmd->src_fmt || cmd->snapshot.set)) {
 		img_err("measure", "--image-opts, -f, and -l require a filename argument.");
 		return -EINVAL;
 	}
@@ -127,7 +134,7 @@ static int measure_parse_args(struct measure_cmd *cmd, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "hf:O:o:U", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hf:O:o:Ul:", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			measure_usage(stdout);
 			exit(IMG_EXIT_OK);
@@ -269,7 +276,8 @@ static int measure_run(struct measure_cmd *cmd)
 	if (cmd->filename) {
 		if (cmd->force_share)
 			flags |= DRV_OPEN_SHARED;
-		if (img_open_probed("measure", cmd->src_fmt, cmd->filename, flags, &cmd->src))
+		if (img_open_probed("measure", cmd->src_fmt, cmd->filename, flags, &cmd->src) ||
+		    img_snapshot_param_load("measure", &cmd->snapshot, cmd->src))
 			return -EIO;
 		cmd->size_bytes = cmd->src->size_bytes;
 	}
@@ -290,10 +298,13 @@ int img_cmd_measure(int argc, char **argv)
 	struct measure_cmd cmd = { .create = { .fmt = "raw" } };
 	int err;
 
-	if (measure_parse_args(&cmd, argc, argv))
+	if (measure_parse_args(&cmd, argc, argv)) {
+		img_snapshot_param_fini(&cmd.snapshot);
 		return IMG_EXIT_ERR;
+	}
 	err = measure_run(&cmd);
 	drv_image_close(cmd.src);
+	img_snapshot_param_fini(&cmd.snapshot);
 	fflush(stdout);
 	return err ? IMG_EXIT_ERR : IMG_EXIT_OK;
 }

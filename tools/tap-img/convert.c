@@ -32,6 +32,8 @@
 #include <unistd.h>
 
 #include "checked.h"
+#include "cleanup.h"
+#include "convert-bitmaps.h"
 #include "convert.h"
 #include "errors.h"
 #include "opts.h"
@@ -48,6 +50,8 @@
 enum {
 	OPT_TARGET_IS_ZERO = 256,
 	OPT_IMAGE_OPTS,
+	OPT_BITMAPS,
+	OPT_SKIP_BROKEN_BITMAPS,
 };
 
 struct convert_cmd {
@@ -65,6 +69,8 @@ struct convert_cmd {
 	bool compress;
 	bool quiet;
 	bool force_share;
+	bool bitmaps;		  /* --bitmaps */
+	bool skip_broken_bitmaps; /* --skip-broken-bitmaps */
 	struct img_opts opts;
 	struct img_snapshot_param snapshot; /* -l */
 	struct convert_cfg cfg;
@@ -75,7 +81,8 @@ static void convert_usage(FILE *f)
 	fprintf(f,
 		"Usage: tap-img convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING -F FMT] [-c]\n"
 		"         [-p] [-q] [-n] [--target-is-zero] [-S SIZE] [-m NUM] [-W]\n"
-		"         [-t CACHE] [-T CACHE] [-U] [-i AIO] [-l SNAPSHOT_PARAM] SRC DST\n"
+		"         [-t CACHE] [-T CACHE] [-U] [-i AIO] [-l SNAPSHOT_PARAM]\n"
+		"         [--bitmaps [--skip-broken-bitmaps]] SRC DST\n"
 		"\n"
 		"Copy the image SRC (with its backing chain) into a new image DST.\n"
 		"SRC may be an NBD URI (nbd://HOST/EXPORT, nbd+unix:///EXPORT?socket=PATH).\n"
@@ -105,6 +112,10 @@ static void convert_usage(FILE *f)
 		"               not SRC's current state: snapshot.id=ID[,snapshot.name=NAME]\n"
 		"               (both must match), snapshot.name=NAME, or a bare ID_OR_NAME\n"
 		"               (an id, else a name)\n"
+		"  --bitmaps    copy SRC's persistent dirty bitmaps into DST (both qcow2 v3):\n"
+		"               names, granularities, enabled or not, contents\n"
+		"  --skip-broken-bitmaps  with --bitmaps: skip (with a warning) the\n"
+		"               inconsistent bitmaps instead of failing\n"
 		"Cache modes: none, directsync (O_DIRECT), writeback, writethrough, unsafe.\n",
 		CONVERT_MAX_PARALLEL, CONVERT_DEFAULT_PARALLEL);
 }
@@ -183,6 +194,12 @@ static int convert_parse_opt(struct convert_cmd *cmd, int c)
 	case OPT_IMAGE_OPTS:
 		cmd->image_opts = true;
 		return 0;
+	case OPT_BITMAPS:
+		cmd->bitmaps = true;
+		return 0;
+	case OPT_SKIP_BROKEN_BITMAPS:
+		cmd->skip_broken_bitmaps = true;
+		return 0;
 	case 'l':
 		return img_snapshot_param_parse("convert", optarg, &cmd->snapshot);
 	case 'S':
@@ -251,6 +268,8 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 		{ "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
 		{ "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
 		{ "force-share", no_argument, NULL, 'U' },
+		{ "bitmaps", no_argument, NULL, OPT_BITMAPS },
+		{ "skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN_BITMAPS },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -274,6 +293,14 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 		 */
 		cmd->cfg.aio.offload_buffered = false;
 		cmd->src_flags &= ~DRV_OPEN_DIRECT_IF_COLD;
+	}
+	if (cmd->skip_broken_bitmaps && !cmd->bitmaps) {
+		img_err("convert", "Use of --skip-broken-bitmaps requires --bitmaps");
+		return -EINVAL;
+	}
+	if (argc - optind > 2 && cmd->bitmaps) {
+		img_err("convert", "Copying bitmaps only possible with single source");
+		return -EINVAL;
 	}
 	if (argc - optind > 2 && cmd->snapshot.set) {
 		img_err("convert", "No support for concatenating multiple snapshot");
@@ -429,8 +456,14 @@ static int convert_images(struct convert_cmd *cmd)
 		img_err("convert", "the %s driver cannot write images yet", ops->name);
 		return -ENOTSUP;
 	}
-	if (open_source(cmd) || open_target(cmd, ops))
+	if (open_source(cmd))
 		return -EIO;
+	if (cmd->bitmaps && convert_bitmaps_check_source(cmd->cfg.src, cmd->skip_broken_bitmaps))
+		return -EINVAL;
+	if (open_target(cmd, ops))
+		return -EIO;
+	if (cmd->bitmaps && convert_bitmaps_check_target(cmd->cfg.dst, cmd->dst_fmt))
+		return -ENOTSUP;
 	return convert_copy(&cmd->cfg);
 }
 
@@ -451,6 +484,7 @@ int img_cmd_convert(int argc, char **argv)
 			.aio = { .offload_buffered = true },
 		},
 	};
+	CLEANUP_FREE char *bitmaps_src = NULL;
 	int err;
 
 	if (convert_parse_args(&cmd, argc, argv)) {
@@ -460,8 +494,15 @@ int img_cmd_convert(int argc, char **argv)
 	cmd.cfg.src_name = cmd.src;
 	cmd.cfg.dst_name = cmd.dst;
 	err = convert_images(&cmd);
+	/* the top image's file, for after the close */
+	if (!err && cmd.bitmaps && !(bitmaps_src = strdup(cmd.cfg.src->path)))
+		err = -ENOMEM;
 	drv_image_close(cmd.cfg.dst);
 	drv_image_close(cmd.cfg.src);
+	/* once both are closed, as qemu-img stores the bitmaps when it closes the target */
+	if (!err && cmd.bitmaps)
+		err = convert_bitmaps_copy(bitmaps_src, cmd.dst, cmd.skip_broken_bitmaps,
+					   cmd.force_share);
 	img_snapshot_param_fini(&cmd.snapshot);
 	fflush(stdout);
 	return err ? IMG_EXIT_ERR : IMG_EXIT_OK;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tap-img commit [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] [-q] FILE
+ * tap-img commit [-f FMT] [-t CACHE] [-b BASE] [-r RATE] [-d] [-p] [-q] FILE
  *
  * qemu-img commit: copy what FILE (and, with -b, every image between it
  * and BASE) holds into its backing file (or BASE), then empty FILE so that
@@ -25,6 +25,7 @@
 #include "chaincopy.h"
 #include "checked.h"
 #include "errors.h"
+#include "ratelimit.h"
 #include "qcow2/snapshot-edit.h"
 #include "tap-img.h"
 
@@ -38,11 +39,13 @@ struct commit_cmd {
 	bool keep; /* -d */
 	bool quiet;
 	struct img_progress progress;
+	struct img_ratelimit rate; /* -r */
 };
 
 static void commit_usage(FILE *f)
 {
-	fprintf(f, "Usage: tap-img commit [-f FMT] [-t CACHE] [-b BASE] [-d] [-p] [-q] FILE\n"
+	fprintf(f, "Usage: tap-img commit [-f FMT] [-t CACHE] [-b BASE] [-r RATE] [-d] [-p] [-q] "
+		   "FILE\n"
 		   "\n"
 		   "Copy the data FILE holds into its backing file, then empty FILE.\n"
 		   "  -b BASE   commit into BASE, an image deeper in FILE's backing chain, with\n"
@@ -50,6 +53,8 @@ static void commit_usage(FILE *f)
 		   "  -d        keep FILE's data (do not empty it)\n"
 		   "  -f FMT    format of FILE (default: its TYPE: prefix, else probed)\n"
 		   "  -t CACHE  cache mode (default writeback)\n"
+		   "  -r RATE   copy at most RATE bytes per second (k/M/G/T/P/E suffixes;\n"
+		   "            0: no limit)\n"
 		   "  -p        show progress\n"
 		   "  -q        quiet\n"
 		   "Exit status: 0 on success, 1 on error.\n");
@@ -90,7 +95,9 @@ static int commit_parse_args(struct commit_cmd *cmd, int argc, char **argv)
 			cmd->quiet = true;
 			break;
 		case 'r':
-			break; /* rate limit: nothing to limit against */
+			if (img_parse_rate("commit", optarg, &cmd->rate.bytes_per_sec))
+				return -EINVAL;
+			break;
 		default:
 			commit_usage(stderr);
 			return -EINVAL;
@@ -135,12 +142,17 @@ static int copy_above(struct commit_cmd *cmd, struct img_chain *top, struct drv_
 		if (err)
 			img_err("commit", "%s: block status at byte %" PRIu64 ": %s", cmd->filename,
 				off, err_str(err));
-		if (!err && alloc)
+		if (!err && alloc) {
+			img_ratelimit_wait(&cmd->rate, n);
 			err = img_read("commit", top, off, buf, n);
+		}
 		if (!err && alloc)
 			err = img_copy_out("commit", dst, off, buf, n);
 		off += err ? 0 : n;
 	}
+	/* the last run's time at the rate too, as QEMU's commit job spends it */
+	if (!err)
+		img_ratelimit_wait(&cmd->rate, 0);
 	img_progress_show(&cmd->progress, size, size);
 	buf_free(buf);
 	return err;
@@ -232,12 +244,16 @@ int img_cmd_commit(int argc, char **argv)
 {
 	struct commit_cmd cmd = { 0 };
 	const char *path;
+	int err;
 
-	if (commit_parse_args(&cmd, argc, argv))
-		return IMG_EXIT_ERR;
-	if (!cmd.fmt && !img_spec_split(cmd.filename, &path))
+	img_ratelimit_init(&cmd.rate, 0);
+	err = commit_parse_args(&cmd, argc, argv);
+	if (!err && !cmd.fmt && !img_spec_split(cmd.filename, &path))
 		cmd.fmt = img_probe(cmd.filename);
-	if (commit_run(&cmd))
+	if (!err)
+		err = commit_run(&cmd);
+	img_ratelimit_fini(&cmd.rate);
+	if (err)
 		return IMG_EXIT_ERR;
 	if (!cmd.quiet)
 		printf("Image committed.\n");

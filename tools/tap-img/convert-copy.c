@@ -303,6 +303,8 @@ static void slot_start(struct cv_state *st, struct cv_slot *s, enum cv_kind kind
 		s->state = CV_READY;
 		return;
 	}
+	if (st->cfg->rate)
+		img_ratelimit_wait(st->cfg->rate, s->len);
 	s->state = CV_READING;
 	s->iov = (struct iovec){ .iov_base = s->buf, .iov_len = s->len };
 	s->req.op = DRV_OP_READ;

@@ -70,6 +70,7 @@ struct convert_cmd {
 	bool quiet;
 	bool force_share;
 	bool bitmaps;		  /* --bitmaps */
+	uint64_t rate_bytes;	  /* -r, 0: none */
 	bool skip_broken_bitmaps; /* --skip-broken-bitmaps */
 	struct img_opts opts;
 	struct img_snapshot_param snapshot; /* -l */
@@ -81,7 +82,7 @@ static void convert_usage(FILE *f)
 	fprintf(f,
 		"Usage: tap-img convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING -F FMT] [-c]\n"
 		"         [-p] [-q] [-n] [--target-is-zero] [-S SIZE] [-m NUM] [-W]\n"
-		"         [-t CACHE] [-T CACHE] [-U] [-i AIO] [-l SNAPSHOT_PARAM]\n"
+		"         [-t CACHE] [-T CACHE] [-U] [-i AIO] [-l SNAPSHOT_PARAM] [-r RATE]\n"
 		"         [--bitmaps [--skip-broken-bitmaps]] SRC DST\n"
 		"\n"
 		"Copy the image SRC (with its backing chain) into a new image DST.\n"
@@ -112,6 +113,8 @@ static void convert_usage(FILE *f)
 		"               not SRC's current state: snapshot.id=ID[,snapshot.name=NAME]\n"
 		"               (both must match), snapshot.name=NAME, or a bare ID_OR_NAME\n"
 		"               (an id, else a name)\n"
+		"  -r RATE      at most RATE bytes of data read per second (k/M/G/T/P/E\n"
+		"               suffixes; 0: no limit)\n"
 		"  --bitmaps    copy SRC's persistent dirty bitmaps into DST (both qcow2 v3):\n"
 		"               names, granularities, enabled or not, contents\n"
 		"  --skip-broken-bitmaps  with --bitmaps: skip (with a warning) the\n"
@@ -200,6 +203,8 @@ static int convert_parse_opt(struct convert_cmd *cmd, int c)
 	case OPT_SKIP_BROKEN_BITMAPS:
 		cmd->skip_broken_bitmaps = true;
 		return 0;
+	case 'r':
+		return img_parse_rate("convert", optarg, &cmd->rate_bytes);
 	case 'l':
 		return img_snapshot_param_parse("convert", optarg, &cmd->snapshot);
 	case 'S':
@@ -274,7 +279,7 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "hf:O:o:B:b:F:cpqnS:m:Wt:T:Ui:l:", longopts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "hf:O:o:B:b:F:cpqnS:m:Wt:T:Ui:l:r:", longopts, NULL)) !=
 	       -1) {
 		if (c == 'h') {
 			convert_usage(stdout);
@@ -485,6 +490,7 @@ int img_cmd_convert(int argc, char **argv)
 		},
 	};
 	CLEANUP_FREE char *bitmaps_src = NULL;
+	struct img_ratelimit rate;
 	int err;
 
 	if (convert_parse_args(&cmd, argc, argv)) {
@@ -493,7 +499,10 @@ int img_cmd_convert(int argc, char **argv)
 	}
 	cmd.cfg.src_name = cmd.src;
 	cmd.cfg.dst_name = cmd.dst;
+	img_ratelimit_init(&rate, cmd.rate_bytes);
+	cmd.cfg.rate = cmd.rate_bytes ? &rate : NULL;
 	err = convert_images(&cmd);
+	img_ratelimit_fini(&rate);
 	/* the top image's file, for after the close */
 	if (!err && cmd.bitmaps && !(bitmaps_src = strdup(cmd.cfg.src->path)))
 		err = -ENOMEM;

@@ -12,6 +12,7 @@
 
 #include "aio.h"
 #include "driver.h"
+#include "ratelimit.h"
 
 struct convert_cfg {
 	struct drv_image *src; /* the source chain, read-only */
@@ -34,6 +35,7 @@ struct convert_cfg {
 	bool compress;		       /* -c: whole clusters through DRV_REQ_COMPRESSED */
 	uint64_t compress_bytes;       /* the target's cluster size, with @compress */
 	struct aio_ctx_opts aio;
+	struct img_ratelimit *rate; /* -r: data reads wait for it; NULL: no limit */
 };
 
 /*

@@ -162,6 +162,16 @@ static void status_done(struct drv_req *req, int err)
 			img->path, offset);
 		err = -EIO;
 	}
+	if (err && st->cfg->salvage) {
+		/* qemu-img's salvage: warn, then just try to read the data */
+		if (!st->cfg->quiet)
+			img_err("convert",
+				"warning: error while reading block status at offset "
+				"%" PRIu64 ": %s",
+				offset, err_str(err));
+		status_found(st, offset, MIN(offset + st->align, st->cfg->size_bytes), CV_DATA);
+		return;
+	}
 	if (err) {
 		convert_fail(st, err, "reading the block status of", img->path, offset);
 		st->status_busy = false;
@@ -276,13 +286,72 @@ static struct cv_slot *free_slot(struct cv_state *st)
 	return NULL;
 }
 
-static void read_done(struct drv_req *req, int err)
+/* --salvage reads sector by sector: 512 bytes, or the source's block */
+static uint64_t salvage_unit(const struct cv_state *st)
+{
+	return MAX(512u, st->cfg->src->block_bytes);
+}
+
+static void salvage_next(struct cv_slot *s);
+
+/* A failed sector is a warning and zeros (qemu-img: "error while reading offset N"). */
+static void salvage_done(struct drv_req *req, int err)
 {
 	struct cv_slot *s = req->opaque;
 	struct cv_state *st = s->st;
 
 	st->inflight--;
 	if (err) {
+		if (!st->cfg->quiet)
+			img_err("convert", "warning: error while reading offset %" PRIu64 ": %s",
+				req->offset, err_str(err));
+		memset(s->buf + s->salvage_pos, 0, req->len);
+	}
+	s->salvage_pos += req->len;
+	if (s->in_submit) {
+		s->sync_done = true;
+		return;
+	}
+	salvage_next(s);
+	if (s->state == CV_READY)
+		convert_pump(st);
+}
+
+/* Read the rest of the chunk one sector at a time; then it is ready to write. */
+static void salvage_next(struct cv_slot *s)
+{
+	struct cv_state *st = s->st;
+
+	while (s->salvage_pos < s->len) {
+		uint64_t len = MIN(salvage_unit(st), s->len - s->salvage_pos);
+
+		s->iov = (struct iovec){ .iov_base = s->buf + s->salvage_pos, .iov_len = len };
+		s->req.op = DRV_OP_READ;
+		s->req.flags = 0;
+		s->req.offset = s->offset + s->salvage_pos;
+		s->req.len = len;
+		s->req.done = salvage_done;
+		s->in_submit = true;
+		s->sync_done = false;
+		convert_inflight_inc(st);
+		drv_submit(st->cfg->src, &s->req);
+		s->in_submit = false;
+		if (!s->sync_done)
+			return; /* salvage_done continues */
+	}
+	s->state = CV_READY;
+}
+
+static void read_done(struct drv_req *req, int err)
+{
+	struct cv_slot *s = req->opaque;
+	struct cv_state *st = s->st;
+
+	st->inflight--;
+	if (err && st->cfg->salvage) {
+		s->salvage_pos = 0;
+		salvage_next(s);
+	} else if (err) {
 		convert_fail(st, err, "reading", st->cfg->src_name, s->offset);
 		s->state = CV_FREE;
 	} else {
@@ -374,7 +443,7 @@ static uint64_t next_run(struct cv_state *st, const struct cv_slot *s, bool *zer
 	uint64_t run_end = pos;
 	bool piece_zero;
 
-	if (s->kind == CV_ZERO || st->cfg->sparse_bytes == 0) {
+	if (s->kind == CV_ZERO || st->cfg->sparse_bytes == 0 || st->cfg->copy_offload) {
 		*zero = s->kind == CV_ZERO;
 		return end - pos;
 	}

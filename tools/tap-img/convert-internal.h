@@ -49,6 +49,7 @@ struct cv_slot {
 	bool buf_zeroed;  /* a zero chunk's buffer was cleared for writing zeros as data */
 	bool in_submit;	  /* inside drv_submit: a completion now only records itself */
 	bool sync_done;
+	uint64_t salvage_pos; /* --salvage: bytes of the chunk re-read sector by sector */
 };
 
 /* The extent of the source whose block status is known. */

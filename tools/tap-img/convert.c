@@ -52,6 +52,7 @@ enum {
 	OPT_IMAGE_OPTS,
 	OPT_BITMAPS,
 	OPT_SKIP_BROKEN_BITMAPS,
+	OPT_SALVAGE,
 };
 
 struct convert_cmd {
@@ -71,6 +72,7 @@ struct convert_cmd {
 	bool force_share;
 	bool bitmaps;		  /* --bitmaps */
 	uint64_t rate_bytes;	  /* -r, 0: none */
+	bool sparse_given;	  /* -S */
 	bool skip_broken_bitmaps; /* --skip-broken-bitmaps */
 	struct img_opts opts;
 	struct img_snapshot_param snapshot; /* -l */
@@ -83,7 +85,7 @@ static void convert_usage(FILE *f)
 		"Usage: tap-img convert [-f FMT] [-O FMT] [-o OPTIONS] [-B BACKING -F FMT] [-c]\n"
 		"         [-p] [-q] [-n] [--target-is-zero] [-S SIZE] [-m NUM] [-W]\n"
 		"         [-t CACHE] [-T CACHE] [-U] [-i AIO] [-l SNAPSHOT_PARAM] [-r RATE]\n"
-		"         [--bitmaps [--skip-broken-bitmaps]] SRC DST\n"
+		"         [-C] [--salvage] [--bitmaps [--skip-broken-bitmaps]] SRC DST\n"
 		"\n"
 		"Copy the image SRC (with its backing chain) into a new image DST.\n"
 		"SRC may be an NBD URI (nbd://HOST/EXPORT, nbd+unix:///EXPORT?socket=PATH).\n"
@@ -115,6 +117,11 @@ static void convert_usage(FILE *f)
 		"               (an id, else a name)\n"
 		"  -r RATE      at most RATE bytes of data read per second (k/M/G/T/P/E\n"
 		"               suffixes; 0: no limit)\n"
+		"  -C           copy what SRC's block status calls data as it is, without\n"
+		"               scanning it for zeros (qemu-img's copy offloading: DST may be\n"
+		"               fully allocated); not with -c, -S or --salvage\n"
+		"  --salvage    on a read error, read that chunk again sector by sector;\n"
+		"               unreadable sectors become zeros, each with a warning\n"
 		"  --bitmaps    copy SRC's persistent dirty bitmaps into DST (both qcow2 v3):\n"
 		"               names, granularities, enabled or not, contents\n"
 		"  --skip-broken-bitmaps  with --bitmaps: skip (with a warning) the\n"
@@ -208,7 +215,14 @@ static int convert_parse_opt(struct convert_cmd *cmd, int c)
 	case 'l':
 		return img_snapshot_param_parse("convert", optarg, &cmd->snapshot);
 	case 'S':
+		cmd->sparse_given = true;
 		return parse_sparse(cmd, optarg);
+	case 'C':
+		cmd->cfg.copy_offload = true;
+		return 0;
+	case OPT_SALVAGE:
+		cmd->cfg.salvage = true;
+		return 0;
 	case 'm':
 		return parse_parallel(cmd, optarg);
 	case 'W':
@@ -224,9 +238,30 @@ static int convert_parse_opt(struct convert_cmd *cmd, int c)
 	return -EINVAL;
 }
 
+/* -C's exclusions, in qemu-img's order. */
+static int check_copy_offload(const struct convert_cmd *cmd)
+{
+	const char *why = NULL;
+
+	if (!cmd->cfg.copy_offload)
+		return 0;
+	if (cmd->compress)
+		why = "Cannot enable copy offloading when -c is used";
+	else if (cmd->sparse_given)
+		why = "Cannot enable copy offloading when -S is used";
+	else if (cmd->cfg.salvage)
+		why = "Cannot use copy offloading in salvaging mode";
+	if (!why)
+		return 0;
+	img_err("convert", "%s", why);
+	return -EINVAL;
+}
+
 /* The combinations qemu-img refuses, with its reasons. */
 static int convert_check_args(const struct convert_cmd *cmd)
 {
+	if (check_copy_offload(cmd))
+		return -EINVAL;
 	if (cmd->skip_create && cmd->opts.nr) {
 		img_err("convert", "-o has no effect when skipping image creation (-n)");
 		return -EINVAL;
@@ -275,12 +310,13 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 		{ "force-share", no_argument, NULL, 'U' },
 		{ "bitmaps", no_argument, NULL, OPT_BITMAPS },
 		{ "skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN_BITMAPS },
+		{ "salvage", no_argument, NULL, OPT_SALVAGE },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "hf:O:o:B:b:F:cpqnS:m:Wt:T:Ui:l:r:", longopts, NULL)) !=
-	       -1) {
+	while ((c = getopt_long(argc, argv, "hf:O:o:B:b:F:cpqnS:m:Wt:T:Ui:l:r:C", longopts,
+				NULL)) != -1) {
 		if (c == 'h') {
 			convert_usage(stdout);
 			exit(IMG_EXIT_OK);
@@ -322,6 +358,7 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 		cmd->src_flags |= DRV_OPEN_SHARED;
 	if (cmd->quiet)
 		cmd->cfg.progress = false;
+	cmd->cfg.quiet = cmd->quiet;
 	return convert_check_args(cmd);
 }
 

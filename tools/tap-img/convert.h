@@ -36,6 +36,11 @@ struct convert_cfg {
 	uint64_t compress_bytes;       /* the target's cluster size, with @compress */
 	struct aio_ctx_opts aio;
 	struct img_ratelimit *rate; /* -r: data reads wait for it; NULL: no limit */
+	/* --salvage: unreadable sectors (and block status) become zeros (data), with warnings */
+	bool salvage;
+	bool quiet; /* -q: no salvage warnings */
+	/* -C: what the source's block status calls data is written whole, not scanned for zeros */
+	bool copy_offload;
 };
 
 /*

@@ -335,6 +335,9 @@ static int convert_parse_args(struct convert_cmd *cmd, int argc, char **argv)
 		cmd->cfg.aio.offload_buffered = false;
 		cmd->src_flags &= ~DRV_OPEN_DIRECT_IF_COLD;
 	}
+	/* --salvage re-reads 512-byte sectors, as qemu-img: O_DIRECT could only read blocks */
+	if (cmd->cfg.salvage)
+		cmd->src_flags &= ~DRV_OPEN_DIRECT_IF_COLD;
 	if (cmd->skip_broken_bitmaps && !cmd->bitmaps) {
 		img_err("convert", "Use of --skip-broken-bitmaps requires --bitmaps");
 		return -EINVAL;

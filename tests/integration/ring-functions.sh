@@ -12,6 +12,9 @@
 #                                      valgrind: no error at exit either)
 #   front ARGS...                      tap-front against $td_sock (under $VG)
 #   scaled N                           N, or N/8 under valgrind
+#   wait_info JQ_TEST                  tapdisk's `info` on $td_sock until
+#                                      JQ_TEST holds on it (at most 20 s)
+#   $CTL                               the control client (ctl-client.py)
 TAPFRONT="$VG $BIN/tap-front"
 
 start_tapdisk() {
@@ -37,4 +40,15 @@ front() {
 
 scaled() {
 	if [ "${QTAP_VALGRIND:-0}" = 1 ]; then echo $(($1 / 8)); else echo "$1"; fi
+}
+
+CTL="python3 $TOP/tests/integration/ctl-client.py"
+
+wait_info() {
+	_deadline=$(($(date +%s) + 20))
+	until $CTL "$td_sock" info | jq -e "$1" >/dev/null; do
+		[ "$(date +%s)" -lt "$_deadline" ] ||
+			die "info never showed $1: $($CTL "$td_sock" info)"
+		sleep 0.05
+	done
 }

@@ -10,19 +10,10 @@
 . "$(dirname "$0")/ring-functions.sh"
 requires qemu-img python3 jq
 
-CTL="python3 $TOP/tests/integration/ctl-client.py"
 img=$(mktmp vm.qcow2)
 qemu-img create -q -f qcow2 "$img" 64M
 start_tapdisk td "qcow2:$img" -q 2
 
-# info until jq's test on it holds, for at most 20 s
-wait_info() {
-	deadline=$(($(date +%s) + 20))
-	until $CTL "$td_sock" info | jq -e "$1" >/dev/null; do
-		[ "$(date +%s)" -lt "$deadline" ] || die "info never showed $1: $($CTL "$td_sock" info)"
-		sleep 0.05
-	done
-}
 
 # not through front(): $! must be tap-front itself, not a subshell
 $TAPFRONT --ctl "$td_sock" --rw randwrite --qd 16 --queues 2 --runtime 60 \

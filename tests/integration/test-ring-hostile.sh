@@ -16,7 +16,6 @@
 . "$(dirname "$0")/ring-functions.sh"
 requires qemu-img qemu-io python3 jq
 
-CTL="python3 $TOP/tests/integration/ctl-client.py"
 ops=$(scaled 2000)
 img=$(mktmp disk.raw)
 qimg=$(mktmp data.qcow2)

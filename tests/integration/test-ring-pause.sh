@@ -14,7 +14,6 @@
 . "$(dirname "$0")/ring-functions.sh"
 requires qemu-img python3 jq
 
-CTL="python3 $TOP/tests/integration/ctl-client.py"
 img=$(mktmp vm.qcow2)
 qemu-img create -q -f qcow2 "$img" 64M
 start_tapdisk td "qcow2:$img"
@@ -24,14 +23,6 @@ front --rw randrw --qd 8 --runtime 1 --verify --fill 0 --seed 5 >"$TEST_DIR/run.
 fpid=$!
 on_exit "kill -9 $fpid 2>/dev/null"
 
-# info until jq's test on it holds, for at most 20 s
-wait_info() {
-	deadline=$(($(date +%s) + 20))
-	until $CTL "$td_sock" info | jq -e "$1" >/dev/null; do
-		[ "$(date +%s)" -lt "$deadline" ] || die "info never showed $1"
-		sleep 0.05
-	done
-}
 wait_info '.result.frontends[0].queues[0].inflight == 8'
 qemu-img snapshot -c paused "$img" || die "no snapshot while paused"
 

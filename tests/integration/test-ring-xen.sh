@@ -12,7 +12,6 @@
 requires python3 jq
 [ -e /dev/xen/gntdev ] && skip "this is a Xen host: the test is about hosts without Xen"
 
-CTL="python3 $TOP/tests/integration/ctl-client.py"
 img=$(mktmp disk.raw)
 truncate -s 16M "$img"
 start_tapdisk td "raw:$img"

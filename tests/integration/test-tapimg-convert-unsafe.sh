@@ -72,14 +72,17 @@ directopen() {
 	die "-t none then -t writeback: O_DIRECT on: $(directopen -t none -T none -t writeback)"
 
 # A source the page cache does not hold is read O_DIRECT by default (where
-# the file system takes O_DIRECT and the kernel has cachestat, 6.5), and
-# still equals its copy; -T writeback keeps it buffered.
+# the file system takes O_DIRECT and the kernel has cachestat, 6.5, and not
+# under valgrind, which does not know cachestat), and still equals its
+# copy; -T writeback keeps it buffered.
 cold() {
 	sync src.raw
 	dd if=src.raw iflag=nocache count=0 status=none
 }
 kernel=$(uname -r | awk -F. '{ print $1 * 1000 + $2 }')
-if [ "$kernel" -ge 6005 ] && [ "$(directopen -T none)" = "src.raw " ]; then
+if [ -n "$VG" ]; then
+	echo "skip the cold source case: valgrind does not know cachestat"
+elif [ "$kernel" -ge 6005 ] && [ "$(directopen -T none)" = "src.raw " ]; then
 	cold
 	got=$(directopen)
 	[ "$got" = "src.raw " ] || die "a cold source is not read O_DIRECT (O_DIRECT on: $got)"
@@ -87,6 +90,6 @@ if [ "$kernel" -ge 6005 ] && [ "$(directopen -T none)" = "src.raw " ]; then
 	got=$(directopen -T writeback)
 	[ "$got" = "" ] || die "-T writeback: O_DIRECT on a cold source: $got"
 else
-	echo "skip the cold source case: kernel $(uname -r) before 6.5, or no O_DIRECT in $d"
+	echo "skip the cold source case: kernel $(uname -r) before 6.5, or no O_DIRECT here"
 fi
 exit 0
